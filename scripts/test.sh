@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every check wharf has: formatting, lints, unit tests, API tests, and the end-to-end tests
+# with real clients (Docker, containerd's ctr, skopeo, podman, oras) and with distribution
+# (Debian's docker-registry). Installs what those tests need first, so a fresh Debian machine
+# needs nothing but this script and a Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 python3-pip)
+PIP_PACKAGES=(oras)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "test.sh: need root to run: $*" >&2; return 1; fi
+}
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # Pip from the system package only matters when no python3 -m pip exists already.
+  if python3 -m pip --version >/dev/null 2>&1; then
+    missing=("${missing[@]/python3-pip}")
+  fi
+  local wanted=()
+  for p in "${missing[@]}"; do [ -n "$p" ] && wanted+=("$p"); done
+  if [ ${#wanted[@]} -gt 0 ]; then
+    echo "test.sh: installing Debian packages: ${wanted[*]}"
+    as_root apt-get update -qq
+    # policy-rc.d keeps package scripts from starting services (docker, docker-registry on
+    # :5000) that the tests do not use: the tests start their own, on ports of their own.
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+    as_root rm -f /usr/sbin/policy-rc.d
+  fi
+}
+
+install_pip_packages() {
+  if python3 -c 'import oras.client' 2>/dev/null; then return; fi
+  echo "test.sh: installing Python packages: ${PIP_PACKAGES[*]}"
+  python3 -m pip install --quiet "${PIP_PACKAGES[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "${PIP_PACKAGES[@]}"
+}
+
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo not found; install a Rust toolchain (rustup, stable) first" >&2
+  exit 1
+fi
+
+install_apt_packages
+install_pip_packages
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+cargo test --all-targets -- --test-threads="${WHARF_TEST_THREADS:-4}"

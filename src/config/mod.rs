@@ -1,0 +1,974 @@
+//! The registry configuration: registry:2-compatible YAML (`version: 0.1`), `REGISTRY_*`
+//! environment overrides, and validation. Field names follow registry:2's config keys so an
+//! existing `config.yml` works unchanged.
+//!
+//! Loading goes file → generic YAML tree → `REGISTRY_*` overrides (`env`) → checks (`validate`)
+//! → `Config`. Working on the tree rather than on `Config` is what lets a variable such as
+//! `REGISTRY_STORAGE=filesystem` replace a whole section, exactly as registry:2 does.
+
+mod env;
+mod schema;
+mod validate;
+
+pub use env::PATH_VAR;
+pub use validate::is_secret_key;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where data goes when nothing says otherwise (registry:2 uses /var/lib/registry in its image;
+/// a binary run by hand keeps its data next to where it was started).
+pub const DEFAULT_ROOT: &str = "./data";
+/// registry:2 listens on :5000; wharf binds loopback by default so a first run exposes nothing.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// The only configuration version registry:2 (and so wharf) understands.
+pub const VERSION: &str = "0.1";
+
+/// Why a configuration cannot be used. Every variant names what to fix: the file, the key, or
+/// the environment variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("configuration is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("version: {0}")]
+    Version(String),
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: invalid value {value}: {reason}{}", origin_note(origin))]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+        origin: Option<String>,
+    },
+}
+
+fn origin_note(origin: &Option<String>) -> String {
+    origin.as_ref().map(|var| format!(" (set by {var})")).unwrap_or_default()
+}
+
+/// A loaded configuration with what the loader noticed on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Unknown keys and unrecognized `REGISTRY_*` variables, which registry:2 also ignores.
+    pub warnings: Vec<String>,
+    /// The file read, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// Loads the configuration: the file at `path`, else at `REGISTRY_CONFIGURATION_PATH`, else
+/// built-in defaults; then the process's `REGISTRY_*` variables; then validation.
+pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let from_env = env.iter().find(|(k, v)| k == PATH_VAR && !v.is_empty());
+    let source = path.map(Path::to_path_buf).or_else(|| from_env.map(|(_, v)| PathBuf::from(v)));
+    let text = match &source {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|error| ConfigError::Io { path: p.clone(), error })?),
+        None => None,
+    };
+    let mut loaded = load_from(text.as_deref(), &env)?;
+    loaded.source = source;
+    Ok(loaded)
+}
+
+/// Loads from a configuration file's text (`None`: no file, start from defaults) and an
+/// environment given as name/value pairs.
+pub fn load_from(yaml: Option<&str>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let mut tree = match yaml {
+        Some(text) => parse_file(text)?,
+        None => Value::Mapping(Mapping::new()),
+    };
+    let applied = env::apply(&mut tree, env)?;
+    let mut warnings = validate::check(&mut tree, &applied.origins)?;
+    warnings.extend(applied.warnings);
+    default_storage(&mut tree);
+    let mut config: Config = serde_yaml_ng::from_value(tree).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    if config.version.is_empty() {
+        config.version = VERSION.into();
+    }
+    Ok(Loaded {
+        config,
+        warnings,
+        source: None,
+    })
+}
+
+/// Parses a configuration file and checks its version, before any variable applies.
+fn parse_file(text: &str) -> Result<Value, ConfigError> {
+    let mut tree: Value = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    // Go's YAML decoder honours `<<` merge keys; serde_yaml_ng leaves them to the caller.
+    tree.apply_merge().map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    if tree.is_null() {
+        tree = Value::Mapping(Mapping::new());
+    }
+    let Some(root) = tree.as_mapping_mut() else {
+        return Err(ConfigError::Yaml("the document must be a mapping of keys".into()));
+    };
+    let version = match root.get("version") {
+        None | Some(Value::Null) => return Err(ConfigError::Version(format!("missing; the file must declare `version: {VERSION}`"))),
+        // `version: 0.1` is a YAML float; registry:2 reads its text.
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => validate::show(other),
+    };
+    if version != VERSION {
+        return Err(ConfigError::Version(format!(
+            "unsupported version {version:?} (expected {VERSION})"
+        )));
+    }
+    root.insert(Value::from("version"), Value::from(VERSION));
+    // `storage: filesystem` names a driver without parameters; variables walk into the map form.
+    for key in ["storage", "auth"] {
+        if let Some(v) = root.get_mut(key) {
+            *v = env::driver_shorthand(v.clone());
+        }
+    }
+    Ok(tree)
+}
+
+/// registry:2 refuses to start without a storage driver; wharf uses the filesystem at its
+/// default root instead, and says so in the effective configuration.
+fn default_storage(tree: &mut Value) {
+    let Some(root) = tree.as_mapping_mut() else { return };
+    let storage = root.entry(Value::from("storage")).or_insert(Value::Mapping(Mapping::new()));
+    let Some(storage) = storage.as_mapping_mut() else { return };
+    let sections = ["delete", "maintenance", "cache", "redirect"];
+    if storage.keys().all(|k| k.as_str().is_some_and(|k| sections.contains(&k))) {
+        storage.insert(Value::from("filesystem"), Value::Mapping(Mapping::new()));
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub version: String,
+    pub log: Log,
+    pub storage: Storage,
+    pub http: Http,
+    /// Keyed by auth scheme (`htpasswd`, `token`); registry:2 allows at most one.
+    pub auth: Auth,
+    // Sections registry:2 has and wharf accepts but does not act on (yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middleware: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporting: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatibility: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Log {
+    pub level: String,
+    pub formatter: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accesslog: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reportcaller: Option<Value>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            formatter: "text".into(),
+            accesslog: None,
+            fields: None,
+            hooks: None,
+            reportcaller: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Storage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemStorage>,
+    pub delete: Delete,
+    pub maintenance: Maintenance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilesystemStorage {
+    pub rootdirectory: PathBuf,
+}
+
+impl Default for FilesystemStorage {
+    fn default() -> Self {
+        FilesystemStorage {
+            rootdirectory: PathBuf::from(DEFAULT_ROOT),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Delete {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Maintenance {
+    pub uploadpurging: UploadPurging,
+    pub readonly: ReadOnly,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ReadOnly {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UploadPurging {
+    pub enabled: bool,
+    /// Uploads older than this are removed (registry:2 default 168h).
+    #[serde(with = "duration_str")]
+    pub age: Duration,
+    /// How often the purge runs (registry:2 default 24h).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    pub dryrun: bool,
+}
+
+impl Default for UploadPurging {
+    fn default() -> Self {
+        UploadPurging {
+            enabled: true,
+            age: Duration::from_secs(168 * 3600),
+            interval: Duration::from_secs(24 * 3600),
+            dryrun: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Http {
+    pub addr: String,
+    pub prefix: String,
+    pub host: String,
+    pub secret: String,
+    pub relativeurls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    pub headers: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draintimeout: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Value>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            addr: DEFAULT_ADDR.into(),
+            prefix: String::new(),
+            host: String::new(),
+            secret: String::new(),
+            relativeurls: false,
+            tls: None,
+            headers: BTreeMap::new(),
+            net: None,
+            draintimeout: None,
+            debug: None,
+            http2: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Tls {
+    pub certificate: String,
+    pub key: String,
+    pub clientcas: Vec<String>,
+    pub minimumtls: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphersuites: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub letsencrypt: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Auth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub htpasswd: Option<Htpasswd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenAuth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Htpasswd {
+    pub realm: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
+}
+
+impl Config {
+    /// The filesystem storage root, whichever way it was configured.
+    pub fn root_directory(&self) -> PathBuf {
+        self.storage
+            .filesystem
+            .as_ref()
+            .map(|f| f.rootdirectory.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+    }
+
+    /// The socket address `http.addr` names. As in registry:2, `:5000` means every interface;
+    /// a host name is resolved, preferring IPv4 (`localhost:5000` is 127.0.0.1:5000).
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let addr = if self.http.addr.is_empty() { DEFAULT_ADDR } else { &self.http.addr };
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "http.addr".into(),
+            value: format!("{addr:?}"),
+            reason,
+            origin: None,
+        };
+        let (host, port) = validate::split_host_port(addr).ok_or_else(|| invalid("expected host:port or :port".into()))?;
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        let found: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        found
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(found.first())
+            .copied()
+            .ok_or_else(|| invalid(format!("{host} resolves to no address")))
+    }
+
+    /// The configuration as YAML with every secret (`http.secret`, passwords, keys of
+    /// services) replaced by `<redacted>`: safe to print or log.
+    pub fn redacted_yaml(&self) -> String {
+        let mut tree = serde_yaml_ng::to_value(self).unwrap_or(Value::Null);
+        redact(&mut tree);
+        serde_yaml_ng::to_string(&tree).unwrap_or_default()
+    }
+}
+
+/// Replaces the non-empty values of secret-looking keys, at any depth.
+fn redact(v: &mut Value) {
+    match v {
+        Value::Mapping(map) => {
+            for (key, child) in map.iter_mut() {
+                let secret = key.as_str().is_some_and(is_secret_key);
+                let empty = matches!(child, Value::Null) || child.as_str() == Some("");
+                if secret && !empty && !child.is_mapping() {
+                    *child = Value::from("<redacted>");
+                } else {
+                    redact(child);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// Go-style durations as registry:2 writes them: `168h`, `5m30s`, `500ms`, or a bare number of
+/// nanoseconds.
+pub mod duration_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_go(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        match v {
+            serde_yaml_ng::Value::Number(n) => n
+                .as_u64()
+                .map(Duration::from_nanos)
+                .ok_or_else(|| serde::de::Error::custom("duration must be a non-negative number")),
+            serde_yaml_ng::Value::String(s) => parse_go(&s).map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom("duration must be a string like 168h or 5m")),
+        }
+    }
+
+    pub fn parse_go(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        if s == "0" {
+            return Ok(Duration::ZERO);
+        }
+        let mut total = 0f64;
+        let mut rest = s;
+        if rest.is_empty() {
+            return Err("empty duration".into());
+        }
+        while !rest.is_empty() {
+            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            if num_len == 0 {
+                return Err(format!("invalid duration {s:?}"));
+            }
+            let n: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+            rest = &rest[num_len..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let scale = match unit {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
+            };
+            total += n * scale;
+        }
+        Ok(Duration::from_secs_f64(total))
+    }
+
+    pub fn format_go(d: Duration) -> String {
+        let secs = d.as_secs();
+        if d.subsec_nanos() != 0 {
+            return format!("{}ms", d.as_millis());
+        }
+        if secs % 3600 == 0 && secs > 0 {
+            format!("{}h", secs / 3600)
+        } else if secs % 60 == 0 && secs > 0 {
+            format!("{}m", secs / 60)
+        } else {
+            format!("{secs}s")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load_ok(yaml: Option<&str>, vars: &[(&str, &str)]) -> Loaded {
+        load_from(yaml, &env(vars)).unwrap_or_else(|e| panic!("load failed: {e}"))
+    }
+
+    fn load_err(yaml: Option<&str>, vars: &[(&str, &str)]) -> String {
+        match load_from(yaml, &env(vars)) {
+            Ok(l) => panic!("expected an error, got {:?}", l.config),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const FILE: &str = "
+version: 0.1
+log:
+  level: debug
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: :5000
+  secret: s3cr3t
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/registry/htpasswd
+";
+
+    #[test]
+    fn file_only() {
+        let l = load_ok(Some(FILE), &[]);
+        let c = &l.config;
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(c.version, "0.1");
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.root_directory(), PathBuf::from("/var/lib/registry"));
+        assert!(c.storage.delete.enabled);
+        assert!(c.storage.cache.is_some());
+        assert_eq!(c.http.addr, ":5000");
+        assert_eq!(c.http.headers["X-Content-Type-Options"], vec!["nosniff"]);
+        let h = c.auth.htpasswd.as_ref().expect("htpasswd");
+        assert_eq!(
+            (h.realm.as_str(), h.path.as_path()),
+            ("basic-realm", Path::new("/etc/registry/htpasswd"))
+        );
+        // Defaults fill what the file leaves out.
+        assert!(c.storage.maintenance.uploadpurging.enabled);
+        assert_eq!(c.storage.maintenance.uploadpurging.age, Duration::from_secs(168 * 3600));
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let l = load_ok(None, &[]);
+        assert_eq!(l.config.version, "0.1");
+        assert_eq!(l.config.http.addr, DEFAULT_ADDR);
+        assert_eq!(l.config.root_directory(), PathBuf::from(DEFAULT_ROOT));
+        assert!(l.config.storage.filesystem.is_some(), "filesystem is the default driver");
+        assert!(!l.config.storage.delete.enabled, "DELETE is off by default, as in registry:2");
+        assert!(l.config.auth.htpasswd.is_none() && l.config.auth.token.is_none());
+        assert!(l.warnings.is_empty());
+    }
+
+    #[test]
+    fn env_only() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_ADDR", "0.0.0.0:443"),
+                ("REGISTRY_LOG_LEVEL", "warn"),
+                ("PATH", "/bin"),
+            ],
+        );
+        assert_eq!(l.config.http.addr, "0.0.0.0:443");
+        assert_eq!(l.config.log.level, "warn");
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let l = load_ok(
+            Some(FILE),
+            &[
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/data"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+                ("REGISTRY_LOG_LEVEL", "INFO"),
+                ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+            ],
+        );
+        let c = &l.config;
+        assert_eq!(c.root_directory(), PathBuf::from("/data"));
+        assert!(!c.storage.delete.enabled);
+        assert_eq!(c.log.level, "info", "levels are case-insensitive and stored lower-case");
+        let h = c.auth.htpasswd.as_ref().unwrap();
+        assert_eq!(h.realm, "Registry Realm");
+        assert_eq!(h.path, PathBuf::from("/etc/registry/htpasswd"), "untouched keys stay");
+        assert!(c.storage.cache.is_some(), "a nested override keeps the sibling sections");
+    }
+
+    #[test]
+    fn htpasswd_from_env_as_in_the_docker_docs() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+                ("REGISTRY_AUTH", "htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+            ],
+        );
+        let h = l.config.auth.htpasswd.expect("REGISTRY_AUTH=htpasswd selects htpasswd");
+        assert_eq!(h.realm, "Registry Realm");
+        assert_eq!(h.path, PathBuf::from("/auth/htpasswd"));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn bare_auth_scheme_has_empty_parameters() {
+        let l = load_ok(None, &[("REGISTRY_AUTH", "htpasswd")]);
+        assert_eq!(l.config.auth.htpasswd.unwrap().realm, "");
+    }
+
+    #[test]
+    fn rootdirectory_from_env() {
+        let l = load_ok(None, &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/data")]);
+        assert_eq!(l.config.root_directory(), PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn http_addr_port_only_listens_everywhere() {
+        let l = load_ok(None, &[("REGISTRY_HTTP_ADDR", ":5001")]);
+        assert_eq!(l.config.http.addr, ":5001");
+        assert_eq!(l.config.listen_addr().unwrap(), "0.0.0.0:5001".parse().unwrap());
+    }
+
+    #[test]
+    fn listen_addr_forms() {
+        let mut c = Config::default();
+        for (addr, want) in [
+            ("localhost:5000", "127.0.0.1:5000"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::1]:5000", "[::1]:5000"),
+            ("", DEFAULT_ADDR),
+        ] {
+            c.http.addr = addr.into();
+            assert_eq!(c.listen_addr().unwrap(), want.parse::<SocketAddr>().unwrap(), "{addr}");
+        }
+        c.http.addr = "5000".into();
+        assert!(c.listen_addr().unwrap_err().to_string().contains("http.addr"));
+    }
+
+    #[test]
+    fn tls_from_env() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/certs/domain.crt"),
+                ("REGISTRY_HTTP_TLS_KEY", "/certs/domain.key"),
+                ("REGISTRY_HTTP_ADDR", "0.0.0.0:443"),
+            ],
+        );
+        let tls = l.config.http.tls.expect("tls");
+        assert_eq!(
+            (tls.certificate.as_str(), tls.key.as_str()),
+            ("/certs/domain.crt", "/certs/domain.key")
+        );
+    }
+
+    #[test]
+    fn certificate_without_key_is_an_error() {
+        let e = load_err(None, &[("REGISTRY_HTTP_TLS_CERTIFICATE", "/certs/domain.crt")]);
+        assert!(e.starts_with("http.tls.key:"), "{e}");
+    }
+
+    #[test]
+    fn delete_enabled_from_env() {
+        let l = load_ok(None, &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")]);
+        assert!(l.config.storage.delete.enabled);
+        assert!(l.config.storage.filesystem.is_some(), "still the filesystem driver");
+    }
+
+    #[test]
+    fn upload_purging_from_env() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "2h"),
+                ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED", "false"),
+                ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL", "90m"),
+            ],
+        );
+        let p = &l.config.storage.maintenance.uploadpurging;
+        assert!(!p.enabled);
+        assert_eq!(p.age, Duration::from_secs(2 * 3600));
+        assert_eq!(p.interval, Duration::from_secs(90 * 60));
+        assert!(!p.dryrun);
+    }
+
+    #[test]
+    fn variables_apply_in_lexical_order() {
+        // Listed out of order on purpose: REGISTRY_STORAGE must still apply first, replacing
+        // the file's whole storage map, and the root directory must land under it.
+        let l = load_ok(
+            Some(FILE),
+            &[
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/data"),
+                ("REGISTRY_STORAGE", "filesystem"),
+            ],
+        );
+        let s = &l.config.storage;
+        assert_eq!(l.config.root_directory(), PathBuf::from("/data"));
+        assert!(!s.delete.enabled, "REGISTRY_STORAGE replaced storage.delete from the file");
+        assert!(s.cache.is_none(), "REGISTRY_STORAGE replaced storage.cache from the file");
+    }
+
+    #[test]
+    fn a_later_whole_section_replaces_earlier_keys() {
+        // REGISTRY_HTTP sorts before REGISTRY_HTTP_ADDR, so the map applies first.
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_ADDR", ":6000"),
+                ("REGISTRY_HTTP", "{addr: ':7000', relativeurls: true}"),
+            ],
+        );
+        assert_eq!(l.config.http.addr, ":6000");
+        assert!(l.config.http.relativeurls);
+    }
+
+    #[test]
+    fn values_are_yaml() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS", "[nosniff]"),
+                ("REGISTRY_HTTP_HEADERS", "{Access-Control-Allow-Origin: ['*']}"),
+                (
+                    "REGISTRY_HTTP_TLS",
+                    "{certificate: /c.pem, key: /k.pem, clientcas: [/ca1.pem, /ca2.pem]}",
+                ),
+                ("REGISTRY_HTTP_RELATIVEURLS", "true"),
+                ("REGISTRY_HTTP_SECRET", "0123"),
+                ("REGISTRY_STORAGE_MAINTENANCE_READONLY", "{enabled: yes}"),
+            ],
+        );
+        let http = &l.config.http;
+        assert_eq!(http.headers["x-content-type-options"], vec!["nosniff"], "new keys are lower-cased");
+        assert_eq!(http.headers["Access-Control-Allow-Origin"], vec!["*"]);
+        assert_eq!(http.tls.as_ref().unwrap().clientcas, vec!["/ca1.pem", "/ca2.pem"]);
+        assert!(http.relativeurls);
+        assert_eq!(http.secret, "0123", "a string field keeps the text as written");
+        assert!(l.config.storage.maintenance.readonly.enabled, "YAML 1.1 `yes` is true, as in Go");
+    }
+
+    #[test]
+    fn existing_map_keys_match_by_upper_case() {
+        let yaml = "version: 0.1\nhttp:\n  headers:\n    X-Frame-Options: [DENY]\n";
+        let l = load_ok(Some(yaml), &[("REGISTRY_HTTP_HEADERS_X-FRAME-OPTIONS_0", "SAMEORIGIN")]);
+        assert_eq!(l.config.http.headers["X-Frame-Options"], vec!["SAMEORIGIN"]);
+        assert_eq!(l.config.http.headers.len(), 1);
+    }
+
+    #[test]
+    fn list_elements_by_index() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c"),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS_0", "/ca0"),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/ca1"),
+                ("REGISTRY_HTTP_TLS_KEY", "/k"),
+            ],
+        );
+        assert_eq!(l.config.http.tls.unwrap().clientcas, vec!["/ca0", "/ca1"]);
+        let e = load_err(None, &[("REGISTRY_HTTP_TLS_CLIENTCAS_3", "/ca")]);
+        assert!(e.contains("REGISTRY_HTTP_TLS_CLIENTCAS_3") && e.contains("index"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variables_warn() {
+        let l = load_ok(
+            None,
+            &[
+                ("REGISTRY_HTTP_ADDRESS", ":1"),
+                ("REGISTRY_NOSUCH", "x"),
+                ("REGISTRY_http_addr", ":2"),
+                ("REGISTRY_CONFIGURATION_PATH", "/etc/docker/registry/config.yml"),
+            ],
+        );
+        assert_eq!(l.config.http.addr, DEFAULT_ADDR);
+        let w = l.warnings.join("\n");
+        for var in ["REGISTRY_HTTP_ADDRESS", "REGISTRY_NOSUCH", "REGISTRY_http_addr"] {
+            assert!(w.contains(var), "no warning for {var}: {w}");
+        }
+        assert!(!w.contains("CONFIGURATION_PATH"), "{w}");
+    }
+
+    #[test]
+    fn unknown_file_keys_warn_with_dotted_key() {
+        let yaml = "version: 0.1\nhttp:\n  addr: :5000\n  tlss: {}\nfoo: 1\nstorage:\n  delete:\n    enable: true\n";
+        let l = load_ok(Some(yaml), &[]);
+        let w = l.warnings.join("\n");
+        for key in ["http.tlss", "foo", "storage.delete.enable"] {
+            assert!(w.contains(key), "no warning for {key}: {w}");
+        }
+    }
+
+    #[test]
+    fn registry2_sections_wharf_ignores_are_accepted() {
+        let yaml = "
+version: 0.1
+loglevel: debug
+log:
+  accesslog: {disabled: true}
+  formatter: json
+storage:
+  filesystem: {rootdirectory: /r, maxthreads: 100}
+  redirect: {disable: true}
+  maintenance:
+    uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}
+    readonly: {enabled: false}
+http:
+  addr: 127.0.0.1:5000
+  net: tcp
+  draintimeout: 60s
+  debug: {addr: ':5001', prometheus: {enabled: true, path: /metrics}}
+  http2: {disabled: false}
+  tls: {certificate: /c, key: /k, minimumtls: tls1.2, ciphersuites: [a], letsencrypt: {cachefile: /x}}
+notifications:
+  events: {includereferences: true}
+  endpoints: [{name: alistener, url: 'https://x/event', headers: {Authorization: [Bearer t]}}]
+redis: {addr: 'localhost:6379', password: pw, db: 0}
+health: {storagedriver: {enabled: true, interval: 10s, threshold: 3}}
+proxy: {remoteurl: 'https://registry-1.docker.io', username: u, password: p}
+validation: {manifests: {urls: {allow: ['^https?://']}}}
+compatibility: {schema1: {enabled: false}}
+middleware: {registry: [{name: x, options: {}}]}
+reporting: {bugsnag: {apikey: k}}
+catalog: {maxentries: 100}
+policy: {repository: {classes: [image]}}
+";
+        let l = load_ok(Some(yaml), &[("REGISTRY_REDIS_POOL_MAXIDLE", "16")]);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let c = &l.config;
+        assert_eq!(c.log.level, "debug", "deprecated top-level loglevel still applies");
+        assert_eq!(c.log.formatter, "json");
+        assert_eq!(c.root_directory(), PathBuf::from("/r"));
+        assert_eq!(c.redis.as_ref().unwrap()["pool"]["maxidle"], Value::from(16));
+        assert!(c.proxy.is_some() && c.notifications.is_some() && c.http.debug.is_some());
+    }
+
+    #[test]
+    fn log_level_beats_deprecated_loglevel() {
+        let l = load_ok(Some("version: 0.1\nloglevel: debug\nlog: {level: error}\n"), &[]);
+        assert_eq!(l.config.log.level, "error");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_value() {
+        let file = |body: &str| format!("version: 0.1\n{body}\n");
+        for (yaml, key, value) in [
+            (
+                file("storage:\n  maintenance:\n    uploadpurging: {age: 5x}"),
+                "storage.maintenance.uploadpurging.age",
+                "\"5x\"",
+            ),
+            (file("log: {level: verbose}"), "log.level", "\"verbose\""),
+            (file("log: {formatter: xml}"), "log.formatter", "\"xml\""),
+            (file("http: {addr: localhost}"), "http.addr", "\"localhost\""),
+            (file("http: {relativeurls: maybe}"), "http.relativeurls", "\"maybe\""),
+            (file("http: {headers: {X-A: nosniff}}"), "http.headers.X-A", "\"nosniff\""),
+            (file("http: [a]"), "http", "[\"a\"]"),
+            (file("storage: {delete: {enabled: [true]}}"), "storage.delete.enabled", "[true]"),
+            (file("storage: {s3: {bucket: b}}"), "storage", "\"s3\""),
+            (
+                file("storage: {filesystem: {}, inmemory: {}}"),
+                "storage",
+                "\"filesystem, inmemory\"",
+            ),
+            (file("auth: {htpasswd: {}, token: {}}"), "auth", "\"htpasswd, token\""),
+            (file("auth: silly"), "auth", "\"silly\""),
+            (file("auth: {htpasswd: {path: [a]}}"), "auth.htpasswd.path", "[\"a\"]"),
+        ] {
+            let e = load_err(Some(&yaml), &[]);
+            assert!(e.starts_with(&format!("{key}: invalid value {value}: ")), "{yaml}\n=> {e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_from_env_name_the_variable() {
+        let e = load_err(None, &[("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "5x")]);
+        assert!(e.contains("storage.maintenance.uploadpurging.age"), "{e}");
+        assert!(
+            e.contains("\"5x\"") && e.contains("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE"),
+            "{e}"
+        );
+        let e = load_err(None, &[("REGISTRY_STORAGE", "s3"), ("REGISTRY_STORAGE_S3_BUCKET", "b")]);
+        assert!(e.contains("s3") && e.contains("REGISTRY_STORAGE"), "{e}");
+        let e = load_err(None, &[("REGISTRY_AUTH_TOKEN_REALM", "r"), ("REGISTRY_AUTH_HTPASSWD_PATH", "/p")]);
+        assert!(e.starts_with("auth: ") && e.contains("more than one auth scheme"), "{e}");
+        let e = load_err(None, &[("REGISTRY_HTTP_HEADERS", "{unclosed")]);
+        assert!(e.starts_with("environment variable REGISTRY_HTTP_HEADERS:"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let e = load_err(None, &[("REGISTRY_HTTP_SECRET", "[hunter2]")]);
+        assert!(e.starts_with("http.secret: invalid value <redacted>"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn version_is_required_in_a_file() {
+        let e = load_err(Some("http: {addr: ':5000'}\n"), &[]);
+        assert!(e.starts_with("version: missing"), "{e}");
+        let e = load_err(Some(""), &[]);
+        assert!(e.starts_with("version: missing"), "{e}");
+        let e = load_err(Some("version: 0.2\n"), &[]);
+        assert!(e.starts_with("version: unsupported version \"0.2\""), "{e}");
+        let e = load_err(Some("version: abc\n"), &[]);
+        assert!(e.contains("version"), "{e}");
+        assert_eq!(load_ok(Some("version: '0.1'\n"), &[]).config.version, "0.1");
+    }
+
+    #[test]
+    fn broken_yaml_is_an_error() {
+        let e = load_err(Some("version: 0.1\nhttp: {addr\n"), &[]);
+        assert!(e.starts_with("configuration is not valid YAML"), "{e}");
+        let e = load_err(Some("- a\n- b\n"), &[]);
+        assert!(e.contains("mapping"), "{e}");
+    }
+
+    #[test]
+    fn merge_keys_are_honoured() {
+        let yaml = "version: 0.1\nx-common: &c {enabled: true}\nstorage:\n  delete:\n    <<: *c\n";
+        let l = load_ok(Some(yaml), &[]);
+        assert!(l.config.storage.delete.enabled);
+    }
+
+    #[test]
+    fn load_reads_the_given_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, "version: 0.1\nhttp:\n  addr: 127.0.0.1:5999\n").unwrap();
+        let l = load(Some(&path)).unwrap();
+        assert_eq!(l.source.as_deref(), Some(path.as_path()));
+        let missing = dir.path().join("nope.yml");
+        let e = load(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("nope.yml"), "{e}");
+    }
+
+    #[test]
+    fn redacted_yaml_hides_secrets() {
+        let l = load_ok(
+            Some(FILE),
+            &[("REGISTRY_REDIS_PASSWORD", "redispw"), ("REGISTRY_PROXY_PASSWORD", "proxypw")],
+        );
+        let out = l.config.redacted_yaml();
+        for secret in ["s3cr3t", "redispw", "proxypw"] {
+            assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+        }
+        assert!(out.contains("<redacted>"), "{out}");
+        assert!(out.contains("/var/lib/registry") && out.contains("htpasswd"), "{out}");
+        // What is printed loads back to the same configuration (secrets aside).
+        let again = load_ok(Some(&out), &[]).config;
+        assert_eq!(again.root_directory(), l.config.root_directory());
+        assert_eq!(
+            again.storage.maintenance.uploadpurging.age,
+            l.config.storage.maintenance.uploadpurging.age
+        );
+    }
+}

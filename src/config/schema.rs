@@ -1,0 +1,158 @@
+//! The shape of a registry:2 configuration, as far as wharf needs to know it.
+//!
+//! registry:2 walks its Go structs by reflection when it applies `REGISTRY_*` variables; wharf
+//! walks a generic YAML tree instead, so this table says what each node is: a struct (fixed,
+//! case-insensitive field names), a map (free keys), a list, or a typed leaf. The same table
+//! drives validation. Sections wharf does not use are `Any`: accepted and walked as plain maps.
+
+/// What a node of the configuration tree is.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Fixed fields; a variable segment matches a field by its upper-cased name.
+    Struct(&'static [Field]),
+    /// A map keyed by driver name (`storage`, `auth`); a bare scalar names the driver.
+    /// `sections` are keys that are not drivers (`storage.delete`, `storage.maintenance`...).
+    Drivers {
+        what: &'static str,
+        sections: &'static [Field],
+        drivers: &'static [Field],
+    },
+    /// A driver's parameters: a free map whose listed keys have a known type.
+    Params(&'static [Field]),
+    /// A free map whose values all have the same kind.
+    Map(&'static Kind),
+    /// A list, addressed by numeric index in variable names.
+    List(&'static Kind),
+    /// Anything: kept as is, walked as implicit maps and lists.
+    Any,
+    Str,
+    Bool,
+    /// A Go duration (`168h`, `5m30s`) or a number of nanoseconds.
+    Duration,
+    /// `error`, `warn`, `info` or `debug` (any case).
+    LogLevel,
+    /// `text`, `json` or `logstash`.
+    Formatter,
+    /// `host:port` or `:port`.
+    Addr,
+}
+
+impl Kind {
+    /// Leaves take their value whole; a null leaf means "not set".
+    pub(crate) fn is_leaf(&self) -> bool {
+        !matches!(
+            self,
+            Kind::Struct(_) | Kind::Drivers { .. } | Kind::Params(_) | Kind::Map(_) | Kind::Any
+        )
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+/// Looks up a listed key exactly (YAML keys are case-sensitive).
+pub(crate) fn field<'a>(fields: &'a [Field], name: &str) -> Option<&'a Field> {
+    fields.iter().find(|f| f.name == name)
+}
+
+pub(crate) const ROOT: Kind = Kind::Struct(&[
+    f("version", Kind::Str),
+    f("log", Kind::Struct(LOG)),
+    // Deprecated spelling of log.level, still honoured by registry:2.
+    f("loglevel", Kind::LogLevel),
+    f("storage", STORAGE),
+    f("auth", AUTH),
+    f("http", Kind::Struct(HTTP)),
+    f("middleware", Kind::Any),
+    f("reporting", Kind::Any),
+    f("notifications", Kind::Any),
+    f("redis", Kind::Any),
+    f("health", Kind::Any),
+    f("catalog", Kind::Any),
+    f("proxy", Kind::Any),
+    f("compatibility", Kind::Any),
+    f("validation", Kind::Any),
+    f("policy", Kind::Any),
+]);
+
+const LOG: &[Field] = &[
+    f("accesslog", Kind::Any),
+    f("level", Kind::LogLevel),
+    f("formatter", Kind::Formatter),
+    f("fields", Kind::Any),
+    f("hooks", Kind::Any),
+    f("reportcaller", Kind::Any),
+];
+
+const STORAGE: Kind = Kind::Drivers {
+    what: "storage driver",
+    sections: &[
+        f("delete", Kind::Struct(&[f("enabled", Kind::Bool)])),
+        f("maintenance", Kind::Struct(MAINTENANCE)),
+        f("cache", Kind::Any),
+        f("redirect", Kind::Any),
+    ],
+    // Unknown parameters of a driver are accepted, as registry:2's drivers ignore them.
+    drivers: &[f("filesystem", Kind::Params(&[f("rootdirectory", Kind::Str)]))],
+};
+
+const MAINTENANCE: &[Field] = &[
+    f(
+        "uploadpurging",
+        Kind::Struct(&[
+            f("enabled", Kind::Bool),
+            f("age", Kind::Duration),
+            f("interval", Kind::Duration),
+            f("dryrun", Kind::Bool),
+        ]),
+    ),
+    f("readonly", Kind::Struct(&[f("enabled", Kind::Bool)])),
+];
+
+const AUTH: Kind = Kind::Drivers {
+    what: "auth scheme",
+    sections: &[],
+    drivers: &[
+        f("htpasswd", Kind::Params(&[f("realm", Kind::Str), f("path", Kind::Str)])),
+        f(
+            "token",
+            Kind::Params(&[
+                f("realm", Kind::Str),
+                f("service", Kind::Str),
+                f("issuer", Kind::Str),
+                f("rootcertbundle", Kind::Str),
+            ]),
+        ),
+    ],
+};
+
+const HTTP: &[Field] = &[
+    f("addr", Kind::Addr),
+    f("net", Kind::Any),
+    f("host", Kind::Str),
+    f("prefix", Kind::Str),
+    f("secret", Kind::Str),
+    f("relativeurls", Kind::Bool),
+    f("draintimeout", Kind::Any),
+    f("tls", Kind::Struct(TLS)),
+    // Go's http.Header: header name to a list of values.
+    f("headers", Kind::Map(&Kind::List(&Kind::Str))),
+    f("debug", Kind::Any),
+    f("http2", Kind::Any),
+];
+
+const TLS: &[Field] = &[
+    f("certificate", Kind::Str),
+    f("key", Kind::Str),
+    f("clientcas", Kind::List(&Kind::Str)),
+    f("minimumtls", Kind::Str),
+    f("ciphersuites", Kind::Any),
+    f("letsencrypt", Kind::Any),
+];

@@ -1,0 +1,114 @@
+//! The HTTP API: one module per area. `dispatch` reads the route from the path (names contain
+//! slashes, so axum's per-segment routing does not fit) and hands over to the area's handler.
+
+mod base;
+mod blobs;
+mod catalog;
+pub mod error;
+mod manifests;
+mod referrers;
+pub mod request;
+mod tags;
+mod uploads;
+
+use crate::oci::{ErrorCode, RegistryError};
+use crate::registry::Registry;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use request::Route;
+use std::sync::Arc;
+
+pub type HttpResult = Result<Response, RegistryError>;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub urls: Urls,
+}
+
+/// How `Location` headers are written: absolute URLs built from the request's host (registry:2's
+/// default), or relative paths (`http.relativeurls`).
+#[derive(Debug, Clone, Default)]
+pub struct Urls {
+    /// `http.host`: a fixed external base URL, e.g. `https://registry.example.com`.
+    pub host: Option<String>,
+    pub relative: bool,
+    pub tls: bool,
+}
+
+impl Urls {
+    pub fn location(&self, headers: &HeaderMap, path: &str) -> String {
+        if self.relative {
+            return path.to_string();
+        }
+        if let Some(host) = &self.host {
+            return format!("{}{path}", host.trim_end_matches('/'));
+        }
+        let host = request::header_str(headers, "host").filter(|h| h.bytes().all(|b| b.is_ascii_graphic()));
+        let forwarded = request::header_str(headers, "x-forwarded-proto").filter(|p| *p == "http" || *p == "https");
+        match host {
+            Some(host) => {
+                let scheme = forwarded.unwrap_or(if self.tls { "https" } else { "http" });
+                format!("{scheme}://{host}{path}")
+            }
+            None => path.to_string(),
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .fallback(dispatch)
+        .with_state(state)
+        .layer(axum::middleware::map_response(api_version_header))
+}
+
+/// Every response, errors included, says which API it speaks.
+async fn api_version_header(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    resp
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let route = match request::route(req.uri().path()) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let method = req.method().clone();
+    let result = match (&route, &method) {
+        (Route::Base, &Method::GET | &Method::HEAD) => Ok(base::get()),
+        (Route::Catalog, &Method::GET) => catalog::get(&state, req).await,
+        (Route::Tags(name), &Method::GET) => tags::get(&state, name, req).await,
+        (Route::Blob(name, d), &Method::GET | &Method::HEAD) => blobs::get(&state, name, d, req).await,
+        (Route::Blob(name, d), &Method::DELETE) => blobs::delete(&state, name, d).await,
+        (Route::Upload(name, None), &Method::POST) => uploads::start(&state, name, req).await,
+        (Route::Upload(name, Some(id)), &Method::GET) => uploads::status(&state, name, id, req).await,
+        (Route::Upload(name, Some(id)), &Method::PATCH) => uploads::patch(&state, name, id, req).await,
+        (Route::Upload(name, Some(id)), &Method::PUT) => uploads::put(&state, name, id, req).await,
+        (Route::Upload(name, Some(id)), &Method::DELETE) => uploads::cancel(&state, name, id).await,
+        (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, name, r, req).await,
+        (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
+        (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,
+        (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
+        (Route::NotFound, _) => Ok(error::json_error(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such API endpoint")),
+        _ => Err(RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("method {method} is not allowed here"),
+        )),
+    };
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if method == Method::HEAD {
+        // HEAD answers carry GET's headers (Content-Length included) but never a body.
+        *resp.body_mut() = Body::empty();
+    }
+    resp
+}
+
+/// The request body as a byte stream for the store.
+fn body_stream(req: Request) -> crate::store::ByteStream {
+    use futures::StreamExt;
+    req.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed()
+}

@@ -1,0 +1,102 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, or mount), and
+//! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use super::{body_stream, request, AppState, HttpResult};
+use crate::oci::{ErrorCode, RegistryError, RepoName};
+use crate::registry::UploadStatus;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// 202 with where to send the next chunk and how much has arrived.
+fn session_response(state: &AppState, headers: &HeaderMap, name: &RepoName, status: StatusCode, s: &UploadStatus) -> Response {
+    let location = state.urls.location(headers, &format!("/v2/{name}/blobs/uploads/{}", s.id));
+    // registry:2 reports an empty session as 0-0; clients only read the end.
+    let end = s.size.saturating_sub(1);
+    (
+        status,
+        [
+            (header::LOCATION, location),
+            (header::RANGE, format!("0-{end}")),
+            (header::CONTENT_LENGTH, "0".to_string()),
+            (header::HeaderName::from_static("docker-upload-uuid"), s.id.clone()),
+        ],
+    )
+        .into_response()
+}
+
+fn blob_created(state: &AppState, headers: &HeaderMap, name: &RepoName, digest: &crate::oci::Digest) -> Response {
+    let location = state.urls.location(headers, &format!("/v2/{name}/blobs/{digest}"));
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::CONTENT_LENGTH, "0".to_string()),
+            (header::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+        ],
+    )
+        .into_response()
+}
+
+pub async fn start(state: &AppState, name: &RepoName, req: Request) -> HttpResult {
+    let params = request::query(req.uri().query());
+    let headers = req.headers().clone();
+    if let Some(mount) = request::param(&params, "mount") {
+        let digest = request::parse_digest(mount)?;
+        let from = match request::param(&params, "from") {
+            Some(f) => Some(
+                RepoName::parse(f)
+                    .ok_or_else(|| RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {f:?} in from")))?,
+            ),
+            None => None,
+        };
+        if state.registry.blob_mount(name, &digest, from.as_ref()).await? {
+            return Ok(blob_created(state, &headers, name, &digest));
+        }
+    } else if let Some(d) = request::param(&params, "digest") {
+        let digest = request::parse_digest(d)?;
+        let length = request::content_length(&headers)?;
+        state.registry.upload_monolithic(name, &digest, length, body_stream(req)).await?;
+        return Ok(blob_created(state, &headers, name, &digest));
+    }
+    let status = state.registry.upload_start(name).await?;
+    Ok(session_response(state, &headers, name, StatusCode::ACCEPTED, &status))
+}
+
+pub async fn status(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    let s = state.registry.upload_status(name, id).await?;
+    Ok(session_response(state, req.headers(), name, StatusCode::NO_CONTENT, &s))
+}
+
+pub async fn patch(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    let headers = req.headers().clone();
+    let range = request::content_range(&headers)?;
+    let length = request::content_length(&headers)?;
+    let s = state.registry.upload_patch(name, id, range, length, body_stream(req)).await?;
+    Ok(session_response(state, &headers, name, StatusCode::ACCEPTED, &s))
+}
+
+pub async fn put(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    let headers = req.headers().clone();
+    let params = request::query(req.uri().query());
+    let digest = request::param(&params, "digest")
+        .ok_or_else(|| {
+            RegistryError::new(
+                ErrorCode::DigestInvalid,
+                "the digest query parameter is required to complete an upload",
+            )
+        })
+        .and_then(request::parse_digest)?;
+    let range = request::content_range(&headers)?;
+    let length = request::content_length(&headers)?;
+    // A final PUT may carry the last chunk; an empty body just closes the session.
+    let has_body = length.is_some_and(|l| l > 0) || (length.is_none() && headers.contains_key(header::TRANSFER_ENCODING));
+    let body = has_body.then(|| body_stream(req));
+    state.registry.upload_finish(name, id, &digest, range, length, body).await?;
+    Ok(blob_created(state, &headers, name, &digest))
+}
+
+pub async fn cancel(state: &AppState, name: &RepoName, id: &str) -> HttpResult {
+    state.registry.upload_cancel(name, id).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,11 @@
+//! wharf: a private container image registry.
+//!
+//! Requests flow one way: `http` → `registry` → `store`, with `oci` as the shared vocabulary
+//! underneath. `cli` is the command line on top.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod store;

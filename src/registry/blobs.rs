@@ -1,0 +1,66 @@
+//! Pulling and deleting blobs within a repository.
+
+use super::{Registry, Result};
+use crate::oci::{Digest, ErrorCode, RegistryError, RepoName};
+use crate::store::{ByteStream, Link};
+
+/// A blob on its way out: the full size, and the body of the requested range.
+pub struct BlobBody {
+    pub size: u64,
+    pub range: Option<(u64, u64)>,
+    pub body: Option<ByteStream>,
+}
+
+fn blob_unknown(digest: &Digest) -> RegistryError {
+    RegistryError::new(ErrorCode::BlobUnknown, format!("blob {digest} is not in this repository"))
+}
+
+impl Registry {
+    /// A blob is visible in a repository when the repository links it (as a layer or as a
+    /// manifest revision, so manifests can also be fetched through the blob API).
+    pub(super) async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        if self.store.link_read(&Link::Layer(repo.clone(), digest.clone())).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.store.link_read(&Link::Revision(repo.clone(), digest.clone())).await?.is_some())
+    }
+
+    /// Size of a blob in the repository (HEAD).
+    pub async fn blob_stat(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        if !self.blob_linked(repo, digest).await? {
+            return Err(blob_unknown(digest));
+        }
+        self.store.blob_size(digest).await?.ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Opens a blob, optionally a byte range of it, resolved by `pick_range` once the size is known.
+    pub async fn blob_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        pick_range: impl FnOnce(u64) -> Result<Option<(u64, u64)>>,
+        with_body: bool,
+    ) -> Result<BlobBody> {
+        let size = self.blob_stat(repo, digest).await?;
+        let range = pick_range(size)?;
+        if !with_body {
+            return Ok(BlobBody { size, range, body: None });
+        }
+        let read = self.store.blob_read(digest, range).await?.ok_or_else(|| blob_unknown(digest))?;
+        Ok(BlobBody {
+            size: read.size,
+            range,
+            body: Some(read.body),
+        })
+    }
+
+    /// Unlinks a blob from a repository. The bytes stay until garbage collection, since other
+    /// repositories may link the same content.
+    pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.check_delete_enabled()?;
+        if !self.store.link_delete(&Link::Layer(repo.clone(), digest.clone())).await? {
+            return Err(blob_unknown(digest));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Pushing, pulling and deleting manifests. Manifests are kept as the exact bytes received; they
+//! are parsed to validate them and to learn what they reference, never re-serialized.
+
+use super::{Registry, Result};
+use crate::oci::manifest::{Manifest, MAX_MANIFEST_SIZE};
+use crate::oci::{Digest, ErrorCode, Reference, RegistryError, RepoName};
+use crate::store::Link;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A manifest as served: its bytes, digest and media type.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+    pub manifest: Manifest,
+}
+
+/// What a successful PUT tells the client.
+#[derive(Debug, Clone)]
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// Parsed manifests by digest. Content-addressed, so entries never go stale; the budget only
+/// bounds memory.
+#[derive(Default)]
+pub(super) struct Cache {
+    inner: Mutex<(HashMap<Digest, Arc<StoredManifest>>, usize)>,
+}
+
+const CACHE_BUDGET: usize = 8 * 1024 * 1024;
+
+impl Cache {
+    fn get(&self, d: &Digest) -> Option<Arc<StoredManifest>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.get(d).cloned()
+    }
+
+    fn put(&self, m: Arc<StoredManifest>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1 + m.bytes.len() > CACHE_BUDGET {
+            inner.0.clear();
+            inner.1 = 0;
+        }
+        inner.1 += m.bytes.len();
+        inner.0.insert(m.digest.clone(), m);
+    }
+}
+
+fn manifest_unknown(reference: &impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::ManifestUnknown,
+        format!("manifest {reference} is not in this repository"),
+    )
+}
+
+impl Registry {
+    /// Resolves a tag or digest to a manifest digest present in the repository.
+    pub async fn manifest_resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
+        let digest = match reference {
+            Reference::Tag(t) => self.store.link_read(&Link::TagCurrent(repo.clone(), t.clone())).await?,
+            Reference::Digest(d) => self
+                .store
+                .link_read(&Link::Revision(repo.clone(), d.clone()))
+                .await?
+                .map(|_| d.clone()),
+        };
+        digest.ok_or_else(|| manifest_unknown(reference))
+    }
+
+    pub async fn manifest_get(&self, repo: &RepoName, reference: &Reference) -> Result<Arc<StoredManifest>> {
+        let digest = self.manifest_resolve(repo, reference).await?;
+        self.manifest_load(&digest).await?.ok_or_else(|| manifest_unknown(reference))
+    }
+
+    /// Loads manifest content by digest, whatever repository links it.
+    pub(super) async fn manifest_load(&self, digest: &Digest) -> Result<Option<Arc<StoredManifest>>> {
+        if let Some(m) = self.manifests.get(digest) {
+            return Ok(Some(m));
+        }
+        let Some(bytes) = self.store.blob_bytes(digest).await? else {
+            return Ok(None);
+        };
+        let manifest = Manifest::parse_stored(&bytes)
+            .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("stored manifest {digest}: {e}")))?;
+        let stored = Arc::new(StoredManifest {
+            digest: digest.clone(),
+            media_type: manifest.media_type.clone(),
+            bytes,
+            manifest,
+        });
+        self.manifests.put(stored.clone());
+        Ok(Some(stored))
+    }
+
+    pub async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<ManifestPut> {
+        self.check_writable()?;
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::new(
+                ErrorCode::TooLarge,
+                format!("manifest is {} bytes; the limit is {MAX_MANIFEST_SIZE}", bytes.len()),
+            ));
+        }
+        let manifest = Manifest::parse_upload(&bytes, content_type).map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, e.0))?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &bytes);
+                if &actual != d {
+                    return Err(RegistryError::new(
+                        ErrorCode::DigestInvalid,
+                        format!("manifest content has digest {actual}, not {d}"),
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        self.check_references(repo, &manifest).await?;
+
+        // Content first, then the links that make it reachable: a crash in between leaves at
+        // most an unreferenced blob, never a link to missing content.
+        self.store.blob_put(&digest, bytes.clone()).await?;
+        self.store
+            .link_write(&Link::Revision(repo.clone(), digest.clone()), &digest)
+            .await?;
+        if let Some(subject) = &manifest.subject {
+            let link = Link::Referrer {
+                repo: repo.clone(),
+                subject: subject.digest.clone(),
+                referrer: digest.clone(),
+            };
+            self.store.link_write(&link, &digest).await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.store
+                .link_write(&Link::TagIndex(repo.clone(), tag.clone(), digest.clone()), &digest)
+                .await?;
+            self.store.link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest).await?;
+        }
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let stored = StoredManifest {
+            digest: digest.clone(),
+            media_type: manifest.media_type.clone(),
+            bytes,
+            manifest,
+        };
+        self.manifests.put(Arc::new(stored));
+        Ok(ManifestPut { digest, subject })
+    }
+
+    /// Every blob an image references and every manifest an index references must already be in
+    /// the repository, so a pull of what was just pushed cannot fail half-way.
+    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
+        for blob in manifest.blobs.iter().filter(|b| !b.is_external()) {
+            let present = self
+                .store
+                .link_read(&Link::Layer(repo.clone(), blob.digest.clone()))
+                .await?
+                .is_some()
+                && self.store.blob_size(&blob.digest).await?.is_some();
+            if !present {
+                return Err(RegistryError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("blob {} referenced by the manifest is not in {repo}; push it first", blob.digest),
+                )
+                .with_detail(serde_json::json!({ "digest": blob.digest.to_string() })));
+            }
+        }
+        for child in &manifest.children {
+            if self
+                .store
+                .link_read(&Link::Revision(repo.clone(), child.digest.clone()))
+                .await?
+                .is_none()
+            {
+                return Err(RegistryError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("manifest {} referenced by the index is not in {repo}; push it first", child.digest),
+                )
+                .with_detail(serde_json::json!({ "digest": child.digest.to_string() })));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a tag (the manifest stays), or a manifest by digest together with every tag that
+    /// points at it, as registry:2 does.
+    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.check_delete_enabled()?;
+        match reference {
+            Reference::Tag(tag) => {
+                if !self.store.tag_delete(repo, tag).await? {
+                    return Err(manifest_unknown(reference));
+                }
+            }
+            Reference::Digest(digest) => {
+                let revision = Link::Revision(repo.clone(), digest.clone());
+                if self.store.link_read(&revision).await?.is_none() {
+                    return Err(manifest_unknown(reference));
+                }
+                for tag in self.store.tags(repo).await?.unwrap_or_default() {
+                    let Some(tag) = crate::oci::Tag::parse(&tag) else { continue };
+                    if self.store.link_read(&Link::TagCurrent(repo.clone(), tag.clone())).await?.as_ref() == Some(digest) {
+                        self.store.tag_delete(repo, &tag).await?;
+                    }
+                }
+                if let Some(subject) = self.manifest_load(digest).await?.and_then(|m| m.manifest.subject.clone()) {
+                    self.store
+                        .link_delete(&Link::Referrer {
+                            repo: repo.clone(),
+                            subject: subject.digest,
+                            referrer: digest.clone(),
+                        })
+                        .await?;
+                }
+                self.store.link_delete(&revision).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! The registry domain, free of HTTP: push, pull, mount, delete, list, referrers, purging.
+//! Each operation validates against what the store holds and returns a `RegistryError` whose
+//! code the spec defines.
+
+mod blobs;
+pub mod listing;
+mod manifests;
+pub mod purge;
+mod referrers;
+mod uploads;
+
+pub use blobs::BlobBody;
+pub use manifests::{ManifestPut, StoredManifest};
+pub use uploads::{ChunkRange, UploadStatus};
+
+use crate::oci::{ErrorCode, RegistryError, RepoName};
+use crate::store::Store;
+use std::sync::Arc;
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Settings that change registry behaviour (not transport).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// registry:2's `storage.delete.enabled`: without it DELETE is refused.
+    pub delete_enabled: bool,
+    /// registry:2's `storage.maintenance.readonly.enabled`: pushes and deletes are refused.
+    pub read_only: bool,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    options: Options,
+    uploads: uploads::Sessions,
+    manifests: manifests::Cache,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, options: Options) -> Registry {
+        Registry {
+            store,
+            options,
+            uploads: uploads::Sessions::default(),
+            manifests: manifests::Cache::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn check_delete_enabled(&self) -> Result<()> {
+        self.check_writable()?;
+        if !self.options.delete_enabled {
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "deletes are disabled; enable them with storage.delete.enabled: true (REGISTRY_STORAGE_DELETE_ENABLED=true)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.options.read_only {
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "the registry is in read-only mode (storage.maintenance.readonly)",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn require_repo(&self, repo: &RepoName) -> Result<()> {
+        if self.store.repo_exists(repo).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::new(
+                ErrorCode::NameUnknown,
+                format!("repository {repo} is not known to this registry"),
+            ))
+        }
+    }
+}

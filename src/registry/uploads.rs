@@ -1,0 +1,320 @@
+//! Blob upload sessions: start, append chunks (hashing as the bytes stream to storage), report
+//! progress, commit with a verified digest, cancel, and cross-repository mounts.
+
+use super::{Registry, Result};
+use crate::oci::digest::Hasher;
+use crate::oci::{Algorithm, Digest, ErrorCode, RegistryError, RepoName};
+use crate::store::{ByteStream, Link};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// An inclusive byte range from a `Content-Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub size: u64,
+}
+
+/// In-memory hash progress per session, so each chunk is hashed once as it arrives. It is only
+/// an optimisation: after a restart (or any doubt) the digest is recomputed from stored bytes.
+#[derive(Default)]
+pub(super) struct Sessions {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
+}
+
+#[derive(Default)]
+struct HashState {
+    /// sha256 of the first `offset` bytes of the session.
+    hasher: Option<Hasher>,
+    offset: u64,
+}
+
+impl Sessions {
+    fn key(repo: &RepoName, id: &str) -> String {
+        format!("{repo}\0{id}")
+    }
+
+    fn get(&self, repo: &RepoName, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(Self::key(repo, id)).or_default().clone()
+    }
+
+    pub(super) fn forget(&self, repo: &RepoName, id: &str) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&Self::key(repo, id));
+    }
+}
+
+/// Session ids become path components, so only the characters a UUID uses are accepted.
+pub fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn upload_unknown(id: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadUnknown,
+        format!("upload {id} is not in progress (finished, cancelled or purged)"),
+    )
+}
+
+/// What went wrong with a body while it streamed, recorded so the error can be reported as the
+/// client's fault rather than a storage failure.
+#[derive(Default)]
+struct Meter {
+    hasher: Option<Hasher>,
+    seen: u64,
+    violation: Option<String>,
+}
+
+/// Wraps a request body: hashes each chunk and enforces the declared length. Ending early or
+/// running over yields an error, which makes the store roll the append back.
+struct MeteredBody {
+    inner: ByteStream,
+    meter: Arc<Mutex<Meter>>,
+    expected: Option<u64>,
+    finished: bool,
+}
+
+impl Stream for MeteredBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let expected = self.expected;
+        let polled = self.inner.poll_next_unpin(cx);
+        let mut meter = self.meter.lock().unwrap_or_else(|e| e.into_inner());
+        let violation = match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                meter.seen += chunk.len() as u64;
+                if let Some(h) = meter.hasher.as_mut() {
+                    h.update(chunk);
+                }
+                expected
+                    .filter(|&e| meter.seen > e)
+                    .map(|e| format!("body is longer than the declared {e} bytes"))
+            }
+            Poll::Ready(None) => expected
+                .filter(|&e| meter.seen != e)
+                .map(|e| format!("body has {} bytes but {e} were declared", meter.seen)),
+            _ => None,
+        };
+        if let Some(v) = violation {
+            meter.violation = Some(v.clone());
+            drop(meter);
+            self.finished = true;
+            return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidInput, v))));
+        }
+        drop(meter);
+        if matches!(polled, Poll::Ready(None)) {
+            self.finished = true;
+        }
+        polled
+    }
+}
+
+impl Registry {
+    pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus> {
+        self.check_writable()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.store.upload_create(repo, &id).await?;
+        Ok(UploadStatus { id, size: 0 })
+    }
+
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        if !valid_upload_id(id) {
+            return Err(upload_unknown(id));
+        }
+        let info = self.store.upload_info(repo, id).await?.ok_or_else(|| upload_unknown(id))?;
+        Ok(UploadStatus {
+            id: id.to_string(),
+            size: info.size,
+        })
+    }
+
+    /// Appends a chunk. With a `Content-Range` it must start exactly where the session ends.
+    pub async fn upload_patch(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<ChunkRange>,
+        content_length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
+        self.check_writable()?;
+        let session = self.sessions_lock(repo, id).await?;
+        let mut state = session.lock().await;
+        let size = self.append(repo, id, &mut state, range, content_length, body).await?;
+        Ok(UploadStatus { id: id.to_string(), size })
+    }
+
+    /// Finishes an upload: appends the last chunk if any, verifies the digest over everything
+    /// received, and only then makes the blob visible.
+    pub async fn upload_finish(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        content_length: Option<u64>,
+        body: Option<ByteStream>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let session = self.sessions_lock(repo, id).await?;
+        let mut state = session.lock().await;
+        let size = match body {
+            Some(body) => self.append(repo, id, &mut state, range, content_length, body).await?,
+            None => self.upload_status(repo, id).await?.size,
+        };
+        let actual = self.session_digest(repo, id, &state, digest.algorithm(), size).await?;
+        if &actual != digest {
+            return Err(RegistryError::new(
+                ErrorCode::DigestInvalid,
+                format!("uploaded content has digest {actual}, not {digest}; nothing was committed"),
+            )
+            .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": size })));
+        }
+        self.store.upload_commit(repo, id, digest).await?;
+        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        self.uploads.forget(repo, id);
+        Ok(())
+    }
+
+    /// Single-request upload (`POST ?digest=` with the whole blob as body).
+    pub async fn upload_monolithic(&self, repo: &RepoName, digest: &Digest, content_length: Option<u64>, body: ByteStream) -> Result<()> {
+        let status = self.upload_start(repo).await?;
+        let result = self.upload_finish(repo, &status.id, digest, None, content_length, Some(body)).await;
+        if result.is_err() {
+            // The client never saw this session, so nobody can resume it.
+            let _ = self.store.upload_delete(repo, &status.id).await;
+            self.uploads.forget(repo, &status.id);
+        }
+        result
+    }
+
+    pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
+        if !valid_upload_id(id) || !self.store.upload_delete(repo, id).await? {
+            return Err(upload_unknown(id));
+        }
+        self.uploads.forget(repo, id);
+        Ok(())
+    }
+
+    /// Links a blob another repository already has. Returns false when it cannot (the caller
+    /// then starts an ordinary upload session, as the spec asks).
+    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+        self.check_writable()?;
+        let Some(from) = from else { return Ok(false) };
+        if !self.blob_linked(from, digest).await? || self.store.blob_size(digest).await?.is_none() {
+            return Ok(false);
+        }
+        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        Ok(true)
+    }
+
+    async fn sessions_lock(&self, repo: &RepoName, id: &str) -> Result<Arc<tokio::sync::Mutex<HashState>>> {
+        self.upload_status(repo, id).await?;
+        Ok(self.uploads.get(repo, id))
+    }
+
+    async fn append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        state: &mut HashState,
+        range: Option<ChunkRange>,
+        content_length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let size = self.upload_status(repo, id).await?.size;
+        let expected = match range {
+            Some(r) => {
+                if r.start != size || r.end < r.start {
+                    return Err(RegistryError::new(
+                        ErrorCode::RangeInvalid,
+                        format!(
+                            "chunk {}-{} does not continue the upload, which holds {size} bytes (next chunk starts at {size})",
+                            r.start, r.end
+                        ),
+                    ));
+                }
+                let len = r.end - r.start + 1;
+                if content_length.is_some_and(|cl| cl != len) {
+                    return Err(RegistryError::new(
+                        ErrorCode::SizeInvalid,
+                        format!("Content-Length does not match Content-Range {}-{}", r.start, r.end),
+                    ));
+                }
+                Some(len)
+            }
+            None => content_length,
+        };
+        let hasher = match state.hasher.take() {
+            Some(h) if state.offset == size => Some(h),
+            _ if size == 0 => Some(Algorithm::Sha256.hasher()),
+            _ => None,
+        };
+        let meter = Arc::new(Mutex::new(Meter {
+            hasher,
+            ..Meter::default()
+        }));
+        let metered = MeteredBody {
+            inner: body,
+            meter: meter.clone(),
+            expected,
+            finished: false,
+        };
+        let result = self.store.upload_append(repo, id, metered.boxed()).await;
+        let mut meter = meter.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(new_size) => {
+                state.hasher = meter.hasher.take();
+                state.offset = new_size;
+                Ok(new_size)
+            }
+            Err(e) => {
+                // The store rolled back to `size`; the hash state is still for `size` bytes only
+                // if nothing was hashed, so drop it and let the digest be recomputed if needed.
+                state.hasher = None;
+                match meter.violation.take() {
+                    Some(v) => Err(RegistryError::new(ErrorCode::SizeInvalid, format!("{v}; the chunk was discarded"))),
+                    None if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidInput => Err(RegistryError::new(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("upload body was not received completely: {e}"),
+                    )),
+                    None if e.raw_os_error().is_none() => Err(RegistryError::new(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("upload body was not received completely: {e}"),
+                    )),
+                    None => Err(RegistryError::storage(e)),
+                }
+            }
+        }
+    }
+
+    /// The digest of everything the session holds, from the running hash when it covers all of
+    /// it, otherwise recomputed from the stored bytes.
+    async fn session_digest(&self, repo: &RepoName, id: &str, state: &HashState, alg: Algorithm, size: u64) -> Result<Digest> {
+        if let Some(h) = state.hasher.as_ref().filter(|h| state.offset == size && h.algorithm() == alg) {
+            return Ok(h.clone().finish());
+        }
+        let mut hasher = alg.hasher();
+        let mut stream = self.store.upload_read(repo, id).await?;
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hasher.finish())
+    }
+}

@@ -1,0 +1,429 @@
+//! The filesystem backend: where bytes reach the disk, in registry:2's layout.
+//!
+//! Blocking file work runs on tokio's blocking pool. Uploads stream through a bounded channel to
+//! a writer thread, so the network side (which hashes) and the disk side run in parallel and a
+//! blob is never held whole in memory.
+
+use super::durable;
+use super::paths::{Layout, Link, LinkSet};
+use super::{BlobRead, ByteStream, Store, UploadInfo};
+use crate::oci::{Digest, RepoName, Tag};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Read buffer for streaming blobs out.
+const READ_CHUNK: usize = 256 * 1024;
+/// Writes are gathered into buffers this large before they hit the file.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct FsStore {
+    layout: Arc<Layout>,
+}
+
+impl FsStore {
+    pub fn new(root: &Path) -> io::Result<FsStore> {
+        let layout = Layout::new(root);
+        durable::create_dir_all(layout.v2())?;
+        Ok(FsStore { layout: Arc::new(layout) })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Runs blocking filesystem work off the async threads.
+    async fn blocking<T, F>(&self, f: F) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Layout) -> io::Result<T> + Send + 'static,
+    {
+        let layout = self.layout.clone();
+        tokio::task::spawn_blocking(move || f(&layout)).await.map_err(io::Error::other)?
+    }
+}
+
+fn not_found_as_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_link(path: &Path) -> io::Result<Option<Digest>> {
+    let Some(content) = not_found_as_none(fs::read_to_string(path))? else {
+        return Ok(None);
+    };
+    content
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+}
+
+/// Streams `len` bytes of `file` from its current position.
+fn file_stream(file: File, len: u64) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = file.take(len);
+        loop {
+            let mut buf = vec![0u8; READ_CHUNK];
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        break; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// Lists `<dir>/<alg>/<hex>/link` entries as digests.
+fn list_digest_links(dir: &Path) -> io::Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    let Some(algs) = not_found_as_none(fs::read_dir(dir))? else {
+        return Ok(out);
+    };
+    for alg in algs {
+        let alg = alg?;
+        for entry in fs::read_dir(alg.path())? {
+            let entry = entry?;
+            let name = format!("{}:{}", alg.file_name().to_string_lossy(), entry.file_name().to_string_lossy());
+            if let Ok(d) = name.parse::<Digest>() {
+                if entry.path().join("link").is_file() {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Repository directories are those holding `_manifests`, `_layers` or `_uploads`; directories
+/// starting with `_` are registry bookkeeping, never repository names.
+fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+    let Some(entries) = not_found_as_none(fs::read_dir(dir))? else {
+        return Ok(());
+    };
+    let mut is_repo = false;
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "_manifests" || name == "_layers" {
+            is_repo = true;
+        } else if !name.starts_with('_') {
+            let child = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            walk_repositories(&entry.path(), &child, out)?;
+        }
+    }
+    if is_repo && !prefix.is_empty() {
+        out.push(prefix.to_string());
+    }
+    Ok(())
+}
+
+fn write_started_at(path: &Path) -> io::Result<()> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(io::Error::other)?;
+    fs::write(path, now)
+}
+
+fn read_started_at(path: &Path) -> SystemTime {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok())
+        .map(SystemTime::from)
+        // Without a readable timestamp, fall back to the directory's age.
+        .or_else(|| path.parent().and_then(|p| p.metadata().ok()).and_then(|m| m.modified().ok()))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+enum WriteMsg {
+    Chunk(Bytes),
+    /// The stream ended cleanly; anything else (the sender dropped) means abort.
+    Finish,
+}
+
+/// The writer side of an append: takes chunks until `Finish`, then flushes. If the stream is
+/// aborted or a write fails, the file is cut back to its starting length.
+fn append_from_channel(path: PathBuf, mut rx: tokio::sync::mpsc::Receiver<WriteMsg>) -> io::Result<u64> {
+    let file = OpenOptions::new().append(true).open(&path)?;
+    let start = file.metadata()?.len();
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let result = (|| {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriteMsg::Chunk(b) => w.write_all(&b)?,
+                WriteMsg::Finish => {
+                    w.flush()?;
+                    return w.get_ref().metadata().map(|m| m.len());
+                }
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upload body ended early"))
+    })();
+    if result.is_err() {
+        // Drop buffered bytes rather than flushing them, then restore the old length.
+        let (file, _) = w.into_parts();
+        let _ = file.set_len(start);
+    }
+    result
+}
+
+#[async_trait]
+impl Store for FsStore {
+    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        let d = digest.clone();
+        self.blocking(move |l| not_found_as_none(fs::metadata(l.blob_data(&d)).map(|m| m.len())))
+            .await
+    }
+
+    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+        let d = digest.clone();
+        let opened = self
+            .blocking(move |l| {
+                let Some(mut f) = not_found_as_none(File::open(l.blob_data(&d)))? else {
+                    return Ok(None);
+                };
+                let size = f.metadata()?.len();
+                let (start, len) = match range {
+                    Some((a, b)) => (a, b.saturating_sub(a) + 1),
+                    None => (0, size),
+                };
+                f.seek(SeekFrom::Start(start))?;
+                Ok(Some((f, size, len)))
+            })
+            .await?;
+        Ok(opened.map(|(f, size, len)| BlobRead {
+            size,
+            body: file_stream(f, len),
+        }))
+    }
+
+    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
+        let d = digest.clone();
+        self.blocking(move |l| not_found_as_none(fs::read(l.blob_data(&d))).map(|o| o.map(Bytes::from)))
+            .await
+    }
+
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()> {
+        let d = digest.clone();
+        self.blocking(move |l| {
+            let target = l.blob_data(&d);
+            if target.is_file() {
+                return Ok(());
+            }
+            durable::write_file(&l.tmp_dir(), &target, &content)
+        })
+        .await
+    }
+
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
+        let (repo, id) = (repo.clone(), id.to_string());
+        self.blocking(move |l| {
+            let dir = l.upload_dir(&repo, &id);
+            durable::create_dir_all(&dir)?;
+            write_started_at(&dir.join("startedat"))?;
+            File::create(dir.join("data"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+        let (repo, id) = (repo.clone(), id.to_string());
+        self.blocking(move |l| {
+            let dir = l.upload_dir(&repo, &id);
+            let Some(meta) = not_found_as_none(fs::metadata(dir.join("data")))? else {
+                return Ok(None);
+            };
+            Ok(Some(UploadInfo {
+                size: meta.len(),
+                started: read_started_at(&dir.join("startedat")),
+            }))
+        })
+        .await
+    }
+
+    async fn upload_append(&self, repo: &RepoName, id: &str, mut body: ByteStream) -> io::Result<u64> {
+        let path = self.layout.upload_dir(repo, id).join("data");
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let writer = tokio::task::spawn_blocking(move || append_from_channel(path, rx));
+        let mut failure = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(WriteMsg::Chunk(chunk)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            let _ = tx.send(WriteMsg::Finish).await;
+        }
+        drop(tx);
+        let written = writer.await.map_err(io::Error::other)?;
+        match failure {
+            Some(e) => Err(e),
+            None => written,
+        }
+    }
+
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
+        let path = self.layout.upload_dir(repo, id).join("data");
+        let (f, len) = self
+            .blocking(move |_| {
+                let f = File::open(path)?;
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
+            .await?;
+        Ok(file_stream(f, len))
+    }
+
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
+        let (repo, id, d) = (repo.clone(), id.to_string(), digest.clone());
+        self.blocking(move |l| {
+            let dir = l.upload_dir(&repo, &id);
+            let data = dir.join("data");
+            let target = l.blob_data(&d);
+            // Content-addressed: if another push committed the same digest, ours is identical.
+            if !target.is_file() {
+                File::open(&data)?.sync_all()?;
+                durable::rename_into(&data, &target)?;
+            }
+            durable::remove_dir_all(&dir)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
+        let (repo, id) = (repo.clone(), id.to_string());
+        self.blocking(move |l| durable::remove_dir_all(&l.upload_dir(&repo, &id))).await
+    }
+
+    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
+        self.blocking(|l| {
+            let mut repos = Vec::new();
+            walk_repositories(&l.repositories(), "", &mut repos)?;
+            let mut out = Vec::new();
+            for name in repos {
+                let Some(repo) = RepoName::parse(&name) else { continue };
+                let Some(entries) = not_found_as_none(fs::read_dir(l.uploads(&repo)))? else {
+                    continue;
+                };
+                for e in entries {
+                    out.push((repo.clone(), e?.file_name().to_string_lossy().into_owned()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>> {
+        let link = link.clone();
+        self.blocking(move |l| read_link(&l.link(&link))).await
+    }
+
+    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
+        let (link, target) = (link.clone(), target.to_string());
+        self.blocking(move |l| {
+            let path = l.link(&link);
+            // Rewriting an identical link would cost three fsyncs for nothing.
+            if fs::read(&path).ok().as_deref() == Some(target.as_bytes()) {
+                return Ok(());
+            }
+            durable::write_file(&l.tmp_dir(), &path, target.as_bytes())
+        })
+        .await
+    }
+
+    async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+        let link = link.clone();
+        self.blocking(move |l| {
+            let path = l.link(&link);
+            match path.parent() {
+                Some(dir) => durable::remove_dir_all(dir),
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+        let set = set.clone();
+        self.blocking(move |l| list_digest_links(&l.link_set(&set))).await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
+        let (repo, tag) = (repo.clone(), tag.clone());
+        self.blocking(move |l| durable::remove_dir_all(&l.tag_dir(&repo, &tag))).await
+    }
+
+    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
+        let repo = repo.clone();
+        self.blocking(move |l| {
+            if !l.repo(&repo).is_dir() {
+                return Ok(None);
+            }
+            let mut tags = Vec::new();
+            if let Some(entries) = not_found_as_none(fs::read_dir(l.tags_dir(&repo)))? {
+                for e in entries {
+                    let e = e?;
+                    if e.path().join("current").join("link").is_file() {
+                        tags.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            tags.sort();
+            Ok(Some(tags))
+        })
+        .await
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
+        let repo = repo.clone();
+        self.blocking(move |l| Ok(l.repo(&repo).is_dir())).await
+    }
+
+    async fn repositories(&self) -> io::Result<Vec<String>> {
+        self.blocking(|l| {
+            let mut out = Vec::new();
+            walk_repositories(&l.repositories(), "", &mut out)?;
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+}

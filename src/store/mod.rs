@@ -1,0 +1,75 @@
+//! The storage port: registry operations on content, upload sessions, links and listings.
+//! Backends implement [`Store`]; nothing above this module knows which backend it talks to.
+
+pub mod durable;
+pub mod fs;
+pub mod paths;
+
+use crate::oci::{Digest, RepoName, Tag};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::io;
+use std::time::SystemTime;
+
+pub use paths::{Link, LinkSet};
+
+/// A stream of body chunks coming from (or going to) the network.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// An opened blob: its total size and the bytes of the requested range.
+pub struct BlobRead {
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// An upload session as stored: how many bytes it holds and when it started.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadInfo {
+    pub size: u64,
+    pub started: SystemTime,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Size of a committed blob, if present.
+    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
+    /// Opens a committed blob; `range` is an inclusive byte range already checked against the size.
+    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>>;
+    /// Reads a small committed blob (a manifest) whole.
+    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>>;
+    /// Stores small content whose digest the caller has verified (manifests).
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()>;
+
+    /// Starts an upload session under a new id.
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()>;
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>>;
+    /// Appends a stream at the end of the session's data and returns the new size. On error the
+    /// session is truncated back to where it was, so a retry can resend the same chunk.
+    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> io::Result<u64>;
+    /// Reads back what the session holds (to resume hashing after a restart).
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream>;
+    /// Makes the session's data durable and moves it into place as the blob `digest`, which the
+    /// caller has verified. Removes the session.
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()>;
+    /// Removes a session; false if it did not exist.
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool>;
+    /// Every session id in the store, with its repository, for purging.
+    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>>;
+
+    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>>;
+    /// Writes a link durably; what it points at must already be durable.
+    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()>;
+    async fn link_delete(&self, link: &Link) -> io::Result<bool>;
+    /// The digests in a set of links (a tag's history, a subject's referrers).
+    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>>;
+
+    /// Removes a tag with its history; false if it did not exist.
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool>;
+    /// Tags of a repository in lexical order; None if the repository does not exist.
+    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>>;
+    /// Whether anything (blobs, manifests, uploads) exists under the repository.
+    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool>;
+    /// All repository names in lexical order.
+    async fn repositories(&self) -> io::Result<Vec<String>>;
+}

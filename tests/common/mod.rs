@@ -1,0 +1,183 @@
+//! Shared test harness: starts the real `wharf` binary on a free loopback port with its own data
+//! directory, and stops it (by PID) when dropped.
+#![allow(dead_code)]
+
+pub mod api;
+pub mod distribution;
+pub mod dockerd;
+pub mod images;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Wharf {
+    pub child: Option<Child>,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// The storage root (`--root`); kept alive for the lifetime of the server unless `keep_root`.
+    pub root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn wharf_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wharf")
+}
+
+/// True when running under CI, where tests needing external tools must run, not skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Returns false (and prints why) when `tool` is missing outside CI; panics in CI.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if in_ci() {
+            panic!("{tool} is required in CI but was not found on PATH");
+        }
+        eprintln!("SKIP: {tool} not installed (run the README's test command to install it)");
+    }
+    found
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Wharf {
+    /// Starts `wharf serve` with a fresh temporary root.
+    pub fn start() -> Wharf {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts `wharf serve --addr 127.0.0.1:0 --root <tmp>` plus `extra_args`, with `env` set.
+    pub fn start_with(extra_args: &[&str], env: &[(&str, &str)]) -> Wharf {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("data");
+        let mut w = Self::start_on_root(&root, extra_args, env);
+        w._tmp = Some(tmp);
+        w
+    }
+
+    /// Starts a server on an existing root directory (not deleted on drop).
+    pub fn start_on_root(root: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Wharf {
+        let mut cmd = Command::new(wharf_bin());
+        cmd.arg("serve")
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--root")
+            .arg(root)
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wharf");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                println!("[wharf stdout] {line}");
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wharf did not print its listening address within 30s");
+            }
+        };
+        let w = Wharf {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            addr,
+            root: root.to_path_buf(),
+            _tmp: None,
+        };
+        w.wait_ready();
+        w
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("wharf at {} never accepted connections", self.addr);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Resident set size of the server process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for servers that cannot be told to pick one).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().unwrap().port()
+}
+
+/// sha256 digest string of bytes (`sha256:<hex>`), for comparing against what clients report.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
