@@ -7,6 +7,7 @@ use crate::store::fs::FsStore;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -97,7 +98,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         root_shown.display()
     );
     tracing::info!(addr = %local, root = %root_shown.display(), "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let opts = http::server::ServeOptions {
+        tls: None,
+        drain_deadline: Duration::from_secs(30),
+    };
+    http::server::serve(listener, app, opts, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

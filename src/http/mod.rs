@@ -8,6 +8,7 @@ pub mod error;
 mod manifests;
 mod referrers;
 pub mod request;
+pub mod server;
 mod tags;
 mod uploads;
 

@@ -1,0 +1,105 @@
+//! The connection loop: accept TCP, do the TLS handshake when configured, and serve HTTP/1.1 or
+//! HTTP/2 with limits a hostile client cannot stretch. On shutdown, stop accepting and let
+//! in-flight requests finish, up to a deadline.
+
+use axum::extract::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// A client that has not sent its request headers by then is dropped, so slow clients cannot
+/// hold connections open for free.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Same for the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Request heads larger than this are refused (hyper answers 431).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The peer's address, available to handlers and middleware as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+pub struct ServeOptions {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long in-flight requests get to finish after shutdown begins.
+    pub drain_deadline: Duration,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let acceptor = opts.tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let watcher = graceful.watcher();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match acceptor {
+                        None => serve_connection(stream, peer, app, watcher).await,
+                        Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => serve_connection(tls, peer, app, watcher).await,
+                            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                        },
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections finished"),
+        _ = tokio::time::sleep(opts.drain_deadline) => tracing::warn!("shutdown deadline reached with requests still in flight"),
+    }
+    Ok(())
+}
+
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, app: axum::Router, watcher: hyper_util::server::graceful::Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        req
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+    }
+}
