@@ -1,7 +1,11 @@
 //! The command line: one file per subcommand.
 
+pub mod cert;
 pub mod config;
+pub mod doctor;
+pub mod htpasswd;
 pub mod serve;
+pub mod trust;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,13 +28,27 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Make a CA and the registry's TLS certificates; explain what clients reject about a certificate.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Manage htpasswd files (bcrypt; read by registry:2 and Apache too).
+    #[command(subcommand)]
+    Htpasswd(htpasswd::HtpasswdCommand),
+    /// Make Docker, containerd, podman and the system store on this machine trust a registry's CA.
+    Trust(trust::TrustArgs),
+    /// Diagnose a client's connection to a registry step by step, with the fix for each failure.
+    Doctor(doctor::DoctorArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Cert(cmd) => cert::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Config(cmd) => config::run(cmd),
+        Command::Htpasswd(cmd) => htpasswd::run(cmd),
+        Command::Trust(args) => trust::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

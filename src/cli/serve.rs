@@ -1,6 +1,10 @@
 //! `wharf serve`: load the configuration, open the store, and serve the API until stopped.
 
+use crate::auth::token::{TokenIssuer, TokenVerifier};
+use crate::auth::{Htpasswd, LoginLimiter, Policy};
+use crate::autosecure::{self, Provisioned};
 use crate::config::{self, Config, FilesystemStorage};
+use crate::http::auth::{AuthState, Login, Scheme, TokenAuth, TokenServer};
 use crate::http::{self, AppState, Urls};
 use crate::registry::{self, Registry};
 use crate::store::fs::FsStore;
@@ -19,6 +23,13 @@ pub struct ServeArgs {
     /// Storage root directory (overrides storage.filesystem.rootdirectory).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Serve plain HTTP without authentication even on a non-loopback address. Without this,
+    /// wharf sets up TLS and an admin account by itself when none is configured.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra DNS name or IP address for the automatic server certificate (repeatable).
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -34,11 +45,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.storage.filesystem = Some(FilesystemStorage { rootdirectory: root });
     }
     init_logging(&cfg);
+    let auto = auto_security(&mut cfg, args.insecure, &args.tls_names)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(cfg))
+    runtime.block_on(serve(cfg, auto))
 }
 
 fn init_logging(cfg: &Config) {
@@ -57,13 +69,59 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    if cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) {
-        bail!("http.tls is configured, but this wharf build serves plain HTTP only; remove http.tls (REGISTRY_HTTP_TLS_*) or terminate TLS in front of wharf");
+/// Sets up TLS and an admin account when the registry would otherwise be open to the network
+/// (see `autosecure`). Explicit configuration always wins; `--insecure` opts out.
+fn auto_security(cfg: &mut Config, insecure: bool, names: &[String]) -> anyhow::Result<Option<Provisioned>> {
+    let addr = cfg.listen_addr()?;
+    let configured =
+        cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) || cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some();
+    if configured || autosecure::is_loopback_only(&addr) {
+        return Ok(None);
     }
-    if cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some() {
-        bail!("auth is configured, but this wharf build has no authentication yet; refusing to serve the registry without it");
+    if insecure {
+        eprintln!(
+            "wharf: warning: --insecure: serving plain HTTP without authentication on {addr}; anyone who can reach it can push and pull"
+        );
+        return Ok(None);
     }
+    let p = autosecure::provision(&cfg.root_directory(), autosecure::Names::local(names))?;
+    cfg.http.tls = Some(crate::config::Tls {
+        certificate: p.cert_path.display().to_string(),
+        key: p.key_path.display().to_string(),
+        ..Default::default()
+    });
+    cfg.auth.htpasswd = Some(crate::config::Htpasswd {
+        realm: "wharf".into(),
+        path: p.htpasswd_path.clone(),
+    });
+    Ok(Some(p))
+}
+
+/// What an operator needs once, right after an automatic set-up: where things are, the
+/// password, and the commands to run on each client.
+fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
+    let host = autosecure::advertised_host(local, &p.names);
+    println!(
+        "wharf: TLS and authentication were set up automatically (files in {})",
+        p.dir.display()
+    );
+    if let Some(pw) = &p.new_admin_password {
+        println!("wharf: created user {} with password {pw}", autosecure::ADMIN_USER);
+        println!(
+            "wharf:   (shown only now; change it with: wharf htpasswd set {} {})",
+            p.htpasswd_path.display(),
+            autosecure::ADMIN_USER
+        );
+    }
+    println!("wharf: CA fingerprint (SHA-256): {}", p.ca_fingerprint);
+    println!("wharf: on each client, run:");
+    println!("wharf:   wharf trust {host} --fingerprint {}", p.ca_fingerprint);
+    println!("wharf:   docker login {host} -u {}", autosecure::ADMIN_USER);
+}
+
+async fn serve(cfg: Config, auto: Option<Provisioned>) -> anyhow::Result<()> {
+    let tls = tls_config(&cfg)?;
+    let auth = auth_state(&cfg, tls.is_some())?;
     let addr = cfg.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -89,22 +147,151 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let urls = Urls {
         host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
         relative: cfg.http.relativeurls,
-        tls: false,
+        tls: tls.is_some(),
     };
-    let app = http::router(Arc::new(AppState { registry: reg, urls }));
+    let ca_pem = match &auto {
+        Some(p) => Some(p.ca_pem.clone()),
+        None => published_ca(&cfg)?,
+    };
+    let app = http::router(Arc::new(AppState {
+        registry: reg,
+        urls,
+        auth,
+        ca_pem,
+    }));
+    if let Some(p) = &auto {
+        print_auto_security(p, &local);
+        autosecure::spawn_renewal(p);
+    }
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "wharf: listening on http://{local} (storage: filesystem at {})",
+        "wharf: listening on {scheme}://{local} (storage: filesystem at {})",
         root_shown.display()
     );
-    tracing::info!(addr = %local, root = %root_shown.display(), "serving");
+    tracing::info!(addr = %local, root = %root_shown.display(), tls = tls.is_some(), "serving");
     let opts = http::server::ServeOptions {
-        tls: None,
+        tls,
         drain_deadline: Duration::from_secs(30),
     };
     http::server::serve(listener, app, opts, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `http.tls`: certificate and key files (reloaded when they change), optional client CAs.
+fn tls_config(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(t) = cfg.http.tls.as_ref().filter(|t| !t.certificate.is_empty() || !t.key.is_empty()) else {
+        return Ok(None);
+    };
+    if t.certificate.is_empty() || t.key.is_empty() {
+        bail!("http.tls needs both certificate and key (REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY)");
+    }
+    let client_cas: Vec<PathBuf> = t.clientcas.iter().map(PathBuf::from).collect();
+    let minimum = crate::tls::server::MinimumTls::parse(&t.minimumtls)?.0;
+    let config = crate::tls::server::server_config_with(t.certificate.as_ref(), t.key.as_ref(), &client_cas, minimum)?;
+    Ok(Some(config))
+}
+
+/// `http.tls.cafile`: the CA clients install with `wharf trust`, published at `autosecure::CA_PATH`.
+fn published_ca(cfg: &Config) -> anyhow::Result<Option<String>> {
+    let Some(path) = cfg.http.tls.as_ref().map(|t| t.cafile.as_str()).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path).with_context(|| format!("http.tls.cafile: reading {path}"))?;
+    crate::tls::certs::fingerprint_sha256(&pem).with_context(|| format!("http.tls.cafile: {path} holds no certificate"))?;
+    Ok(Some(pem))
+}
+
+/// `auth.htpasswd`: Basic authentication against an Apache htpasswd file (bcrypt);
+/// `auth.token`: bearer tokens (see `token_auth`).
+fn auth_state(cfg: &Config, tls: bool) -> anyhow::Result<Option<AuthState>> {
+    if let Some(t) = &cfg.auth.token {
+        let scheme = Scheme::Token(Box::new(token_auth(t, cfg, tls)?));
+        return Ok(Some(AuthState {
+            policy: Policy::new(cfg.access.as_ref())?,
+            scheme,
+        }));
+    }
+    let Some(h) = &cfg.auth.htpasswd else {
+        if cfg.access.is_some() {
+            eprintln!("wharf: warning: an access section is configured but no auth: every request is anonymous and allowed");
+        }
+        return Ok(None);
+    };
+    if h.path.as_os_str().is_empty() {
+        bail!("auth.htpasswd.path is required (REGISTRY_AUTH_HTPASSWD_PATH)");
+    }
+    let realm = if h.realm.is_empty() {
+        "Registry Realm".to_string()
+    } else {
+        h.realm.clone()
+    };
+    Ok(Some(AuthState {
+        policy: Policy::new(cfg.access.as_ref())?,
+        scheme: Scheme::Basic(login(realm, &h.path)?),
+    }))
+}
+
+fn login(realm: String, htpasswd: &std::path::Path) -> anyhow::Result<Login> {
+    Ok(Login {
+        realm,
+        htpasswd: Arc::new(Htpasswd::open(htpasswd)?),
+        limiter: LoginLimiter::new(http::auth::MAX_FAILED_LOGINS, http::auth::FAILED_LOGIN_WINDOW),
+    })
+}
+
+/// `auth.token`: tokens from an external token server whose certificates are in
+/// `rootcertbundle` (registry:2's setup), and/or from wharf itself when `htpasswd` is set (then
+/// `realm` may be left empty: challenges point at this server's `/auth/token`).
+fn token_auth(t: &crate::config::TokenAuth, cfg: &Config, tls: bool) -> anyhow::Result<TokenAuth> {
+    let own = !t.htpasswd.as_os_str().is_empty();
+    let bundle = !t.rootcertbundle.as_os_str().is_empty();
+    if !own && !bundle {
+        bail!("auth.token needs rootcertbundle (REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE) to trust an external token server, or htpasswd (REGISTRY_AUTH_TOKEN_HTPASSWD) to let wharf issue tokens itself");
+    }
+    if !own {
+        for (key, value) in [("realm", &t.realm), ("service", &t.service), ("issuer", &t.issuer)] {
+            if value.is_empty() {
+                bail!(
+                    "auth.token.{key} is required with an external token server (REGISTRY_AUTH_TOKEN_{})",
+                    key.to_uppercase()
+                );
+            }
+        }
+    }
+    let or_wharf = |v: &str| if v.is_empty() { "wharf".to_string() } else { v.to_string() };
+    let (service, issuer) = (or_wharf(&t.service), or_wharf(&t.issuer));
+    let mut verifier = TokenVerifier::new(&issuer, &service);
+    if bundle {
+        let n = verifier.trust_bundle_file(&t.rootcertbundle).context("auth.token.rootcertbundle")?;
+        tracing::info!(keys = n, bundle = %t.rootcertbundle.display(), "trusting token signing keys");
+    }
+    let server = if own {
+        let signer = TokenIssuer::generate().context("creating the token signing key")?;
+        verifier.trust_issuer(&signer);
+        // The token endpoint's own Basic challenge names the service it issues tokens for.
+        Some(TokenServer {
+            signer,
+            login: login(service.clone(), &t.htpasswd)?,
+            ttl: crate::auth::token::DEFAULT_TTL,
+        })
+    } else {
+        None
+    };
+    let urls = Urls {
+        host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
+        relative: false,
+        tls,
+    };
+    Ok(TokenAuth {
+        realm: t.realm.clone(),
+        service,
+        issuer,
+        verifier,
+        server,
+        urls,
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C; in-flight requests then finish before the process exits.

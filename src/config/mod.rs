@@ -177,6 +177,9 @@ pub struct Config {
     pub validation: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Value>,
+    /// wharf's access control (registry:2 ignores the key): see `auth::policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::auth::policy::AccessConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -323,6 +326,10 @@ pub struct Tls {
     pub key: String,
     pub clientcas: Vec<String>,
     pub minimumtls: String,
+    /// wharf's extension: a CA certificate (PEM) to publish at `/.well-known/wharf/ca.crt`, so
+    /// `wharf trust` can install it on clients (automatic security publishes its own CA).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cafile: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ciphersuites: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,6 +359,9 @@ pub struct TokenAuth {
     pub service: String,
     pub issuer: String,
     pub rootcertbundle: PathBuf,
+    /// wharf extension (registry:2 ignores unknown token parameters): an htpasswd file makes
+    /// wharf its own token server at `/auth/token`, logging users in against it.
+    pub htpasswd: PathBuf,
 }
 
 impl Config {
@@ -438,51 +448,99 @@ pub mod duration_str {
         }
     }
 
+    /// Parses Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units
+    /// (`1h30m`, `1.5s`, `250ms`). Negative durations mean nothing for wharf and are refused.
     pub fn parse_go(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        if s == "0" {
+        let bad = || format!("invalid duration {s:?}");
+        let rest = s.trim();
+        let mut rest = rest.strip_prefix('+').unwrap_or(rest);
+        if rest == "0" {
             return Ok(Duration::ZERO);
         }
-        let mut total = 0f64;
-        let mut rest = s;
         if rest.is_empty() {
-            return Err("empty duration".into());
+            return Err(bad());
         }
+        let mut nanos: u128 = 0;
         while !rest.is_empty() {
             let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-            if num_len == 0 {
-                return Err(format!("invalid duration {s:?}"));
-            }
-            let n: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {s:?}"))?;
-            rest = &rest[num_len..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let scale = match unit {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
+            let (number, after) = rest.split_at(num_len);
+            let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+            let (unit, after) = after.split_at(unit_len);
+            rest = after;
+            let scale: u128 = match unit {
+                "ns" => 1,
+                "us" | "µs" | "μs" => 1_000,
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
+                "" => return Err(format!("invalid duration {s:?}: missing unit")),
                 _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
             };
-            total += n * scale;
+            let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+            if whole.is_empty() && frac.is_empty() {
+                return Err(bad());
+            }
+            let digits = |t: &str| -> Result<u128, String> {
+                if t.is_empty() {
+                    Ok(0)
+                } else {
+                    t.parse::<u128>().map_err(|_| bad())
+                }
+            };
+            let frac = &frac[..frac.len().min(18)];
+            let frac_nanos = digits(frac)? * scale / 10u128.pow(frac.len() as u32);
+            nanos = digits(whole)?
+                .checked_mul(scale)
+                .and_then(|n| n.checked_add(frac_nanos))
+                .and_then(|n| n.checked_add(nanos))
+                .ok_or_else(bad)?;
         }
-        Ok(Duration::from_secs_f64(total))
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+        Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
     }
 
+    /// Formats the way registry:2 configurations are written: whole hours, minutes or seconds
+    /// when exact, else milliseconds or nanoseconds.
     pub fn format_go(d: Duration) -> String {
         let secs = d.as_secs();
-        if d.subsec_nanos() != 0 {
-            return format!("{}ms", d.as_millis());
+        let sub = d.subsec_nanos();
+        if sub != 0 {
+            return match sub % 1_000_000 {
+                0 => format!("{}ms", d.as_millis()),
+                _ => format!("{}ns", d.as_nanos()),
+            };
         }
-        if secs % 3600 == 0 && secs > 0 {
+        if secs > 0 && secs.is_multiple_of(3600) {
             format!("{}h", secs / 3600)
-        } else if secs % 60 == 0 && secs > 0 {
+        } else if secs > 0 && secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
         } else {
             format!("{secs}s")
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn go_durations() {
+            for (text, want) in [
+                ("168h", Duration::from_secs(168 * 3600)),
+                ("1h30m", Duration::from_secs(5400)),
+                ("1.5s", Duration::from_millis(1500)),
+                ("100ms", Duration::from_millis(100)),
+                ("2us", Duration::from_micros(2)),
+                ("0", Duration::ZERO),
+                ("+5m", Duration::from_secs(300)),
+            ] {
+                assert_eq!(parse_go(text), Ok(want), "{text}");
+                assert_eq!(parse_go(&format_go(want)), Ok(want), "round trip of {text}");
+            }
+            for bad in ["", "5", "5x", "-5s", "h", ".s", "1..2s"] {
+                assert!(parse_go(bad).is_err(), "{bad:?} accepted");
+            }
         }
     }
 }

@@ -80,7 +80,27 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
     f("compatibility", Kind::Any),
     f("validation", Kind::Any),
     f("policy", Kind::Any),
+    // wharf's extension: access control (see auth::policy). No `_` in its keys, so every
+    // key is reachable from a REGISTRY_ACCESS_* variable.
+    f("access", Kind::Struct(ACCESS)),
 ]);
+
+const ACCESS: &[Field] = &[
+    f(
+        "anonymous",
+        Kind::Struct(&[f("allow", Kind::List(&Kind::Str)), f("repositories", Kind::List(&Kind::Str))]),
+    ),
+    f("groups", Kind::Map(&Kind::List(&Kind::Str))),
+    f(
+        "rules",
+        Kind::List(&Kind::Struct(&[
+            f("repositories", Kind::List(&Kind::Str)),
+            f("users", Kind::List(&Kind::Str)),
+            f("groups", Kind::List(&Kind::Str)),
+            f("allow", Kind::List(&Kind::Str)),
+        ])),
+    ),
+];
 
 const LOG: &[Field] = &[
     f("accesslog", Kind::Any),
@@ -128,6 +148,8 @@ const AUTH: Kind = Kind::Drivers {
                 f("service", Kind::Str),
                 f("issuer", Kind::Str),
                 f("rootcertbundle", Kind::Str),
+                // wharf extension: wharf issues the tokens itself, checking passwords here.
+                f("htpasswd", Kind::Str),
             ]),
         ),
     ],
@@ -153,6 +175,8 @@ const TLS: &[Field] = &[
     f("key", Kind::Str),
     f("clientcas", Kind::List(&Kind::Str)),
     f("minimumtls", Kind::Str),
+    // wharf's extension: the CA published for `wharf trust` (see config::Tls::cafile).
+    f("cafile", Kind::Str),
     f("ciphersuites", Kind::Any),
     f("letsencrypt", Kind::Any),
 ];

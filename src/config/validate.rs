@@ -130,9 +130,6 @@ impl Cx<'_> {
         sections: &'static [Field],
         drivers: &'static [Field],
     ) -> Result<(), ConfigError> {
-        if v.is_string() {
-            *v = super::env::driver_shorthand(v.clone());
-        }
         let map = self.mapping(v, at)?;
         let chosen: Vec<String> = map.keys().map(key_text).filter(|k| field(sections, k).is_none()).collect();
         if chosen.len() > 1 {

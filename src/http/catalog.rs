@@ -1,15 +1,19 @@
 //! `GET /v2/_catalog` with `n` / `last` pagination.
 
-use super::{request, AppState, HttpResult};
+use super::{auth::Caller, request, AppState, HttpResult};
 use crate::registry::listing::CATALOG_DEFAULT_PAGE;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-pub async fn get(state: &AppState, req: Request) -> HttpResult {
+/// Lists only the repositories the caller may pull from.
+pub async fn get(state: &AppState, caller: &Caller, req: Request) -> HttpResult {
     let params = request::query(req.uri().query());
     let n = request::page_size(&params)?;
-    let page = state.registry.catalog(request::param(&params, "last"), n).await?;
+    let page = state
+        .registry
+        .catalog(request::param(&params, "last"), n, |repo| state.may_pull(caller, repo))
+        .await?;
     let body = serde_json::json!({ "repositories": page.items });
     Ok(paged_response(
         "/v2/_catalog",

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per area. `dispatch` reads the route from the path (names contain
 //! slashes, so axum's per-segment routing does not fit) and hands over to the area's handler.
 
+pub mod auth;
 mod base;
 mod blobs;
 mod catalog;
@@ -10,10 +11,12 @@ mod referrers;
 pub mod request;
 pub mod server;
 mod tags;
+pub mod token;
 mod uploads;
 
 use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::Registry;
+use auth::Caller;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -27,6 +30,18 @@ pub type HttpResult = Result<Response, RegistryError>;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub urls: Urls,
+    /// None: the registry is open, as registry:2 is without an `auth` section.
+    pub auth: Option<auth::AuthState>,
+    /// The CA that signed the server certificate, served unauthenticated so clients can
+    /// install it (`wharf trust`); only when wharf made the CA itself.
+    pub ca_pem: Option<String>,
+}
+
+impl AppState {
+    /// Whether the caller may pull from `repo` (always, when auth is off).
+    pub fn may_pull(&self, caller: &Caller, repo: &str) -> bool {
+        self.auth.as_ref().is_none_or(|a| a.may_pull(caller, repo))
+    }
 }
 
 /// How `Location` headers are written: absolute URLs built from the request's host (registry:2's
@@ -74,18 +89,36 @@ async fn api_version_header(mut resp: Response) -> Response {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if req.uri().path() == crate::autosecure::CA_PATH {
+        if let Some(ca) = &state.ca_pem {
+            return ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.clone()).into_response();
+        }
+    }
+    if req.uri().path() == token::PATH && state.auth.as_ref().is_some_and(|a| a.token_server().is_some()) {
+        return token::handle(&state, req).await;
+    }
     let route = match request::route(req.uri().path()) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let method = req.method().clone();
+    let caller = match &state.auth {
+        None => Caller::Anonymous,
+        Some(a) => {
+            let client = req.extensions().get::<server::ClientAddr>().map(|c| c.0.ip());
+            match a.authorize(&route, &method, req.headers(), client).await {
+                Ok(c) => c,
+                Err(resp) => return without_body_for_head(resp, &method),
+            }
+        }
+    };
     let result = match (&route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(base::get()),
-        (Route::Catalog, &Method::GET) => catalog::get(&state, req).await,
+        (Route::Catalog, &Method::GET) => catalog::get(&state, &caller, req).await,
         (Route::Tags(name), &Method::GET) => tags::get(&state, name, req).await,
         (Route::Blob(name, d), &Method::GET | &Method::HEAD) => blobs::get(&state, name, d, req).await,
         (Route::Blob(name, d), &Method::DELETE) => blobs::delete(&state, name, d).await,
-        (Route::Upload(name, None), &Method::POST) => uploads::start(&state, name, req).await,
+        (Route::Upload(name, None), &Method::POST) => uploads::start(&state, &caller, name, req).await,
         (Route::Upload(name, Some(id)), &Method::GET) => uploads::status(&state, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::PATCH) => uploads::patch(&state, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::PUT) => uploads::put(&state, name, id, req).await,
@@ -100,9 +133,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             format!("method {method} is not allowed here"),
         )),
     };
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    without_body_for_head(result.unwrap_or_else(IntoResponse::into_response), &method)
+}
+
+/// HEAD answers carry GET's headers (Content-Length included) but never a body.
+fn without_body_for_head(mut resp: Response, method: &Method) -> Response {
     if method == Method::HEAD {
-        // HEAD answers carry GET's headers (Content-Length included) but never a body.
         *resp.body_mut() = Body::empty();
     }
     resp

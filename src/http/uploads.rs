@@ -1,7 +1,7 @@
 //! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, or mount), and
 //! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
 
-use super::{body_stream, request, AppState, HttpResult};
+use super::{auth::Caller, body_stream, request, AppState, HttpResult};
 use crate::oci::{ErrorCode, RegistryError, RepoName};
 use crate::registry::UploadStatus;
 use axum::extract::Request;
@@ -38,7 +38,7 @@ fn blob_created(state: &AppState, headers: &HeaderMap, name: &RepoName, digest: 
         .into_response()
 }
 
-pub async fn start(state: &AppState, name: &RepoName, req: Request) -> HttpResult {
+pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Request) -> HttpResult {
     let params = request::query(req.uri().query());
     let headers = req.headers().clone();
     if let Some(mount) = request::param(&params, "mount") {
@@ -50,6 +50,9 @@ pub async fn start(state: &AppState, name: &RepoName, req: Request) -> HttpResul
             ),
             None => None,
         };
+        // Mounting from a repository the caller cannot read would leak its content: fall back
+        // to an ordinary upload instead, as for an absent blob.
+        let from = from.filter(|f| state.may_pull(caller, f.as_str()));
         if state.registry.blob_mount(name, &digest, from.as_ref()).await? {
             return Ok(blob_created(state, &headers, name, &digest));
         }

@@ -211,7 +211,7 @@ mod tests {
             d(b"m")
         );
         let m = Manifest::parse_upload(image(&extra).as_bytes(), None).unwrap();
-        assert_eq!(m.subject.unwrap().digest.to_string(), d(b"m"));
+        assert_eq!(m.subject.as_ref().unwrap().digest.to_string(), d(b"m"));
         assert_eq!(m.effective_artifact_type().as_deref(), Some("application/x.sig"));
     }
 

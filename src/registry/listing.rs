@@ -40,8 +40,10 @@ impl Registry {
         Ok(paginate(tags, last, n))
     }
 
-    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>) -> Result<Page> {
-        let repos = self.store.repositories().await?;
+    /// Repositories `visible` lets through, one page at a time.
+    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>, visible: impl Fn(&str) -> bool) -> Result<Page> {
+        let mut repos = self.store.repositories().await?;
+        repos.retain(|r| visible(r));
         Ok(paginate(repos, last, Some(n.unwrap_or(CATALOG_DEFAULT_PAGE))))
     }
 }

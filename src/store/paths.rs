@@ -50,7 +50,7 @@ impl Layout {
     }
 
     pub fn blob_dir(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
+        let hex = d.hex().to_string();
         self.v2.join("blobs").join(d.algorithm().as_str()).join(&hex[..2]).join(hex)
     }
 
@@ -120,7 +120,7 @@ mod tests {
         let d = Digest::sha256_of(b"");
         let repo = RepoName::parse("a/b").unwrap();
         let tag = Tag::parse("v1").unwrap();
-        let hex = d.hex();
+        let hex = d.hex().to_string();
         assert_eq!(
             l.blob_data(&d),
             PathBuf::from(format!("/r/docker/registry/v2/blobs/sha256/e3/{hex}/data"))

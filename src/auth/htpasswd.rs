@@ -1,0 +1,811 @@
+//! Password files in Apache's htpasswd format, read the way registry:2 reads them.
+//!
+//! - Each line is `user:hash`; surrounding whitespace is ignored, and so are blank lines and
+//!   lines starting with `#`. A line without `:` makes the file invalid (registry:2 refuses it
+//!   too). A user listed twice takes the last entry, as in registry:2.
+//! - Only bcrypt hashes (`$2y$`, `$2a$`, `$2b$`) are accepted, like registry:2. A user with any
+//!   other kind (`{SHA}`, `$apr1$`, crypt, plain text) is reported when the file is loaded and
+//!   can never log in.
+//! - The file is reloaded when it changes: at most once a second a `stat` compares inode, size,
+//!   and modification and change times. A file that becomes unreadable or invalid keeps the
+//!   last good content in force and logs an error.
+//! - bcrypt is slow on purpose, so a verified password is remembered for five minutes as
+//!   SHA-256(user length, user, NUL, password, per-process random salt), compared in
+//!   constant time. The
+//!   cache is emptied whenever the file changes, so a new password takes effect at once.
+//! - An unknown user costs the same bcrypt run as a known one, against a dummy hash of the
+//!   file's usual cost, so response times do not reveal which users exist.
+//!
+//! Neither passwords nor hashes are ever logged; user names are.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a verified password is remembered.
+pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+/// How often, at most, the file is checked for changes.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The bcrypt cost of the dummy hash when the file has no bcrypt entry to imitate.
+const DEFAULT_COST: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HtpasswdError {
+    #[error("cannot read htpasswd file {}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("htpasswd file {}: line {line}: {reason}", path.display())]
+    Invalid { path: PathBuf, line: usize, reason: String },
+}
+
+/// One line of an htpasswd file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// Blank or a `#` comment.
+    Skip,
+    Entry {
+        user: &'a str,
+        hash: &'a str,
+    },
+    /// Not `user:hash`.
+    Invalid,
+}
+
+/// Reads one line as registry:2 does: trimmed, split at the first `:`. Like Apache, a second
+/// `:` ends the hash (bcrypt hashes never contain one).
+pub fn parse_line(line: &str) -> Line<'_> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Line::Skip;
+    }
+    match t.split_once(':') {
+        Some((user, rest)) => Line::Entry {
+            user,
+            hash: rest.split(':').next().unwrap_or_default().trim(),
+        },
+        None => Line::Invalid,
+    }
+}
+
+/// What kind of password hash an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// A well-formed `$2y$`, `$2a$` or `$2b$` hash, with its cost.
+    Bcrypt { cost: u32 },
+    /// Anything else, named for the user.
+    Unsupported(&'static str),
+}
+
+impl HashKind {
+    pub fn of(hash: &str) -> HashKind {
+        let unsupported = |what| HashKind::Unsupported(what);
+        if ["$2y$", "$2a$", "$2b$"].iter().any(|p| hash.starts_with(p)) {
+            return match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) if hash.len() == 60 && (4..=31).contains(&parts.get_cost()) => HashKind::Bcrypt { cost: parts.get_cost() },
+                _ => unsupported("malformed bcrypt"),
+            };
+        }
+        let crypt64 = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+        match hash {
+            h if h.starts_with("$2x$") => unsupported("bcrypt $2x$"),
+            h if h.starts_with("{SHA}") => unsupported("SHA-1 ({SHA})"),
+            h if h.starts_with("$apr1$") => unsupported("Apache MD5 ($apr1$)"),
+            h if h.starts_with("$1$") => unsupported("MD5-crypt ($1$)"),
+            h if h.starts_with("$5$") => unsupported("SHA-256-crypt ($5$)"),
+            h if h.starts_with("$6$") => unsupported("SHA-512-crypt ($6$)"),
+            h if h.starts_with("$y$") => unsupported("yescrypt ($y$)"),
+            h if h.len() == 13 && crypt64(h) => unsupported("DES crypt"),
+            "" => unsupported("empty"),
+            _ => unsupported("plain text or unknown"),
+        }
+    }
+}
+
+/// A password file, reloaded when it changes. Cheap to share between threads; `verify` runs
+/// bcrypt on a cache miss (tens of milliseconds), so async callers should run it on a blocking
+/// thread.
+pub struct Htpasswd {
+    path: PathBuf,
+    state: RwLock<State>,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// When the file may next be checked for changes.
+    next_check: Mutex<Instant>,
+    check_interval: Duration,
+    /// bcrypt verifications run so far (tests check that the cache avoids them).
+    bcrypt_runs: AtomicU64,
+}
+
+impl std::fmt::Debug for Htpasswd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Htpasswd").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+struct State {
+    table: Table,
+    /// The file as last read, good or not: a broken file is not re-read until it changes.
+    fingerprint: Option<Fingerprint>,
+    /// Bumped on every reload; cache entries from older generations are void.
+    generation: u64,
+    /// An error about the file has been logged and it has not been fixed since.
+    failing: bool,
+}
+
+/// The users of a successfully parsed file.
+struct Table {
+    users: HashMap<String, Entry>,
+    /// A bcrypt hash of a random password at the file's most common cost, for unknown users.
+    dummy: Arc<str>,
+    dummy_cost: u32,
+}
+
+#[derive(Clone)]
+enum Entry {
+    Bcrypt(Arc<str>),
+    Unsupported,
+}
+
+struct Cached {
+    digest: [u8; 32],
+    expires: Instant,
+    generation: u64,
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Fingerprint {
+    fn of(m: &std::fs::Metadata) -> Fingerprint {
+        Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+impl Htpasswd {
+    /// Loads the file at `path`; errors name the file (and the line, for a malformed one).
+    pub fn open(path: &Path) -> Result<Self, HtpasswdError> {
+        let (text, fingerprint) = read(path)?;
+        let table = load(path, &text, None)?;
+        Ok(Htpasswd {
+            path: path.to_path_buf(),
+            state: RwLock::new(State {
+                table,
+                fingerprint: Some(fingerprint),
+                generation: 0,
+                failing: false,
+            }),
+            cache: Mutex::new(HashMap::new()),
+            next_check: Mutex::new(Instant::now() + CHECK_INTERVAL),
+            check_interval: CHECK_INTERVAL,
+            bcrypt_runs: AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The users that can log in (those with a bcrypt hash), sorted.
+    pub fn users(&self) -> Vec<String> {
+        let state = self.read_state();
+        let mut users: Vec<String> = state
+            .table
+            .users
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Bcrypt(_)))
+            .map(|(u, _)| u.clone())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Whether `password` is `user`'s password.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        self.maybe_reload();
+        let digest = cache_key(user, password);
+        let (entry, generation, dummy) = {
+            let state = self.read_state();
+            (state.table.users.get(user).cloned(), state.generation, state.table.dummy.clone())
+        };
+        if matches!(entry, Some(Entry::Bcrypt(_))) && self.cached(user, &digest, generation) {
+            return true;
+        }
+        let ok = match entry {
+            Some(Entry::Bcrypt(hash)) => self.bcrypt(password, &hash),
+            // Spend the same time as for a real user, then fail.
+            Some(Entry::Unsupported) | None => {
+                self.bcrypt(password, &dummy);
+                false
+            }
+        };
+        if ok {
+            self.remember(user, digest, generation);
+        }
+        ok
+    }
+
+    /// Checks the file for changes now, regardless of when it was last checked.
+    pub fn refresh(&self) {
+        *lock(&self.next_check) = Instant::now() + self.check_interval;
+        self.reload_if_changed();
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bcrypt(&self, password: &str, hash: &str) -> bool {
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
+        // An error means a hash the loader let through but bcrypt cannot use: not a match.
+        bcrypt::verify(password, hash).unwrap_or(false)
+    }
+
+    fn cached(&self, user: &str, digest: &[u8; 32], generation: u64) -> bool {
+        let mut cache = lock(&self.cache);
+        let Some(hit) = cache.get(user) else { return false };
+        if hit.generation != generation || hit.expires <= Instant::now() {
+            cache.remove(user);
+            return false;
+        }
+        constant_time_eq(&hit.digest, digest)
+    }
+
+    /// Caches a success, unless the file was reloaded while bcrypt ran (the password checked
+    /// may no longer be the user's).
+    fn remember(&self, user: &str, digest: [u8; 32], generation: u64) {
+        if self.read_state().generation != generation {
+            return;
+        }
+        let entry = Cached {
+            digest,
+            expires: Instant::now() + CACHE_TTL,
+            generation,
+        };
+        // At most one entry per user of the file: the cache cannot outgrow it.
+        lock(&self.cache).insert(user.to_string(), entry);
+    }
+
+    fn maybe_reload(&self) {
+        let now = Instant::now();
+        {
+            let mut next = lock(&self.next_check);
+            if now < *next {
+                return;
+            }
+            *next = now + self.check_interval;
+        }
+        self.reload_if_changed();
+    }
+
+    fn reload_if_changed(&self) {
+        let path = &self.path;
+        let current = std::fs::metadata(path).map(|m| Fingerprint::of(&m));
+        let known = self.read_state().fingerprint;
+        match current {
+            Ok(fp) if Some(fp) == known => return,
+            Ok(_) => {}
+            Err(e) => return self.fail(&format!("cannot read htpasswd file {}: {e}", path.display()), known),
+        }
+        let old_dummy = {
+            let state = self.read_state();
+            (state.table.dummy_cost, state.table.dummy.clone())
+        };
+        let loaded = read(path).and_then(|(text, fp)| Ok((load(path, &text, Some(old_dummy))?, fp)));
+        match loaded {
+            Ok((table, fp)) => {
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                let users = table.users.len();
+                *state = State {
+                    table,
+                    fingerprint: Some(fp),
+                    generation: state.generation + 1,
+                    failing: false,
+                };
+                drop(state);
+                lock(&self.cache).clear();
+                tracing::info!(path = %path.display(), users, "htpasswd file reloaded");
+            }
+            Err(e) => {
+                // Remember the broken version so it is not parsed again every second.
+                let fp = std::fs::metadata(path).ok().map(|m| Fingerprint::of(&m));
+                self.fail(&e.to_string(), fp);
+            }
+        }
+    }
+
+    /// Keeps the last good users in force; logs once per broken state of the file.
+    fn fail(&self, message: &str, fingerprint: Option<Fingerprint>) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let changed = state.fingerprint != fingerprint;
+        if !state.failing || changed {
+            let users = state.table.users.len();
+            tracing::error!("{message}; keeping the {users} users loaded before");
+        }
+        state.failing = true;
+        state.fingerprint = fingerprint;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent, so a panic elsewhere cannot corrupt it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the file and the fingerprint of exactly what was read.
+fn read(path: &Path) -> Result<(String, Fingerprint), HtpasswdError> {
+    use std::io::Read;
+    let io = |error| HtpasswdError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let fingerprint = Fingerprint::of(&file.metadata().map_err(io)?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    // Lines that are not UTF-8 cannot match a user name from a request, which is UTF-8.
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), fingerprint))
+}
+
+/// Parses the file's text, logging what will not work. `previous_dummy` (cost, hash) is
+/// reused when the usual cost has not changed, to save a bcrypt run.
+fn load(path: &Path, text: &str, previous_dummy: Option<(u32, Arc<str>)>) -> Result<Table, HtpasswdError> {
+    let (users, warnings) = parse(text).map_err(|line| HtpasswdError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        reason: "expected user:hash".into(),
+    })?;
+    for warning in warnings {
+        tracing::warn!(path = %path.display(), "{warning}");
+    }
+    let cost = usual_cost(&users);
+    let dummy = match previous_dummy {
+        Some((c, hash)) if c == cost => hash,
+        _ => dummy_hash(cost),
+    };
+    Ok(Table {
+        users: users.into_iter().map(|(user, (_, entry))| (user, entry)).collect(),
+        dummy,
+        dummy_cost: cost,
+    })
+}
+
+/// The users (with their bcrypt cost, if any) and warnings, or the number of the first
+/// malformed line.
+#[allow(clippy::type_complexity)]
+fn parse(text: &str) -> Result<(HashMap<String, (Option<u32>, Entry)>, Vec<String>), usize> {
+    let mut users: HashMap<String, (Option<u32>, Entry)> = HashMap::new();
+    let mut seen_at: HashMap<String, usize> = HashMap::new();
+    let mut warnings = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let (user, hash) = match parse_line(line) {
+            Line::Skip => continue,
+            Line::Invalid => return Err(n),
+            Line::Entry { user, hash } => (user, hash),
+        };
+        if user.is_empty() {
+            warnings.push(format!("line {n}: empty user name; entry ignored"));
+            continue;
+        }
+        if let Some(prev) = seen_at.insert(user.to_string(), n) {
+            warnings.push(format!("line {n}: user {user:?} is also on line {prev}; the last entry wins"));
+        }
+        let entry = match HashKind::of(hash) {
+            HashKind::Bcrypt { cost } => (Some(cost), Entry::Bcrypt(hash.into())),
+            HashKind::Unsupported(kind) => {
+                warnings.push(format!(
+                    "line {n}: user {user:?} has a {kind} password hash, but only bcrypt is supported \
+                     (as in registry:2), so this user cannot log in; set a new password with \
+                     `wharf htpasswd set FILE {user}` or `htpasswd -B FILE {user}`"
+                ));
+                (None, Entry::Unsupported)
+            }
+        };
+        users.insert(user.to_string(), entry);
+    }
+    Ok((users, warnings))
+}
+
+/// The most common bcrypt cost in the file (the highest on a tie), so the dummy hash costs what
+/// a real user's does.
+fn usual_cost(users: &HashMap<String, (Option<u32>, Entry)>) -> u32 {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for cost in users.values().filter_map(|(c, _)| *c) {
+        *counts.entry(cost).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(cost, n)| (n, cost))
+        .map_or(DEFAULT_COST, |(cost, _)| cost)
+}
+
+fn dummy_hash(cost: u32) -> Arc<str> {
+    let random: [u8; 16] = rand::random();
+    let hash = bcrypt::hash_with_salt(hex::encode(random), cost, rand::random::<[u8; 16]>())
+        .map(|parts| parts.format_for_version(bcrypt::Version::TwoY))
+        // Costs come from parsed hashes (4..=31), which bcrypt accepts.
+        .unwrap_or_default();
+    hash.into()
+}
+
+/// A random value fixed for the life of the process: cache keys are useless outside it.
+fn salt() -> &'static [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    SALT.get_or_init(rand::random)
+}
+
+fn cache_key(user: &str, password: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    // The length prefix makes the split between user and password unambiguous even for a user
+    // name containing NUL (which the header parser refuses anyway).
+    h.update((user.len() as u64).to_le_bytes());
+    h.update(user.as_bytes());
+    h.update([0u8]);
+    h.update(password.as_bytes());
+    h.update(salt());
+    h.finalize().into()
+}
+
+/// Compares without an early exit, so the time taken does not depend on where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::thread::sleep;
+
+    /// Low cost: tests run many verifications.
+    fn hash(password: &str) -> String {
+        bcrypt::hash_with_result(password, 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY)
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        path: PathBuf,
+    }
+
+    impl Fixture {
+        fn new(text: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, text).unwrap();
+            Fixture { dir, path }
+        }
+
+        /// Replaces the file the way editors and `wharf htpasswd` do: a new file renamed over.
+        fn replace(&self, text: &str) {
+            let tmp = self.dir.path().join("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &self.path).unwrap();
+        }
+
+        /// Checks for changes on every call rather than once a second.
+        fn open(&self) -> Htpasswd {
+            let mut h = Htpasswd::open(&self.path).unwrap();
+            h.check_interval = Duration::ZERO;
+            *h.next_check.get_mut().unwrap() = Instant::now();
+            h
+        }
+    }
+
+    fn runs(h: &Htpasswd) -> u64 {
+        h.bcrypt_runs.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn verifies_bcrypt_variants() {
+        let base = hash("pw");
+        let text = format!(
+            "# comment\n\n  alice:{base}  \nbob:{}\ncarol:{}\n",
+            base.replacen("$2y$", "$2a$", 1),
+            base.replacen("$2y$", "$2b$", 1)
+        );
+        let f = Fixture::new(&text);
+        let h = f.open();
+        for user in ["alice", "bob", "carol"] {
+            assert!(h.verify(user, "pw"), "{user}");
+            assert!(!h.verify(user, "wrong"), "{user}");
+        }
+        assert!(!h.verify("alice", "pw "), "no trimming of passwords");
+        assert!(!h.verify("Alice", "pw"), "user names are case-sensitive");
+        assert!(!h.verify("dave", "pw"));
+        assert_eq!(h.users(), vec!["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn reads_what_apache_htpasswd_writes() {
+        // `htpasswd -Bbn moby gordon` (cost 5) and `htpasswd -bBC 4 -n x y`.
+        let f = Fixture::new(
+            "moby:$2y$05$sJjEqQxZ5Au60MM79grz7.wBXX.pzxo1od5M17AsE4fETb.fpLx8y\n\
+             x:$2y$04$x9L62wRd2dwiuzPCVF3ki.K6urPt/oX0wqtKWfQAEpGDFjDOR1QaG\n",
+        );
+        let h = f.open();
+        assert!(h.verify("moby", "gordon"));
+        assert!(!h.verify("moby", "gordon2"));
+        assert!(h.verify("x", "y"));
+    }
+
+    #[test]
+    fn passwords_may_contain_colons_and_unicode() {
+        let f = Fixture::new(&format!("u:{}\n", hash("a:b:c✓")));
+        assert!(f.open().verify("u", "a:b:c✓"));
+    }
+
+    #[test]
+    fn unsupported_hashes_never_authenticate() {
+        // `htpasswd -bs` (SHA-1), `-bm` (MD5), `-bd` (crypt), `-bp` (plain) of the password "pw".
+        let text = "sha:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n\
+                    md5:$apr1$yv.hrBjM$MWHFrm4.n8.AYDyqSZzgl0\n\
+                    des:muF4Cr3YTrHNE\n\
+                    plain:pw\n\
+                    empty:\n\
+                    x2:$2x$04$x9L62wRd2dwiuzPCVF3ki.K6urPt/oX0wqtKWfQAEpGDFjDOR1QaG\n\
+                    short:$2y$04$tooshort\n";
+        let f = Fixture::new(text);
+        let h = f.open();
+        for user in ["sha", "md5", "des", "plain", "empty", "x2", "short"] {
+            assert!(!h.verify(user, "pw"), "{user}");
+            assert!(!h.verify(user, ""), "{user}");
+        }
+        assert!(h.users().is_empty());
+        let (_, warnings) = parse(text).unwrap();
+        let w = warnings.join("\n");
+        for want in [
+            "line 1: user \"sha\" has a SHA-1 ({SHA})",
+            "line 2: user \"md5\" has a Apache MD5 ($apr1$)",
+            "line 3: user \"des\" has a DES crypt",
+            "line 4: user \"plain\" has a plain text or unknown",
+            "line 5: user \"empty\" has a empty",
+            "line 6: user \"x2\" has a bcrypt $2x$",
+            "line 7: user \"short\" has a malformed bcrypt",
+        ] {
+            assert!(w.contains(want), "missing {want:?} in\n{w}");
+        }
+        assert!(
+            !w.contains("GpHWL3") && !w.contains("yv.hrBjM") && !w.contains("muF4Cr"),
+            "hashes leaked:\n{w}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_unsupported_users_still_cost_a_bcrypt_run() {
+        let f = Fixture::new(&format!("alice:{}\nsha:{{SHA}}GpHWL3ymc5liWkNopqtdSjuqYHM=\n", hash("pw")));
+        let h = f.open();
+        assert!(!h.verify("nobody", "pw"));
+        assert_eq!(runs(&h), 1);
+        assert!(!h.verify("sha", "pw"));
+        assert_eq!(runs(&h), 2);
+        // The dummy hash has the file's cost, so it takes as long as a real check.
+        assert!(h.read_state().table.dummy.starts_with("$2y$04$"));
+    }
+
+    #[test]
+    fn dummy_cost_follows_the_file() {
+        let mut users = HashMap::new();
+        assert_eq!(usual_cost(&users), DEFAULT_COST);
+        for (i, cost) in [5, 5, 12].into_iter().enumerate() {
+            users.insert(i.to_string(), (Some(cost), Entry::Unsupported));
+        }
+        users.insert("x".into(), (None, Entry::Unsupported));
+        assert_eq!(usual_cost(&users), 5);
+    }
+
+    #[test]
+    fn duplicate_users_last_entry_wins() {
+        let text = format!("alice:{}\nalice:{}\n", hash("old"), hash("new"));
+        let f = Fixture::new(&text);
+        let h = f.open();
+        assert!(h.verify("alice", "new"));
+        assert!(!h.verify("alice", "old"));
+        let (_, warnings) = parse(&text).unwrap();
+        assert!(warnings[0].contains("line 2: user \"alice\" is also on line 1"), "{warnings:?}");
+    }
+
+    #[test]
+    fn malformed_files_are_errors_naming_file_and_line() {
+        let f = Fixture::new(&format!("# ok\nalice:{}\nthis line has no colon\n", hash("pw")));
+        let e = Htpasswd::open(&f.path).unwrap_err().to_string();
+        assert!(e.contains(&f.path.display().to_string()) && e.contains("line 3"), "{e}");
+        assert!(!e.contains("no colon"), "the line's content is not quoted: {e}");
+        let missing = f.dir.path().join("nope");
+        let e = Htpasswd::open(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn line_parsing() {
+        assert_eq!(parse_line("  # x:y"), Line::Skip);
+        assert_eq!(parse_line("\t "), Line::Skip);
+        assert_eq!(parse_line("nocolon"), Line::Invalid);
+        assert_eq!(parse_line(" a:b \r"), Line::Entry { user: "a", hash: "b" });
+        assert_eq!(parse_line("a:b:comment"), Line::Entry { user: "a", hash: "b" });
+        assert_eq!(parse_line("a:"), Line::Entry { user: "a", hash: "" });
+        let (users, w) = parse(":$2y$04$x\n").unwrap();
+        assert!(users.is_empty() && w[0].contains("empty user name"));
+    }
+
+    #[test]
+    fn cache_hit_avoids_bcrypt() {
+        // A realistic cost, so the difference in time is plain as well as counted.
+        let f = Fixture::new(&format!(
+            "alice:{}\n",
+            bcrypt::hash_with_result("pw", 10)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY)
+        ));
+        let h = f.open();
+        let start = Instant::now();
+        assert!(h.verify("alice", "pw"));
+        let first = start.elapsed();
+        assert_eq!(runs(&h), 1);
+        let start = Instant::now();
+        for _ in 0..100 {
+            assert!(h.verify("alice", "pw"));
+        }
+        let hundred = start.elapsed();
+        assert_eq!(runs(&h), 1, "cached: no bcrypt");
+        assert!(hundred < first, "100 cached checks ({hundred:?}) beat one bcrypt ({first:?})");
+        // A wrong password is never served from the cache and never cached.
+        assert!(!h.verify("alice", "pw2"));
+        assert!(!h.verify("alice", "pw2"));
+        assert_eq!(runs(&h), 3);
+        assert!(h.verify("alice", "pw"), "a failure does not evict the good entry");
+        assert_eq!(runs(&h), 3);
+    }
+
+    #[test]
+    fn cache_never_holds_the_password() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("hunter2-pw")));
+        let h = f.open();
+        assert!(h.verify("alice", "hunter2-pw"));
+        let cache = lock(&h.cache);
+        let entry = &cache["alice"];
+        assert_eq!(entry.digest, cache_key("alice", "hunter2-pw"));
+        assert!(!entry.digest.windows(6).any(|w| w == b"hunter"));
+        // The key depends on the user as well as the password, and on the salt.
+        assert_ne!(cache_key("alice", "pw"), cache_key("bob", "pw"));
+        assert_ne!(cache_key("a", "\0b"), cache_key("a\0", "b"));
+        let unsalted: [u8; 32] = Sha256::digest(b"\x05\0\0\0\0\0\0\0alice\0hunter2-pw").into();
+        assert_ne!(entry.digest, unsalted);
+    }
+
+    #[test]
+    fn cache_entries_expire() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
+        let h = f.open();
+        assert!(h.verify("alice", "pw"));
+        lock(&h.cache).get_mut("alice").unwrap().expires = Instant::now();
+        assert!(h.verify("alice", "pw"));
+        assert_eq!(runs(&h), 2, "expired entry: bcrypt again");
+        assert!(lock(&h.cache)["alice"].expires > Instant::now() + CACHE_TTL - Duration::from_secs(5));
+    }
+
+    #[test]
+    fn changed_password_takes_effect_at_once() {
+        let f = Fixture::new(&format!("alice:{}\nbob:{}\n", hash("old"), hash("bobpw")));
+        let h = f.open();
+        assert!(h.verify("alice", "old"));
+        assert!(h.verify("bob", "bobpw"));
+        f.replace(&format!("alice:{}\nbob:{}\n", hash("new"), hash("bobpw")));
+        assert!(!h.verify("alice", "old"), "the cached old password no longer works");
+        assert!(h.verify("alice", "new"));
+        let before = runs(&h);
+        assert!(h.verify("bob", "bobpw"));
+        assert_eq!(runs(&h), before + 1, "the whole cache was dropped");
+    }
+
+    #[test]
+    fn in_place_edits_are_noticed() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
+        let h = f.open();
+        assert!(h.verify("alice", "pw"));
+        // Same inode; a different size.
+        let mut file = std::fs::OpenOptions::new().append(true).open(&f.path).unwrap();
+        writeln!(file, "bob:{}", hash("bobpw")).unwrap();
+        drop(file);
+        assert!(h.verify("bob", "bobpw"));
+        // Removing a user locks them out at once, cache or not.
+        f.replace("# nobody\n");
+        assert!(!h.verify("alice", "pw"));
+    }
+
+    #[test]
+    fn broken_or_missing_file_keeps_the_last_good_users() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
+        let h = f.open();
+        f.replace("garbage without colon\n");
+        assert!(h.verify("alice", "pw"), "invalid file: old content stays in force");
+        assert!(h.read_state().failing);
+        std::fs::remove_file(&f.path).unwrap();
+        assert!(h.verify("alice", "pw"), "missing file: old content stays in force");
+        f.replace(&format!("bob:{}\n", hash("bobpw")));
+        assert!(h.verify("bob", "bobpw"), "fixed file is loaded");
+        assert!(!h.verify("alice", "pw"));
+        assert!(!h.read_state().failing);
+    }
+
+    #[test]
+    fn checks_the_file_at_most_once_a_second() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("old")));
+        let new = format!("alice:{}\n", hash("new"));
+        let opened = Instant::now();
+        let h = Htpasswd::open(&f.path).unwrap();
+        assert!(h.verify("alice", "old"));
+        f.replace(&new);
+        let still_old = h.verify("alice", "old");
+        // Only meaningful if the machine did not stall for a second in between.
+        if opened.elapsed() < CHECK_INTERVAL {
+            assert!(still_old, "not re-checked within the second");
+        }
+        sleep(CHECK_INTERVAL + Duration::from_millis(50));
+        assert!(h.verify("alice", "new"));
+        assert!(!h.verify("alice", "old"));
+        // refresh() checks at once.
+        f.replace(&format!("alice:{}\n", hash("newer")));
+        h.refresh();
+        assert!(h.verify("alice", "newer"));
+    }
+
+    #[test]
+    fn a_reload_during_bcrypt_is_not_cached_as_current() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
+        let h = f.open();
+        let generation = h.read_state().generation;
+        f.replace(&format!("alice:{}\n", hash("other")));
+        h.refresh();
+        h.remember("alice", cache_key("alice", "pw"), generation);
+        assert!(lock(&h.cache).is_empty());
+    }
+
+    #[test]
+    fn concurrent_verification() {
+        let f = Fixture::new(&format!("alice:{}\nbob:{}\n", hash("a"), hash("b")));
+        let h = Arc::new(f.open());
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        assert!(h.verify("alice", "a"));
+                        assert!(h.verify("bob", "b"));
+                        assert!(!h.verify(if i % 2 == 0 { "alice" } else { "bob" }, "x"));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(constant_time_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!constant_time_eq(&a, &b));
+        b = a;
+        b[0] ^= 0x80;
+        assert!(!constant_time_eq(&a, &b));
+    }
+}

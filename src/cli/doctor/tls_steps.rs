@@ -1,0 +1,598 @@
+//! Steps 4 and 5: what the port speaks (TLS, plain HTTP, something else), the certificate,
+//! and whether each client on this machine trusts it.
+
+use super::api::Endpoint;
+use super::clients::{self, Root, CONTAINERD_CERTS_D, DAEMON_JSON};
+use super::probe::{self, Handshake, PlainAnswer, TlsClient};
+use super::report::{Status, Step};
+use super::target::Scheme;
+use super::trust::{self, Verdict};
+use super::{cert_names, Doctor};
+use crate::autosecure::CA_PATH;
+use crate::tls::certs::fingerprint_der;
+use crate::tls::inspect::{self, Severity};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::AlertDescription;
+use std::net::{IpAddr, SocketAddr};
+
+pub enum Protocol {
+    Tls,
+    Plain,
+    /// Nothing further can be learned.
+    Stop,
+}
+
+impl Doctor {
+    /// Step 4.
+    pub(super) async fn protocol(&mut self, addr: SocketAddr, client: &TlsClient, ips: &[IpAddr]) -> Protocol {
+        match probe::handshake(addr, client, self.timeout).await {
+            Handshake::Tls { version, cipher, alpn } => {
+                let mut step = Step::ok("protocol", format!("TLS: {version}, {cipher}"));
+                if let Some(alpn) = alpn {
+                    step = step.detail(format!("ALPN: {alpn}"));
+                }
+                if client.client_cert_requested() {
+                    let offered = if client.client_cert_offered() {
+                        "the one in /etc/docker/certs.d was offered"
+                    } else {
+                        "none is installed for this registry"
+                    };
+                    step = step.detail(format!("the server asks for a client certificate (mutual TLS); {offered}"));
+                }
+                self.push(step);
+                self.reverse_case(addr).await;
+                Protocol::Tls
+            }
+            Handshake::PlainHttp { first_line } => {
+                self.plain_http(ips, &format!("the server answered the TLS handshake with \"{first_line}\""));
+                Protocol::Plain
+            }
+            Handshake::NotTls { preview } => {
+                let hp = self.t().host_port();
+                self.push(
+                    Step::fail("protocol", format!("{hp} speaks neither TLS nor HTTP: it sent \"{preview}\""))
+                        .fix("this port belongs to another service: check the registry's port (ss -ltnp on its machine)"),
+                );
+                Protocol::Stop
+            }
+            Handshake::Alert { alert, error } => {
+                self.push(alert_step(alert, &error, &self.t().registry_name()));
+                Protocol::Stop
+            }
+            failure => self.handshake_failed(addr, ips, failure).await,
+        }
+    }
+
+    /// The handshake died without an answer: a plain HTTP server that hangs up on a
+    /// ClientHello looks like this, so ask it in plain HTTP before concluding.
+    async fn handshake_failed(&mut self, addr: SocketAddr, ips: &[IpAddr], failure: Handshake) -> Protocol {
+        let why = match failure {
+            Handshake::Closed { error } | Handshake::Failed { error } => error,
+            Handshake::Timeout => format!("no TLS answer within {}s", self.timeout.as_secs()),
+            other => format!("{other:?}"),
+        };
+        match probe::plain_probe(addr, &self.t().host_port(), self.timeout).await {
+            PlainAnswer::Http { status_line, .. } => {
+                let seen = format!("the TLS handshake failed ({why}), and a plain HTTP request got \"{status_line}\"");
+                self.plain_http(ips, &seen);
+                Protocol::Plain
+            }
+            other => {
+                self.push(
+                    Step::fail("protocol", format!("TLS handshake with {} failed: {why}", self.t().host_port()))
+                        .detail(format!("a plain HTTP request got: {}", describe_plain(&other)))
+                        .fix("look at the registry's log for the handshake error; a TCP proxy or load balancer in front of it may cut connections"),
+                );
+                Protocol::Stop
+            }
+        }
+    }
+
+    /// The registry serves plain HTTP: Go clients print "http: server gave HTTP response to
+    /// HTTPS client". Docker still accepts it for 127.0.0.0/8 and insecure-registries.
+    fn plain_http(&mut self, ips: &[IpAddr], seen: &str) {
+        let t = self.t().clone();
+        let name = t.registry_name();
+        let daemon = clients::docker_daemon(&self.fs);
+        let docker_reason = daemon.insecure_reason(&t, ips);
+        let containerd = clients::containerd(&self.fs, &t);
+        let containers = clients::containers(&self.fs, &t);
+        let message = format!(
+            "http: server gave HTTP response to HTTPS client — {} serves plain HTTP, and clients speak HTTPS unless told otherwise",
+            t.host_port()
+        );
+        let status = if docker_reason.is_some() { Status::Warn } else { Status::Fail };
+        let mut step = Step::new("protocol", status, message).detail(seen.to_string());
+        step = step.detail(match &docker_reason {
+            Some(r) => format!("docker: accepts it: {r}"),
+            None => format!("docker: refuses it: {name} is not in \"insecure-registries\" ({DAEMON_JSON})"),
+        });
+        if let Some(p) = &daemon.problem {
+            step = step.detail(format!("docker: {p}"));
+        }
+        step = step.detail(if containerd.plain_http {
+            "containerd: configured to use plain HTTP for it".to_string()
+        } else {
+            format!(
+                "containerd (ctr, nerdctl, Kubernetes): refuses it unless {CONTAINERD_CERTS_D}/{name}/hosts.toml says \
+                 server = \"http://{name}\" (ctr: --plain-http)"
+            )
+        });
+        step = step.detail(match &containers.insecure {
+            Some(r) => format!("podman, skopeo, buildah: accept it: {r}"),
+            None => "podman, skopeo, buildah: refuse it unless --tls-verify=false or registries.conf marks it insecure".to_string(),
+        });
+        let fix = format!(
+            "serve HTTPS (recommended: otherwise passwords and images cross the network in clear):\n\
+             - wharf serve on a non-loopback address (e.g. --addr 0.0.0.0:{port}) sets up TLS and a login by itself\n\
+             - or give it a certificate: wharf cert ca --out CA_DIR; wharf cert issue --ca CA_DIR --out CERT_DIR {names}\n  \
+             then set http.tls.certificate / http.tls.key (REGISTRY_HTTP_TLS_CERTIFICATE / REGISTRY_HTTP_TLS_KEY) to \
+             CERT_DIR/server.crt and CERT_DIR/server.key\n\
+             or let each client use plain HTTP:\n\
+             - Docker: add \"{name}\" to \"insecure-registries\" in {DAEMON_JSON} (Docker Desktop: Settings > Docker Engine), \
+             then restart dockerd\n\
+             - containerd: {CONTAINERD_CERTS_D}/{name}/hosts.toml containing server = \"http://{name}\" (ctr: --plain-http)\n\
+             - podman, skopeo, buildah: --tls-verify=false, or in /etc/containers/registries.conf: \
+             [[registry]] location = \"{name}\" insecure = true",
+            port = t.port,
+            names = cert_names(&t),
+        );
+        self.push(step.fix(fix));
+    }
+
+    /// A client set up for plain HTTP against this TLS port: Go's server answers "client sent
+    /// an HTTP request to an HTTPS server", others a TLS alert. Checked when the address was
+    /// given as http:// or containerd is configured that way.
+    async fn reverse_case(&mut self, addr: SocketAddr) {
+        let t = self.t().clone();
+        let name = t.registry_name();
+        let containerd = clients::containerd(&self.fs, &t);
+        let who = if t.scheme == Some(Scheme::Http) {
+            format!("http://{}", t.host_port())
+        } else if containerd.plain_http {
+            format!("containerd (configured with http://{name})")
+        } else {
+            return;
+        };
+        let answer = probe::plain_probe(addr, &t.host_port(), self.timeout).await;
+        self.push(
+            Step::fail(
+                "plain-http",
+                format!("client sent an HTTP request to an HTTPS server — {who} speaks plain HTTP to a port that serves TLS"),
+            )
+            .detail(format!("a plain HTTP request got: {}", describe_plain(&answer)))
+            .fix(format!(
+                "the registry serves HTTPS: use https://{hp} (curl, browsers); Docker and podman use HTTPS by themselves; for \
+                 containerd write server = \"https://{name}\" in {CONTAINERD_CERTS_D}/{name}/hosts.toml (with \
+                 [host.\"https://{name}\"] and its ca), remove http:// endpoints from /etc/containerd/config.toml, and do not pass \
+                 --plain-http to ctr",
+                hp = t.host_port()
+            )),
+        );
+    }
+
+    /// Step 5: the certificate itself, then trust per client. Returns whether a client here
+    /// verifies the server completely (so that a password may be sent to it).
+    pub(super) async fn certificate(&mut self, endpoint: &Endpoint, client: &TlsClient, ips: &[IpAddr]) -> bool {
+        let chain = client.chain();
+        if chain.is_empty() {
+            self.push(Step::fail("certificate", "the server presented no certificate"));
+            return false;
+        }
+        let t = self.t().clone();
+        let report = match inspect::inspect(&to_pem(&chain), Some(&t.host_port())) {
+            Ok(r) => r,
+            Err(e) => {
+                self.push(Step::fail("certificate", format!("the server's certificate cannot be read: {e}")));
+                return false;
+            }
+        };
+        let leaf = &report.certificates[0];
+        let names: Vec<String> = leaf
+            .dns_names
+            .iter()
+            .cloned()
+            .chain(leaf.ip_addresses.iter().map(|ip| format!("IP {ip}")))
+            .collect();
+        self.push(
+            Step::ok("certificate", format!("{} certificate(s) presented", chain.len())).details([
+                format!("subject: {}", leaf.subject),
+                format!("issuer: {}", leaf.issuer),
+                format!(
+                    "names: {}",
+                    if names.is_empty() {
+                        "(no subjectAltName)".into()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+                format!("valid until: {}", inspect::fmt_time(leaf.not_after)),
+                format!("SHA-256: {}", leaf.fingerprint_sha256),
+            ]),
+        );
+        for f in &report.findings {
+            let status = if f.severity == Severity::Error {
+                Status::Fail
+            } else {
+                Status::Warn
+            };
+            self.push(Step::new("certificate", status, f.problem.clone()).fix(f.fix.clone()));
+        }
+        let published = self.published_ca(endpoint).await;
+        let verified = self.trust_steps(&chain, published, ips);
+        verified && !report.has_errors()
+    }
+
+    /// The CA a wharf server that made its own publishes at /.well-known/wharf/ca.crt.
+    async fn published_ca(&self, endpoint: &Endpoint) -> Option<Vec<CertificateDer<'static>>> {
+        let answer = endpoint.get(CA_PATH, None).await.ok().filter(|a| a.status == 200)?;
+        let ders = CertificateDer::pem_slice_iter(&answer.body).collect::<Result<Vec<_>, _>>().ok()?;
+        (!ders.is_empty()).then_some(ders)
+    }
+
+    /// One step per client: Docker, containerd, podman/skopeo/buildah, the system store.
+    fn trust_steps(&mut self, chain: &[CertificateDer<'static>], published: Option<Vec<CertificateDer<'static>>>, ips: &[IpAddr]) -> bool {
+        let t = self.t().clone();
+        let server_name = match probe::server_name(&t) {
+            Ok(n) => n,
+            Err(e) => {
+                self.push(Step::fail("trust", e));
+                return false;
+            }
+        };
+        let advice = ca_advice(chain, published.as_deref(), &t.host_port());
+        let views = runtime_views(&self.fs, &t, ips);
+        let mut verified = false;
+        let mut advised = false;
+        for v in views {
+            let check = trust::check(chain, &v.roots, &server_name);
+            verified |= v.present && check.fully_verified();
+            let step = judge(&v, &check, &advice, advised);
+            // `wharf trust` installs for every client at once: explain it in full once.
+            advised |= step.fix.as_deref().is_some_and(|f| f.starts_with("wharf trust"));
+            self.push(step);
+        }
+        verified
+    }
+}
+
+/// How to obtain and install the CA, for the "unknown authority" fix.
+struct CaAdvice {
+    /// A `wharf trust` command line.
+    command: String,
+    /// Where the fingerprint comes from.
+    origin: String,
+}
+
+/// `wharf trust` fetches the CA itself from a wharf server that publishes it; otherwise it
+/// needs the CA file (`--ca`), whose fingerprint must then match the chain's top certificate.
+fn ca_advice(chain: &[CertificateDer<'static>], published: Option<&[CertificateDer<'static>]>, hp: &str) -> CaAdvice {
+    if let Some(published) = published {
+        let roots: Vec<Root> = published
+            .iter()
+            .map(|d| Root {
+                source: CA_PATH.into(),
+                der: d.clone(),
+            })
+            .collect();
+        if trust::anchor(chain, &roots).is_some() {
+            return CaAdvice {
+                command: format!("wharf trust {hp} --fingerprint {}", fingerprint_der(&published[0])),
+                origin: format!("the CA the server publishes at https://{hp}{CA_PATH}"),
+            };
+        }
+    }
+    let top = trust::top_of_chain(chain).expect("chain is not empty");
+    let origin = if trust::is_self_signed(top) {
+        "the root certificate the server sends".to_string()
+    } else {
+        "the last certificate the server sends (its issuer is not sent)".to_string()
+    };
+    CaAdvice {
+        command: format!(
+            "wharf trust {hp} --ca ca.crt --fingerprint {}\n(ca.crt: the registry's CA certificate file, e.g. CA_DIR/ca.crt from \
+             wharf cert ca; this server does not publish it at {CA_PATH})",
+            fingerprint_der(top)
+        ),
+        origin,
+    }
+}
+
+/// What one client reads to decide whether to trust the registry.
+struct RuntimeView {
+    id: &'static str,
+    label: &'static str,
+    /// Configured on this machine (its /etc directory exists); Docker counts as present when
+    /// no client is, as the reference.
+    present: bool,
+    roots: Vec<Root>,
+    /// Where the CA is read from, for the message when it is missing.
+    looked_in: Vec<String>,
+    /// Verification is off, and why.
+    insecure: Option<Insecure>,
+    /// Configuration errors that make the client refuse the registry outright.
+    problems: Vec<String>,
+    notes: Vec<String>,
+    /// Installing the CA by hand.
+    install: String,
+}
+
+struct Insecure {
+    reason: String,
+    /// Loopback: no one can sit in the middle, so this is fine.
+    harmless: bool,
+}
+
+fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAddr]) -> Vec<RuntimeView> {
+    let name = t.registry_name();
+    let system = clients::system_roots(fs);
+    let system_roots: Vec<Root> = system.as_ref().map(|(_, r)| r.clone()).unwrap_or_default();
+    let system_label = system.as_ref().map(|(p, _)| p.clone());
+    let with_system = |extra: Vec<Root>| system_roots.iter().cloned().chain(extra).collect::<Vec<_>>();
+    let any_present = ["/etc/docker", "/etc/containerd", "/etc/containers"].iter().any(|d| fs.exists(d));
+
+    let docker_dir = format!("/etc/docker/certs.d/{name}");
+    let docker_certs = clients::read_cert_dir(fs, &docker_dir);
+    let daemon = clients::docker_daemon(fs);
+    let mut docker_problems: Vec<String> = daemon.problem.clone().into_iter().collect();
+    docker_problems.extend(docker_certs.as_ref().map(|c| c.problems.clone()).unwrap_or_default());
+    let docker = RuntimeView {
+        id: "trust.docker",
+        label: "Docker",
+        present: fs.exists("/etc/docker") || !any_present,
+        roots: with_system(docker_certs.map(|c| c.roots).unwrap_or_default()),
+        looked_in: vec![format!("{docker_dir}/*.crt")],
+        insecure: daemon.insecure_reason(t, ips).map(|reason| Insecure {
+            reason,
+            harmless: ips.iter().all(IpAddr::is_loopback),
+        }),
+        problems: docker_problems,
+        notes: clients::near_misses(fs, "/etc/docker/certs.d", t),
+        install: docker_install(&name),
+    };
+
+    let cd = clients::containerd(fs, t);
+    let containerd_dir = format!("{CONTAINERD_CERTS_D}/{name}");
+    let containerd = RuntimeView {
+        id: "trust.containerd",
+        label: "containerd (ctr, nerdctl, Kubernetes)",
+        present: fs.exists("/etc/containerd"),
+        roots: with_system(cd.roots),
+        looked_in: vec![cd
+            .dir
+            .clone()
+            .map_or(format!("{containerd_dir}/ (missing)"), |d| format!("{d}/hosts.toml or {d}/*.crt"))],
+        insecure: cd.skip_verify.then(|| Insecure {
+            reason: "hosts.toml sets skip_verify = true".into(),
+            harmless: false,
+        }),
+        problems: cd.problems,
+        notes: cd.notes,
+        install: format!(
+            "sudo mkdir -p {containerd_dir} && sudo cp ca.crt {containerd_dir}/ca.crt (when {containerd_dir}/hosts.toml exists, \
+             also add ca = \"{containerd_dir}/ca.crt\" to it)"
+        ),
+    };
+
+    let ct = clients::containers(fs, t);
+    let containers = RuntimeView {
+        id: "trust.containers",
+        label: "podman, skopeo, buildah",
+        present: fs.exists("/etc/containers"),
+        looked_in: vec![ct.cert_dir.as_ref().map_or(
+            format!("/etc/containers/certs.d/{name}/*.crt and /etc/docker/certs.d/{name}/*.crt (both missing)"),
+            |c| format!("{}/*.crt", c.dir),
+        )],
+        problems: ct.cert_dir.as_ref().map(|c| c.problems.clone()).unwrap_or_default(),
+        roots: with_system(ct.cert_dir.map(|c| c.roots).unwrap_or_default()),
+        insecure: ct.insecure.map(|reason| Insecure { reason, harmless: false }),
+        notes: Vec::new(),
+        install: format!("sudo mkdir -p /etc/containers/certs.d/{name} && sudo cp ca.crt /etc/containers/certs.d/{name}/ca.crt"),
+    };
+
+    let store = RuntimeView {
+        id: "trust.system",
+        label: "the system trust store (curl, and every client above)",
+        present: system_label.is_some(),
+        roots: system_roots.clone(),
+        looked_in: vec![system_label
+            .clone()
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt (missing)".into())],
+        insecure: None,
+        problems: Vec::new(),
+        notes: Vec::new(),
+        install: system_install(system_label.as_deref(), &t.host),
+    };
+    vec![docker, containerd, containers, store]
+}
+
+fn docker_install(name: &str) -> String {
+    let mut s = format!("sudo mkdir -p /etc/docker/certs.d/{name} && sudo cp ca.crt /etc/docker/certs.d/{name}/ca.crt (no restart needed)");
+    if cfg!(target_os = "macos") {
+        s.push_str(
+            "; Docker Desktop for Mac: security add-trusted-cert -d -r trustRoot -k ~/Library/Keychains/login.keychain ca.crt, \
+             then restart Docker Desktop",
+        );
+    }
+    s
+}
+
+fn system_install(bundle: Option<&str>, host: &str) -> String {
+    let file = host.replace(':', "_");
+    if bundle == Some("/etc/pki/tls/certs/ca-bundle.crt") {
+        format!("sudo cp ca.crt /etc/pki/ca-trust/source/anchors/{file}.crt && sudo update-ca-trust, then restart dockerd and containerd")
+    } else {
+        format!("sudo cp ca.crt /usr/local/share/ca-certificates/{file}.crt && sudo update-ca-certificates, then restart dockerd and containerd")
+    }
+}
+
+/// The step for one client.
+fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool) -> Step {
+    if !v.present {
+        let why = match v.id {
+            "trust.containerd" => "not set up on this machine (/etc/containerd missing)",
+            "trust.containers" => "not set up on this machine (/etc/containers missing)",
+            "trust.system" => "no CA bundle found (/etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt)",
+            _ => "not set up on this machine",
+        };
+        return Step::skip(v.id, format!("{}: {why}", v.label));
+    }
+    if !v.problems.is_empty() {
+        return Step::fail(v.id, format!("{}: {}", v.label, v.problems[0]))
+            .details(v.problems[1..].iter().cloned())
+            .details(v.notes.iter().cloned())
+            .fix(format!("correct the files named above; to install a CA certificate: {}", v.install));
+    }
+    if let Some(ins) = &v.insecure {
+        let status = if ins.harmless { Status::Ok } else { Status::Warn };
+        let what = match &check.verdict {
+            Verdict::Trusted { by } => format!("it would verify with the CA from {by}"),
+            Verdict::UnknownAuthority => "it would not verify: x509: certificate signed by unknown authority".into(),
+        };
+        let step = Step::new(
+            v.id,
+            status,
+            format!("{}: does not verify the certificate ({}); {what}", v.label, ins.reason),
+        );
+        return if ins.harmless {
+            step
+        } else {
+            step.fix(format!(
+                "any certificate is accepted, a man in the middle's too: install the CA ({}) and remove the insecure setting",
+                v.install
+            ))
+        };
+    }
+    match &check.verdict {
+        Verdict::Trusted { by } => {
+            let mut step = Step::ok(v.id, format!("{}: trusted (CA from {by})", v.label));
+            if let Some(e) = &check.rustls_error {
+                step = step.detail(format!(
+                    "the chain is trusted, but clients still refuse it for the certificate problem above ({e})"
+                ));
+            }
+            step.details(v.notes.iter().cloned())
+        }
+        Verdict::UnknownAuthority => {
+            let status = if v.id == "trust.system" { Status::Warn } else { Status::Fail };
+            let hp_line = if advised {
+                "the wharf trust command above installs the CA for this client too".to_string()
+            } else {
+                advice_line(advice)
+            };
+            Step::new(v.id, status, format!("{}: x509: certificate signed by unknown authority", v.label))
+                .details(v.looked_in.iter().map(|l| format!("looked for the CA in {l}")))
+                .details(v.notes.iter().cloned())
+                .fix(format!("{hp_line}\nor by hand, with the CA certificate file: {}", v.install))
+        }
+    }
+}
+
+fn advice_line(a: &CaAdvice) -> String {
+    format!(
+        "{command}\n(the fingerprint is that of {origin}; compare it with the CA fingerprint the \
+         registry's operator has — wharf serve prints it at set-up, wharf cert inspect CA_DIR/ca.crt shows it — a different \
+         value means a different certificate than expected)",
+        command = a.command,
+        origin = a.origin
+    )
+}
+
+fn alert_step(alert: AlertDescription, error: &str, name: &str) -> Step {
+    let step = Step::fail("protocol", format!("TLS handshake failed: {error}"));
+    match alert {
+        AlertDescription::CertificateRequired | AlertDescription::BadCertificate | AlertDescription::UnknownCA => {
+            step.fix(client_cert_fix(name))
+        }
+        AlertDescription::ProtocolVersion | AlertDescription::HandshakeFailure | AlertDescription::InsufficientSecurity => step.fix(
+            "no TLS version or cipher suite in common: clients need TLS 1.2 or 1.3 with modern ciphers; check http.tls.minimumtls \
+             and the TLS settings of any proxy in front of the registry",
+        ),
+        _ => step.fix("look at the registry's log for the reason it refused the handshake"),
+    }
+}
+
+/// Mutual TLS: where Docker, containerd and podman look for a client certificate.
+pub fn client_cert_fix(name: &str) -> String {
+    format!(
+        "the registry requires a client certificate (http.tls.clientcas): issue one with the CA it trusts and install it where \
+         clients look for it:\nwharf cert client --ca CA_DIR --out /etc/docker/certs.d/{name} --name CLIENT_NAME \
+         (writes client.cert and client.key; podman reads the same directory, containerd needs client = \
+         [\"/etc/docker/certs.d/{name}/client.cert\", \"/etc/docker/certs.d/{name}/client.key\"] in its hosts.toml)"
+    )
+}
+
+fn describe_plain(a: &PlainAnswer) -> String {
+    match a {
+        PlainAnswer::Http { status_line, text } if text.contains("HTTP request to an HTTPS server") => {
+            format!("\"{status_line}\" saying \"Client sent an HTTP request to an HTTPS server\"")
+        }
+        PlainAnswer::Http { status_line, .. } => format!("\"{status_line}\""),
+        PlainAnswer::TlsAlert => "a TLS alert record (\\x15\\x03...) instead of an HTTP response".into(),
+        PlainAnswer::Closed => "the connection closed without an answer".into(),
+        PlainAnswer::Other { preview } => format!("non-HTTP bytes \"{preview}\""),
+        PlainAnswer::Timeout => "no answer".into(),
+        PlainAnswer::Error(e) => e.clone(),
+    }
+}
+
+fn to_pem(chain: &[CertificateDer<'static>]) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    for der in chain {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::certs;
+
+    fn ders(pem: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn trust_advice_uses_the_published_ca_only_when_it_signed_the_chain() {
+        let ca = certs::new_ca("A", 10).unwrap();
+        let server = certs::issue_server(&ca, &["10.0.0.5".parse().unwrap()], &[], 10).unwrap();
+        let chain = ders(&server.cert_pem);
+        let fp = certs::fingerprint_sha256(&ca.cert_pem).unwrap();
+
+        let a = ca_advice(&chain, Some(&ders(&ca.cert_pem)), "10.0.0.5:5000");
+        assert_eq!(a.command, format!("wharf trust 10.0.0.5:5000 --fingerprint {fp}"));
+        assert!(a.origin.contains(CA_PATH));
+
+        // A published CA that did not sign the chain is ignored; the chain's root is used.
+        let other = certs::new_ca("B", 10).unwrap();
+        let a = ca_advice(&chain, Some(&ders(&other.cert_pem)), "10.0.0.5:5000");
+        assert!(
+            a.command
+                .starts_with(&format!("wharf trust 10.0.0.5:5000 --ca ca.crt --fingerprint {fp}")),
+            "{}",
+            a.command
+        );
+        assert!(a.origin.contains("root certificate"));
+
+        // Only the server certificate sent: its fingerprint, flagged as not a root.
+        let a = ca_advice(&chain[..1], None, "10.0.0.5:5000");
+        assert!(a.command.contains(&fingerprint_der(&chain[0])));
+        assert!(a.origin.contains("issuer is not sent"));
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        let ca = certs::new_ca("A", 10).unwrap();
+        let chain = ders(&ca.cert_pem);
+        assert_eq!(ders(&to_pem(&chain)), chain);
+    }
+}

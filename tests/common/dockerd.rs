@@ -1,0 +1,176 @@
+//! A private Docker daemon for one test: its own data root, exec root, socket, client config and
+//! the containerd it manages, all in a short temporary directory under /tmp. Stopped by PID on
+//! drop, also when the test panics.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::images::{pid_alive, run, run_unchecked, short_tempdir, signal_pid, stop_child, wait_until};
+
+/// Debian's client, which matches the daemon (another `docker` may come first on PATH).
+pub const DOCKER: &str = "/usr/bin/docker";
+
+pub struct Dockerd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// `unix:///tmp/.../docker.sock`
+    pub host: String,
+    pub exec_root: PathBuf,
+    pub data_root: PathBuf,
+    /// Client configuration directory (DOCKER_CONFIG), empty: no credentials from the host.
+    pub client_config: PathBuf,
+}
+
+impl Dockerd {
+    /// Starts dockerd as root. Returns None (after printing SKIP) when not root or dockerd is
+    /// missing outside CI; panics in CI.
+    pub fn start() -> Option<Dockerd> {
+        if !super::is_root() {
+            if super::in_ci() {
+                panic!("dockerd tests must run as root in CI");
+            }
+            eprintln!("SKIP: dockerd tests need root");
+            return None;
+        }
+        if !super::require_tool("dockerd") || !super::require_tool(DOCKER) {
+            return None;
+        }
+        let dir = short_tempdir("wd");
+        let data_root = dir.path().join("d");
+        let exec_root = dir.path().join("x");
+        let client_config = dir.path().join("c");
+        for d in [&data_root, &exec_root, &client_config] {
+            std::fs::create_dir_all(d).expect("create dockerd dirs");
+        }
+        // An empty daemon config so the host's /etc/docker/daemon.json does not apply.
+        let daemon_json = dir.path().join("daemon.json");
+        std::fs::write(&daemon_json, b"{}").unwrap();
+        let sock = dir.path().join("docker.sock");
+        let log = File::create(dir.path().join("dockerd.log")).expect("dockerd log");
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&daemon_json)
+            .args(["--storage-driver=vfs", "--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .arg("--data-root")
+            .arg(&data_root)
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("--pidfile")
+            .arg(data_root.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let d = Dockerd {
+            child: Some(child),
+            host: format!("unix://{}", sock.display()),
+            exec_root,
+            data_root,
+            client_config,
+            dir,
+        };
+        d.wait_ready();
+        Some(d)
+    }
+
+    fn wait_ready(&self) {
+        let ready = wait_until(Duration::from_secs(60), || {
+            Command::new(DOCKER)
+                .args(["-H", &self.host, "version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+        if !ready {
+            panic!("dockerd did not answer within 60s; log:\n{}", self.log_tail());
+        }
+    }
+
+    /// The last lines of the daemon's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A `docker` command bound to this daemon, with the legacy builder (no BuildKit).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.arg("-H")
+            .arg(&self.host)
+            .env("DOCKER_CONFIG", &self.client_config)
+            .env("DOCKER_BUILDKIT", "0");
+        c
+    }
+
+    /// Runs `docker ARGS` and panics (printing its output) on failure.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        run(self.cmd().args(args))
+    }
+
+    pub fn docker_unchecked(&self, args: &[&str]) -> Output {
+        run_unchecked(self.cmd().args(args))
+    }
+
+    /// `docker image inspect --format FORMAT REF`, trimmed.
+    pub fn inspect(&self, reference: &str, format: &str) -> String {
+        let out = self.docker(&["image", "inspect", "--format", format, reference]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// True when the daemon has an image by this name or ID.
+    pub fn has_image(&self, reference: &str) -> bool {
+        self.docker_unchecked(&["image", "inspect", reference]).status.success()
+    }
+
+    /// The socket of the containerd that dockerd started under its exec root.
+    pub fn containerd_sock(&self) -> PathBuf {
+        self.exec_root.join("containerd/containerd.sock")
+    }
+
+    /// A `ctr` command bound to this daemon's containerd, in a namespace of its own.
+    pub fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(self.containerd_sock()).args(["--namespace", "wharf-test"]);
+        c
+    }
+
+    fn containerd_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.exec_root.join("containerd/containerd.pid")).ok()?;
+        text.trim().parse().ok()
+    }
+
+    pub fn stop(&mut self) {
+        let containerd = self.containerd_pid();
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, Duration::from_secs(20));
+        }
+        // dockerd stops its containerd on SIGTERM; after a SIGKILL it may be left behind.
+        if let Some(pid) = containerd {
+            if pid_alive(pid) && is_our_containerd(pid, &self.exec_root) {
+                signal_pid(pid, libc::SIGKILL);
+                wait_until(Duration::from_secs(5), || !pid_alive(pid));
+            }
+        }
+    }
+}
+
+/// Checks the process's command line names our exec root, so a recycled PID is never signalled.
+fn is_our_containerd(pid: u32, exec_root: &Path) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains(&*exec_root.to_string_lossy())
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
