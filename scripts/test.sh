@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 python3-pip)
+APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip)
 PIP_PACKAGES=(oras)
 
 as_root() {

@@ -24,19 +24,15 @@ pub async fn get(state: &AppState, name: &RepoName, reference: &Reference, _req:
 pub async fn put(state: &AppState, name: &RepoName, reference: &Reference, req: Request) -> HttpResult {
     let headers = req.headers().clone();
     let too_large = || RegistryError::new(ErrorCode::TooLarge, format!("manifest exceeds the {MAX_MANIFEST_SIZE}-byte limit"));
-    if request::content_length(&headers)?.is_some_and(|l| l > MAX_MANIFEST_SIZE as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_MANIFEST_SIZE).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
-            too_large()
-        } else {
-            RegistryError::new(
+    let bytes = request::read_bounded_body(req.into_body(), MAX_MANIFEST_SIZE)
+        .await
+        .map_err(|e| match e {
+            request::BodyError::TooLarge => too_large(),
+            request::BodyError::Incomplete(e) => RegistryError::new(
                 ErrorCode::ManifestInvalid,
                 format!("manifest body was not received completely: {e}"),
-            )
-        }
-    })?;
+            ),
+        })?;
     let content_type = request::header_str(&headers, "content-type");
     let put = state.registry.manifest_put(name, reference, content_type, bytes).await?;
     let location = state.urls.location(&headers, &format!("/v2/{name}/manifests/{}", put.digest));

@@ -121,6 +121,12 @@ fn list_digest_links(dir: &Path) -> io::Result<Vec<Digest>> {
 
 /// Repository directories are those holding `_manifests`, `_layers` or `_uploads`; directories
 /// starting with `_` are registry bookkeeping, never repository names.
+/// A directory under `repositories/` is a repository only when it holds registry data of its own;
+/// `a/` is just a path segment when only `a/b` was pushed, and asking it for tags is NAME_UNKNOWN.
+fn is_repository(dir: &Path) -> bool {
+    dir.join("_manifests").is_dir() || dir.join("_layers").is_dir()
+}
+
 fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let Some(entries) = not_found_as_none(fs::read_dir(dir))? else {
         return Ok(());
@@ -394,7 +400,7 @@ impl Store for FsStore {
     async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
         let repo = repo.clone();
         self.blocking(move |l| {
-            if !l.repo(&repo).is_dir() {
+            if !is_repository(&l.repo(&repo)) {
                 return Ok(None);
             }
             let mut tags = Vec::new();
@@ -414,7 +420,7 @@ impl Store for FsStore {
 
     async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
         let repo = repo.clone();
-        self.blocking(move |l| Ok(l.repo(&repo).is_dir())).await
+        self.blocking(move |l| Ok(is_repository(&l.repo(&repo)))).await
     }
 
     async fn repositories(&self) -> io::Result<Vec<String>> {

@@ -16,8 +16,10 @@ pub struct Wharf {
     pub child: Option<Child>,
     /// `127.0.0.1:PORT`
     pub addr: String,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (or `https://` when the server serves TLS)
     pub url: String,
+    /// Every line the server printed on stdout so far (the one-time admin password is there).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The storage root (`--root`); kept alive for the lifetime of the server unless `keep_root`.
     pub root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -72,10 +74,23 @@ impl Wharf {
 
     /// Starts a server on an existing root directory (not deleted on drop).
     pub fn start_on_root(root: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Wharf {
-        let mut cmd = Command::new(wharf_bin());
+        Self::launch(&[], "127.0.0.1:0", root, extra_args, env)
+    }
+
+    /// Starts `prefix... wharf serve --addr <addr> --root <root> extra_args...`; `prefix` runs it
+    /// elsewhere, e.g. `ip netns exec NS` for a registry on a non-loopback test address.
+    pub fn launch(prefix: &[&str], addr: &str, root: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Wharf {
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(wharf_bin());
+                c
+            }
+            None => Command::new(wharf_bin()),
+        };
         cmd.arg("serve")
             .arg("--addr")
-            .arg("127.0.0.1:0")
+            .arg(addr)
             .arg("--root")
             .arg(root)
             .args(extra_args)
@@ -86,36 +101,50 @@ impl Wharf {
         }
         let mut child = cmd.spawn().expect("spawn wharf");
         let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 println!("[wharf stdout] {line}");
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
+                seen.lock().unwrap().push(line.clone());
+                for scheme in ["http", "https"] {
+                    if let Some(rest) = line.split(&format!("listening on {scheme}://")).nth(1) {
+                        let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect();
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send((scheme, addr));
+                        }
                     }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (scheme, addr) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("wharf did not print its listening address within 30s");
             }
         };
         let w = Wharf {
             child: Some(child),
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             root: root.to_path_buf(),
+            stdout: lines,
             _tmp: None,
         };
-        w.wait_ready();
+        if prefix.is_empty() {
+            w.wait_ready();
+        }
         w
+    }
+
+    /// All server output so far, one string.
+    pub fn output(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
     }
 
     fn wait_ready(&self) {
