@@ -197,6 +197,37 @@ pub fn byte_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some(range))
 }
 
+/// Why a bounded request body could not be read.
+pub enum BodyError {
+    TooLarge,
+    Incomplete(String),
+}
+
+/// A request body over a client may send at most `limit` bytes of. Past the limit the rest is
+/// read and dropped (up to `DISCARD_LIMIT`) before the caller answers 413: a client still
+/// writing would otherwise see a reset connection ("broken pipe") instead of the error.
+pub async fn read_bounded_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    use futures::StreamExt;
+    const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Incomplete(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            let mut seen = buf.len() + chunk.len();
+            while seen <= DISCARD_LIMIT {
+                match stream.next().await {
+                    Some(Ok(more)) => seen += more.len(),
+                    _ => break,
+                }
+            }
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,35 +288,4 @@ mod tests {
         assert_eq!(percent_decode("%zz%"), "%zz%");
         assert_eq!(percent_decode("%4"), "%4");
     }
-}
-
-/// Why a bounded request body could not be read.
-pub enum BodyError {
-    TooLarge,
-    Incomplete(String),
-}
-
-/// A request body over a client may send at most `limit` bytes of. Past the limit the rest is
-/// read and dropped (up to `DISCARD_LIMIT`) before the caller answers 413: a client still
-/// writing would otherwise see a reset connection ("broken pipe") instead of the error.
-pub async fn read_bounded_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
-    use futures::StreamExt;
-    const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Incomplete(e.to_string()))?;
-        if buf.len() + chunk.len() > limit {
-            let mut seen = buf.len() + chunk.len();
-            while seen <= DISCARD_LIMIT {
-                match stream.next().await {
-                    Some(Ok(more)) => seen += more.len(),
-                    _ => break,
-                }
-            }
-            return Err(BodyError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
