@@ -239,6 +239,20 @@ impl Htpasswd {
         ok
     }
 
+    /// Whether `password` is `user`'s password as far as the cache of recent successes knows,
+    /// without running bcrypt: `false` means "not known", and `verify` must decide.
+    pub fn verify_cached(&self, user: &str, password: &str) -> bool {
+        self.maybe_reload();
+        let generation = {
+            let state = self.read_state();
+            if !matches!(state.table.users.get(user), Some(Entry::Bcrypt(_))) {
+                return false;
+            }
+            state.generation
+        };
+        self.cached(user, &cache_key(user, password), generation)
+    }
+
     /// Checks the file for changes now, regardless of when it was last checked.
     pub fn refresh(&self) {
         *lock(&self.next_check) = Instant::now() + self.check_interval;

@@ -230,12 +230,15 @@ impl Login {
     pub async fn check(&self, user: &str, password: String, client: Option<IpAddr>) -> Result<(), LoginFailure> {
         let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         self.limiter.check(client, user).map_err(LoginFailure::TooMany)?;
-        let htpasswd = self.htpasswd.clone();
-        let check_user = user.to_string();
-        // bcrypt takes tens of milliseconds on a cache miss: keep it off the async threads.
-        let ok = tokio::task::spawn_blocking(move || htpasswd.verify(&check_user, &password))
-            .await
-            .unwrap_or(false);
+        // A recent success is in the cache: no bcrypt and no hop to a blocking thread.
+        let ok = self.htpasswd.verify_cached(user, &password) || {
+            let htpasswd = self.htpasswd.clone();
+            let check_user = user.to_string();
+            // bcrypt takes tens of milliseconds: keep it off the async threads.
+            tokio::task::spawn_blocking(move || htpasswd.verify(&check_user, &password))
+                .await
+                .unwrap_or(false)
+        };
         if ok {
             self.limiter.succeeded(client, user);
             Ok(())
