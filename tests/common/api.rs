@@ -177,7 +177,24 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(w: &Wharf) -> Registry {
+        Self::with_headers(w, HeaderMap::new())
+    }
+
+    /// A client that sends `user:password` with Basic authentication on every request.
+    pub fn with_basic(w: &Wharf, user: &str, password: &str) -> Registry {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Basic {token}").parse().expect("header value"),
+        );
+        Self::with_headers(w, headers)
+    }
+
+    fn with_headers(w: &Wharf, headers: HeaderMap) -> Registry {
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .build()
