@@ -6,6 +6,7 @@ pub mod api;
 pub mod distribution;
 pub mod dockerd;
 pub mod images;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
