@@ -398,6 +398,12 @@ fn load(path: &Path, text: &str, previous_dummy: Option<(u32, Arc<str>)>) -> Res
     })
 }
 
+/// The user names a file's text defines, or the number of its first malformed line: what
+/// `open` checks before any hashing (the fuzz targets drive the parser through this).
+pub fn parse_users(text: &str) -> Result<Vec<String>, usize> {
+    parse(text).map(|(users, _)| users.into_keys().collect())
+}
+
 /// The users (with their bcrypt cost, if any) and warnings, or the number of the first
 /// malformed line.
 #[allow(clippy::type_complexity)]

@@ -8,10 +8,14 @@ use crate::http::auth::{AuthState, Login, Scheme, TokenAuth, TokenServer};
 use crate::http::{self, AppState, Urls};
 use crate::registry::{self, Registry};
 use crate::store::fs::FsStore;
+use crate::store::index::IndexedStore;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -32,41 +36,75 @@ pub struct ServeArgs {
     pub tls_names: Vec<String>,
 }
 
+/// Where the configuration comes from, kept to read it again on SIGHUP.
+struct Source {
+    path: Option<PathBuf>,
+    addr: Option<String>,
+    root: Option<PathBuf>,
+}
+
+impl Source {
+    /// The configuration file and `REGISTRY_*` variables, then the command line's overrides.
+    fn load(&self) -> anyhow::Result<Config> {
+        let loaded = config::load(self.path.as_deref())?;
+        for w in &loaded.warnings {
+            eprintln!("wharf: warning: {w}");
+        }
+        let mut cfg = loaded.config;
+        if let Some(addr) = &self.addr {
+            cfg.http.addr = addr.clone();
+        }
+        if let Some(root) = &self.root {
+            cfg.storage.filesystem = Some(FilesystemStorage {
+                rootdirectory: root.clone(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let loaded = config::load(args.config.as_deref())?;
-    for w in &loaded.warnings {
-        eprintln!("wharf: warning: {w}");
-    }
-    let mut cfg = loaded.config;
-    if let Some(addr) = args.addr {
-        cfg.http.addr = addr;
-    }
-    if let Some(root) = args.root {
-        cfg.storage.filesystem = Some(FilesystemStorage { rootdirectory: root });
-    }
+    let source = Source {
+        path: args.config,
+        addr: args.addr,
+        root: args.root,
+    };
+    let mut cfg = source.load()?;
     init_logging(&cfg);
     let auto = auto_security(&mut cfg, args.insecure, &args.tls_names)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(cfg, auto))
+    let result = runtime.block_on(serve(cfg, auto, source));
+    // Requests still running past the drain deadline are cut here, not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
-fn init_logging(cfg: &Config) {
+/// The log filter, replaced when SIGHUP brings a new `log.level`.
+static LOG_FILTER: std::sync::OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> = std::sync::OnceLock::new();
+
+fn log_filter(cfg: &Config) -> EnvFilter {
     let level = match cfg.log.level.as_str() {
         "" => "info",
         "warning" => "warn",
         other => other,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("wharf={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cfg.log.formatter == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    EnvFilter::new(format!("wharf={level}"))
+}
+
+fn init_logging(cfg: &Config) {
+    let from_env = EnvFilter::try_from_env("WHARF_LOG").ok();
+    let (filter, handle) = reload::Layer::new(from_env.clone().unwrap_or_else(|| log_filter(cfg)));
+    // WHARF_LOG is an explicit override for debugging; a reload does not take it away.
+    if from_env.is_none() {
+        let _ = LOG_FILTER.set(handle);
     }
+    let json = cfg.log.formatter == "json";
+    let text = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
+    tracing_subscriber::registry().with(filter).with(text).with(json).init();
 }
 
 /// Sets up TLS and an admin account when the registry would otherwise be open to the network
@@ -85,6 +123,12 @@ fn auto_security(cfg: &mut Config, insecure: bool, names: &[String]) -> anyhow::
         return Ok(None);
     }
     let p = autosecure::provision(&cfg.root_directory(), autosecure::Names::local(names))?;
+    apply_provisioned(cfg, &p);
+    Ok(Some(p))
+}
+
+/// Points the configuration at the automatically made certificate and password file.
+fn apply_provisioned(cfg: &mut Config, p: &Provisioned) {
     cfg.http.tls = Some(crate::config::Tls {
         certificate: p.cert_path.display().to_string(),
         key: p.key_path.display().to_string(),
@@ -94,7 +138,6 @@ fn auto_security(cfg: &mut Config, insecure: bool, names: &[String]) -> anyhow::
         realm: "wharf".into(),
         path: p.htpasswd_path.clone(),
     });
-    Ok(Some(p))
 }
 
 /// What an operator needs once, right after an automatic set-up: where things are, the
@@ -119,7 +162,7 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
     println!("wharf:   docker login {host} -u {}", autosecure::ADMIN_USER);
 }
 
-async fn serve(cfg: Config, auto: Option<Provisioned>) -> anyhow::Result<()> {
+async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow::Result<()> {
     let tls = tls_config(&cfg)?;
     let auth = auth_state(&cfg, tls.is_some())?;
     let addr = cfg.listen_addr()?;
@@ -139,26 +182,19 @@ async fn serve(cfg: Config, auto: Option<Provisioned>) -> anyhow::Result<()> {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
     };
+    // The catalog, tag lists and tag lookups are served from an index of the layout, read
+    // once here and kept current by every write.
+    let store = IndexedStore::load(Arc::new(store))
+        .await
+        .with_context(|| format!("cannot index the repositories under {}", root_shown.display()))?;
     let reg = Arc::new(Registry::new(Arc::new(store), options));
     let purging = &cfg.storage.maintenance.uploadpurging;
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
-    let urls = Urls {
-        host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
-        relative: cfg.http.relativeurls,
-        tls: tls.is_some(),
-    };
-    let ca_pem = match &auto {
-        Some(p) => Some(p.ca_pem.clone()),
-        None => published_ca(&cfg)?,
-    };
-    let app = http::router(Arc::new(AppState {
-        registry: reg,
-        urls,
-        auth,
-        ca_pem,
-    }));
+    let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
+    let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
+    let app = live_router(current.clone());
     if let Some(p) = &auto {
         print_auto_security(p, &local);
         autosecure::spawn_renewal(p);
@@ -170,13 +206,164 @@ async fn serve(cfg: Config, auto: Option<Provisioned>) -> anyhow::Result<()> {
         root_shown.display()
     );
     tracing::info!(addr = %local, root = %root_shown.display(), tls = tls.is_some(), "serving");
+    let drain_deadline = cfg.http.drain_timeout()?;
+    spawn_reload_on_hangup(Reloader {
+        source,
+        auto,
+        running: cfg.clone(),
+        state,
+        current,
+    });
     let opts = http::server::ServeOptions {
         tls,
-        drain_deadline: Duration::from_secs(30),
+        drain_deadline,
+        header_timeout: cfg.http.timeouts.header,
+        body_timeout: cfg.http.timeouts.body,
     };
     http::server::serve(listener, app, opts, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Everything a request handler sees that comes from the configuration.
+fn app_state(
+    cfg: &Config,
+    registry: Arc<Registry>,
+    auth: Option<Arc<AuthState>>,
+    tls: bool,
+    auto: Option<&Provisioned>,
+) -> anyhow::Result<AppState> {
+    let urls = Urls {
+        host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
+        relative: cfg.http.relativeurls,
+        tls,
+    };
+    let ca_pem = match auto {
+        Some(p) => Some(p.ca_pem.clone()),
+        None => published_ca(cfg)?,
+    };
+    Ok(AppState {
+        registry,
+        urls,
+        auth,
+        ca_pem,
+    })
+}
+
+/// A router that hands each request to whichever router is current, so a reload applies to
+/// the next request, including on connections already open.
+fn live_router(current: Arc<std::sync::RwLock<axum::Router>>) -> axum::Router {
+    use tower::ServiceExt;
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let router = current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        async move { router.oneshot(req).await.unwrap_or_else(|never| match never {}) }
+    })
+}
+
+/// What SIGHUP needs: where the configuration came from and what is running now.
+struct Reloader {
+    source: Source,
+    auto: Option<Provisioned>,
+    running: Config,
+    state: Arc<AppState>,
+    current: Arc<std::sync::RwLock<axum::Router>>,
+}
+
+/// Settings read once at start: a change to them is reported and waits for a restart.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    if old.http.addr != new.http.addr {
+        out.push("http.addr");
+    }
+    if differs(&old.http.tls, &new.http.tls) {
+        out.push("http.tls (the certificate and key files themselves are re-read whenever they change)");
+    }
+    if differs(&old.http.draintimeout, &new.http.draintimeout) || differs(&old.http.timeouts, &new.http.timeouts) {
+        out.push("http.draintimeout / http.timeouts");
+    }
+    if differs(&old.storage, &new.storage) {
+        out.push("storage");
+    }
+    if old.log.formatter != new.log.formatter {
+        out.push("log.formatter");
+    }
+    if old.auth.token.is_some() && (differs(&old.auth, &new.auth) || differs(&old.access, &new.access)) {
+        out.push("auth and access with auth.token (a new token signing key would void every token issued)");
+    }
+    out
+}
+
+impl Reloader {
+    /// Reads the configuration again and builds the request state from it; any error leaves
+    /// the running configuration in place.
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let mut cfg = self.source.load()?;
+        if let Some(p) = &self.auto {
+            let explicit =
+                cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) || cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some();
+            if !explicit {
+                apply_provisioned(&mut cfg, p);
+            }
+        }
+        let pending = restart_only_changes(&self.running, &cfg);
+        // What cannot change at runtime keeps its running value.
+        cfg.http.addr = self.running.http.addr.clone();
+        cfg.http.tls = self.running.http.tls.clone();
+        cfg.http.draintimeout = self.running.http.draintimeout.clone();
+        cfg.http.timeouts = self.running.http.timeouts.clone();
+        cfg.storage = self.running.storage.clone();
+        cfg.log.formatter = self.running.log.formatter.clone();
+        let tls = self.state.urls.tls;
+        tls_config(&cfg)?;
+        let auth = if self.running.auth.token.is_some() {
+            cfg.auth = self.running.auth.clone();
+            cfg.access = self.running.access.clone();
+            self.state.auth.clone()
+        } else {
+            auth_state(&cfg, tls)?.map(Arc::new)
+        };
+        let state = Arc::new(app_state(&cfg, self.state.registry.clone(), auth, tls, self.auto.as_ref())?);
+        let filter = log_filter(&cfg);
+        if let Some(handle) = LOG_FILTER.get() {
+            handle.reload(filter).context("changing the log level")?;
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = http::router(state.clone());
+        self.state = state;
+        self.running = cfg;
+        for setting in pending {
+            tracing::warn!(setting, "changed in the configuration but only applied at the next restart");
+        }
+        Ok(())
+    }
+}
+
+/// SIGHUP reloads the configuration: log level, htpasswd (path and contents), access rules,
+/// `http.host`/`relativeurls` and the published CA take effect for the next request.
+fn spawn_reload_on_hangup(mut reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; configuration reload is unavailable");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let outcome = tokio::task::block_in_place(|| reloader.reload());
+            match outcome {
+                Ok(()) => {
+                    tracing::info!("configuration reloaded");
+                    println!("wharf: configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "configuration reload refused; the running configuration stays");
+                    eprintln!("wharf: configuration reload refused, the running configuration stays: {e:#}");
+                }
+            }
+        }
+    });
 }
 
 /// `http.tls`: certificate and key files (reloaded when they change), optional client CAs.

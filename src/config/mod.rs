@@ -295,10 +295,38 @@ pub struct Http {
     pub net: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub draintimeout: Option<Value>,
+    /// wharf's extension: how long a client may take to send its request, so slow clients
+    /// cannot hold connections (registry:2 sets no such limits).
+    pub timeouts: Timeouts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debug: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2: Option<Value>,
+}
+
+/// registry:2 drains for `http.draintimeout` only when it is set; wharf always drains, for
+/// this long unless configured.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Http {
+    /// `http.draintimeout`: how long in-flight requests get to finish after SIGTERM.
+    pub fn drain_timeout(&self) -> Result<Duration, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "http.draintimeout".into(),
+            value: format!("{:?}", self.draintimeout),
+            reason,
+            origin: None,
+        };
+        match &self.draintimeout {
+            None | Some(Value::Null) => Ok(DEFAULT_DRAIN_TIMEOUT),
+            Some(Value::String(s)) => duration_str::parse_go(s).map_err(invalid),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Duration::from_nanos)
+                .ok_or_else(|| invalid(format!("{n} is not a duration"))),
+            Some(_) => Err(invalid("not a duration like 30s".into())),
+        }
+    }
 }
 
 impl Default for Http {
@@ -313,8 +341,32 @@ impl Default for Http {
             headers: BTreeMap::new(),
             net: None,
             draintimeout: None,
+            timeouts: Timeouts::default(),
             debug: None,
             http2: None,
+        }
+    }
+}
+
+/// `http.timeouts`: limits on slow clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timeouts {
+    /// The request line and headers must arrive within this; a connection idle this long
+    /// between requests is closed.
+    #[serde(with = "duration_str")]
+    pub header: Duration,
+    /// A request body that sends nothing for this long is abandoned and its connection closed;
+    /// so is a connection whose client reads nothing of a response for this long.
+    #[serde(with = "duration_str")]
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(30),
+            body: Duration::from_secs(60),
         }
     }
 }

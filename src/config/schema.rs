@@ -162,13 +162,17 @@ const HTTP: &[Field] = &[
     f("prefix", Kind::Str),
     f("secret", Kind::Str),
     f("relativeurls", Kind::Bool),
-    f("draintimeout", Kind::Any),
+    f("draintimeout", Kind::Duration),
+    // wharf's extension: slow-client limits (see config::Timeouts).
+    f("timeouts", Kind::Struct(TIMEOUTS)),
     f("tls", Kind::Struct(TLS)),
     // Go's http.Header: header name to a list of values.
     f("headers", Kind::Map(&Kind::List(&Kind::Str))),
     f("debug", Kind::Any),
     f("http2", Kind::Any),
 ];
+
+const TIMEOUTS: &[Field] = &[f("header", Kind::Duration), f("body", Kind::Duration)];
 
 const TLS: &[Field] = &[
     f("certificate", Kind::Str),

@@ -33,6 +33,10 @@ pub async fn put(state: &AppState, name: &RepoName, reference: &Reference, req: 
                 format!("manifest body was not received completely: {e}"),
             ),
         })?;
+    // A Content-Type that is not text cannot be compared with the manifest's mediaType.
+    if headers.get("content-type").is_some_and(|v| v.to_str().is_err()) {
+        return Err(RegistryError::new(ErrorCode::ManifestInvalid, "Content-Type is not valid text"));
+    }
     let content_type = request::header_str(&headers, "content-type");
     let put = state.registry.manifest_put(name, reference, content_type, bytes).await?;
     let location = state.urls.location(&headers, &format!("/v2/{name}/manifests/{}", put.digest));

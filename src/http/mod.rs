@@ -4,8 +4,10 @@
 pub mod auth;
 mod base;
 mod blobs;
+pub mod body_timeout;
 mod catalog;
 pub mod error;
+mod idle;
 mod manifests;
 mod referrers;
 pub mod request;
@@ -31,7 +33,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub urls: Urls,
     /// None: the registry is open, as registry:2 is without an `auth` section.
-    pub auth: Option<auth::AuthState>,
+    pub auth: Option<Arc<auth::AuthState>>,
     /// The CA that signed the server certificate, served unauthenticated so clients can
     /// install it (`wharf trust`); only when wharf made the CA itself.
     pub ca_pem: Option<String>,

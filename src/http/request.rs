@@ -154,8 +154,13 @@ pub fn content_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, Registry
     let s = s.strip_prefix("bytes ").unwrap_or(s);
     let s = s.split('/').next().unwrap_or("");
     let (a, b) = s.split_once('-').ok_or_else(invalid)?;
-    let start = a.trim().parse().map_err(|_| invalid())?;
-    let end = b.trim().parse().map_err(|_| invalid())?;
+    let start: u64 = a.trim().parse().map_err(|_| invalid())?;
+    let end: u64 = b.trim().parse().map_err(|_| invalid())?;
+    // A chunk's length is end - start + 1: an end of u64::MAX would overflow it, and no
+    // body is that long.
+    if end == u64::MAX {
+        return Err(invalid());
+    }
     Ok(Some(ChunkRange { start, end }))
 }
 
@@ -280,6 +285,22 @@ mod tests {
         assert!(byte_range(Some("bytes=5-1"), 100).is_err());
         assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
         assert_eq!(byte_range(None, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn chunk_ranges_whose_length_overflows_are_refused() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("content-range", v.parse().unwrap());
+            content_range(&h)
+        };
+        assert_eq!(with("0-18446744073709551615").unwrap_err().code, ErrorCode::RangeInvalid);
+        assert_eq!(
+            with("18446744073709551615-18446744073709551615").unwrap_err().code,
+            ErrorCode::RangeInvalid
+        );
+        let r = with("bytes 5-18446744073709551614/*").unwrap().unwrap();
+        assert_eq!((r.start, r.end), (5, u64::MAX - 1));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! HTTP/2 with limits a hostile client cannot stretch. On shutdown, stop accepting and let
 //! in-flight requests finish, up to a deadline.
 
+use super::body_timeout::IdleTimeoutBody;
+use super::idle;
 use axum::extract::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,10 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// A client that has not sent its request headers by then is dropped, so slow clients cannot
-/// hold connections open for free.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Same for the TLS handshake.
+/// Bounds the TLS handshake, so slow clients cannot hold connections open for free.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Request heads larger than this are refused (hyper answers 431).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -31,6 +30,12 @@ pub struct ServeOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long in-flight requests get to finish after shutdown begins.
     pub drain_deadline: Duration,
+    /// A client that has not sent its request headers by then is dropped, as is a connection
+    /// idle that long between requests (zero: no limit).
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long fails, and a client that reads none of
+    /// its response for this long is dropped (zero: no limit).
+    pub body_timeout: Duration,
 }
 
 pub async fn serve(
@@ -58,11 +63,12 @@ pub async fn serve(
                 let app = app.clone();
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
+                let limits = Limits { header: opts.header_timeout, body: opts.body_timeout };
                 tokio::spawn(async move {
                     match acceptor {
-                        None => serve_connection(stream, peer, app, watcher).await,
+                        None => serve_connection(stream, peer, app, watcher, limits).await,
                         Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => serve_connection(tls, peer, app, watcher).await,
+                            Ok(Ok(tls)) => serve_connection(tls, peer, app, watcher, limits).await,
                             Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                         },
@@ -80,26 +86,52 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection<IO>(io: IO, peer: SocketAddr, app: axum::Router, watcher: hyper_util::server::graceful::Watcher)
+#[derive(Clone, Copy)]
+struct Limits {
+    header: Duration,
+    body: Duration,
+}
+
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, app: axum::Router, watcher: hyper_util::server::graceful::Watcher, limits: Limits)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+    let activity = idle::Activity::new();
+    let tracked = activity.clone();
+    let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let in_flight = tracked.begin();
+        let mut req = match limits.body.is_zero() {
+            true => req.map(axum::body::Body::new),
+            false => req.map(|b| axum::body::Body::new(IdleTimeoutBody::new(b, limits.body))),
+        };
         req.extensions_mut().insert(ClientAddr(peer));
-        req
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| axum::body::Body::new(idle::TrackedBody::new(b, in_flight))))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout((!limits.header.is_zero()).then_some(limits.header))
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let io = idle::Watched::new(io, activity.clone());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+    tokio::select! {
+        ended = watcher.watch(conn.into_owned()) => {
+            if let Err(e) = ended {
+                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+            }
+        }
+        // Dropping the connection closes the socket.
+        _ = idle::watchdog(activity, limits.header, limits.body) => {
+            tracing::debug!(client = %peer, "closing a connection that sent or read nothing for too long");
+        }
     }
 }

@@ -30,21 +30,31 @@ pub fn paginate(items: Vec<String>, last: Option<&str>, n: Option<usize>) -> Pag
     Page { items: page, next_last }
 }
 
+/// Turns up to `limit + 1` items read from the store into a page of at most `limit`: the extra
+/// item only tells that more follow.
+fn page_of(mut items: Vec<String>, limit: usize) -> Page {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_last = if more { items.last().cloned() } else { None };
+    Page { items, next_last }
+}
+
 impl Registry {
     pub async fn tags_list(&self, repo: &RepoName, last: Option<&str>, n: Option<usize>) -> Result<Page> {
+        let limit = n.unwrap_or(usize::MAX).min(MAX_PAGE);
         let tags = self
             .store
-            .tags(repo)
+            .tags_page(repo, last, limit + 1)
             .await?
             .ok_or_else(|| RegistryError::new(ErrorCode::NameUnknown, format!("repository {repo} is not known to this registry")))?;
-        Ok(paginate(tags, last, n))
+        Ok(page_of(tags, limit))
     }
 
     /// Repositories `visible` lets through, one page at a time.
-    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>, visible: impl Fn(&str) -> bool) -> Result<Page> {
-        let mut repos = self.store.repositories().await?;
-        repos.retain(|r| visible(r));
-        Ok(paginate(repos, last, Some(n.unwrap_or(CATALOG_DEFAULT_PAGE))))
+    pub async fn catalog(&self, last: Option<&str>, n: Option<usize>, visible: impl Fn(&str) -> bool + Send + Sync) -> Result<Page> {
+        let limit = n.unwrap_or(CATALOG_DEFAULT_PAGE).min(MAX_PAGE);
+        let repos = self.store.repositories_page(last, limit + 1, &visible).await?;
+        Ok(page_of(repos, limit))
     }
 }
 
@@ -54,6 +64,18 @@ mod tests {
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_page_read_with_one_extra_item_matches_paginate() {
+        let all = v(&["a", "b", "c", "d"]);
+        for n in 0..6 {
+            for last in [None, Some("a"), Some("bb"), Some("d")] {
+                let after: Vec<String> = all.iter().filter(|i| last.is_none_or(|l| i.as_str() > l)).cloned().collect();
+                let read: Vec<String> = after.into_iter().take(n + 1).collect();
+                assert_eq!(page_of(read, n), paginate(all.clone(), last, Some(n)), "n={n} last={last:?}");
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,16 @@ impl Registry {
         let now = SystemTime::now();
         let mut purged = 0;
         for (repo, id) in self.store.uploads_all().await? {
+            if !super::uploads::valid_upload_id(&id) {
+                continue;
+            }
+            // Sessions are created whole, so one without its data is the remnant of a crash
+            // (or of an older version's interrupted delete): nothing can resume it.
             let Some(info) = self.store.upload_info(&repo, &id).await? else {
+                if !dry_run {
+                    self.store.upload_delete(&repo, &id).await?;
+                    tracing::info!(repository = %repo, upload = %id, "removed the remnant of an interrupted upload");
+                }
                 continue;
             };
             let old = now.duration_since(info.started).map(|a| a > age).unwrap_or(false);
@@ -25,6 +34,14 @@ impl Registry {
                 self.store.upload_delete(&repo, &id).await?;
                 self.uploads.forget(&repo, &id);
                 tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
+            }
+        }
+        // Staging leftovers of interrupted writes age like sessions do; a dry run only counts
+        // sessions, as registry:2's does.
+        if !dry_run {
+            let leftovers = self.store.purge_temporary(age).await?;
+            if leftovers > 0 {
+                tracing::info!(count = leftovers, "removed leftovers of interrupted writes");
             }
         }
         Ok(purged)

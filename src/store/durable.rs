@@ -33,12 +33,29 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// A fresh name for staging in the temporary directory. It starts with the creation time in
+/// milliseconds, so leftovers of a crash can be aged by name alone (a directory renamed into the
+/// temporary area keeps its old mtime).
+pub fn temp_name() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{millis}-{}.tmp", uuid::Uuid::new_v4().simple())
+}
+
+/// When a `temp_name` was made, if `name` is one.
+pub fn temp_name_created(name: &str) -> Option<std::time::SystemTime> {
+    let millis: u64 = name.split_once('-')?.0.parse().ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(millis))
+}
+
 /// Atomically replaces `target` with `content`, using `tmp_dir` (same filesystem) for staging.
 pub fn write_file(tmp_dir: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
     let dir = target.parent().ok_or_else(|| io::Error::other("target has no parent directory"))?;
     create_dir_all(dir)?;
     create_dir_all(tmp_dir)?;
-    let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let tmp = tmp_dir.join(temp_name());
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(content)?;
@@ -88,6 +105,14 @@ mod tests {
         write_file(&tmp, &target, b"two").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn temp_names_carry_their_creation_time() {
+        let before = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
+        let created = temp_name_created(&temp_name()).expect("a temp name has a time");
+        assert!(created >= before && created <= std::time::SystemTime::now());
+        assert_eq!(temp_name_created("0123abcd.tmp"), None);
     }
 
     #[test]

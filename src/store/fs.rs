@@ -15,7 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Read buffer for streaming blobs out.
 const READ_CHUNK: usize = 256 * 1024;
@@ -151,6 +151,31 @@ fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Res
     Ok(())
 }
 
+/// Upload sessions anywhere under `dir`: a repository whose first push was interrupted has
+/// `_uploads` and nothing else, and its sessions must still be found to be purged.
+fn walk_uploads(dir: &Path, prefix: &str, out: &mut Vec<(RepoName, String)>) -> io::Result<()> {
+    let Some(entries) = not_found_as_none(fs::read_dir(dir))? else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "_uploads" {
+            let Some(repo) = RepoName::parse(prefix) else { continue };
+            for session in not_found_as_none(fs::read_dir(entry.path()))?.into_iter().flatten() {
+                out.push((repo.clone(), session?.file_name().to_string_lossy().into_owned()));
+            }
+        } else if !name.starts_with('_') {
+            let child = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            walk_uploads(&entry.path(), &child, out)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_started_at(path: &Path) -> io::Result<()> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -180,10 +205,16 @@ fn append_from_channel(path: PathBuf, mut rx: tokio::sync::mpsc::Receiver<WriteM
     let file = OpenOptions::new().append(true).open(&path)?;
     let start = file.metadata()?.len();
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut writeback = Writeback::new(start);
     let result = (|| {
+        let mut received = 0u64;
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                WriteMsg::Chunk(b) => w.write_all(&b)?,
+                WriteMsg::Chunk(b) => {
+                    w.write_all(&b)?;
+                    received += b.len() as u64;
+                    writeback.kick(w.get_ref(), start + received - w.buffer().len() as u64);
+                }
                 WriteMsg::Finish => {
                     w.flush()?;
                     return w.get_ref().metadata().map(|m| m.len());
@@ -198,6 +229,40 @@ fn append_from_channel(path: PathBuf, mut rx: tokio::sync::mpsc::Receiver<WriteM
         let _ = file.set_len(start);
     }
     result
+}
+
+/// Starts writeback of what an upload has written so far, every few MiB, so the disk works
+/// while the body is still arriving and the fsync at commit finds little left to do. It only
+/// schedules writes: durability still comes from that fsync.
+struct Writeback {
+    started_up_to: u64,
+}
+
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+impl Writeback {
+    fn new(start: u64) -> Writeback {
+        Writeback { started_up_to: start }
+    }
+
+    fn kick(&mut self, file: &File, written_up_to: u64) {
+        if written_up_to < self.started_up_to + WRITEBACK_STEP {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (from, len) = (
+                self.started_up_to as libc::off64_t,
+                (written_up_to - self.started_up_to) as libc::off64_t,
+            );
+            // Best effort: an error here would show again, and count, at the fsync.
+            unsafe { libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = file;
+        self.started_up_to = written_up_to;
+    }
 }
 
 #[async_trait]
@@ -251,11 +316,17 @@ impl Store for FsStore {
     async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
-            let dir = l.upload_dir(&repo, &id);
-            durable::create_dir_all(&dir)?;
-            write_started_at(&dir.join("startedat"))?;
-            File::create(dir.join("data"))?;
-            Ok(())
+            // Built aside and renamed into place, so a session directory that exists always
+            // has its data file and start time, even after a crash.
+            let staging = l.tmp_dir().join(durable::temp_name());
+            durable::create_dir_all(&staging)?;
+            let built = write_started_at(&staging.join("startedat"))
+                .and_then(|()| File::create(staging.join("data")).map(drop))
+                .and_then(|()| durable::rename_into(&staging, &l.upload_dir(&repo, &id)));
+            if built.is_err() {
+                let _ = fs::remove_dir_all(&staging);
+            }
+            built
         })
         .await
     }
@@ -320,14 +391,29 @@ impl Store for FsStore {
         let (repo, id, d) = (repo.clone(), id.to_string(), digest.clone());
         self.blocking(move |l| {
             let dir = l.upload_dir(&repo, &id);
-            let data = dir.join("data");
             let target = l.blob_data(&d);
             // Content-addressed: if another push committed the same digest, ours is identical.
-            if !target.is_file() {
-                File::open(&data)?.sync_all()?;
-                durable::rename_into(&data, &target)?;
+            let needed = !target.is_file();
+            if needed {
+                File::open(dir.join("data"))?.sync_all()?;
+                // Directories first: they are what a full disk refuses, and the session is
+                // still intact for a retry if that happens.
+                durable::create_dir_all(target.parent().unwrap_or(&target))?;
             }
-            durable::remove_dir_all(&dir)?;
+            // Take the session out of sight before its data moves, so a crash leaves a
+            // temporary leftover (purged later), never a session whose data is gone.
+            durable::create_dir_all(&l.tmp_dir())?;
+            let staging = l.tmp_dir().join(durable::temp_name());
+            durable::rename_into(&dir, &staging)?;
+            if needed {
+                if let Err(e) = durable::rename_into(&staging.join("data"), &target) {
+                    let _ = fs::rename(&staging, &dir);
+                    return Err(e);
+                }
+            }
+            // The staging leftovers need no fsync: if a crash brings them back, they are an
+            // ordinary temporary leftover and purged as such.
+            fs::remove_dir_all(&staging)?;
             Ok(())
         })
         .await
@@ -335,24 +421,61 @@ impl Store for FsStore {
 
     async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
         let (repo, id) = (repo.clone(), id.to_string());
-        self.blocking(move |l| durable::remove_dir_all(&l.upload_dir(&repo, &id))).await
+        self.blocking(move |l| {
+            // Moved out of sight in one step, then removed: a crash halfway through removing
+            // files must not leave a session without its data (the purge could not age it).
+            durable::create_dir_all(&l.tmp_dir())?;
+            let staging = l.tmp_dir().join(durable::temp_name());
+            match fs::rename(l.upload_dir(&repo, &id), &staging) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if let Some(parent) = l.upload_dir(&repo, &id).parent() {
+                durable::sync_dir(parent)?;
+            }
+            durable::remove_dir_all(&staging)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
         self.blocking(|l| {
-            let mut repos = Vec::new();
-            walk_repositories(&l.repositories(), "", &mut repos)?;
             let mut out = Vec::new();
-            for name in repos {
-                let Some(repo) = RepoName::parse(&name) else { continue };
-                let Some(entries) = not_found_as_none(fs::read_dir(l.uploads(&repo)))? else {
+            walk_uploads(&l.repositories(), "", &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+        self.blocking(move |l| {
+            let Some(entries) = not_found_as_none(fs::read_dir(l.tmp_dir()))? else {
+                return Ok(0);
+            };
+            let now = SystemTime::now();
+            let mut removed = 0;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let created = durable::temp_name_created(&name).or_else(|| entry.metadata().and_then(|m| m.modified()).ok());
+                let old = created.is_some_and(|c| now.duration_since(c).is_ok_and(|age| age > older_than));
+                if !old {
                     continue;
+                }
+                let gone = if entry.file_type()?.is_dir() {
+                    fs::remove_dir_all(entry.path())
+                } else {
+                    fs::remove_file(entry.path())
                 };
-                for e in entries {
-                    out.push((repo.clone(), e?.file_name().to_string_lossy().into_owned()));
+                match gone {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
-            Ok(out)
+            Ok(removed)
         })
         .await
     }

@@ -3,6 +3,7 @@
 
 pub mod durable;
 pub mod fs;
+pub mod index;
 pub mod paths;
 
 use crate::oci::{Digest, RepoName, Tag};
@@ -56,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool>;
     /// Every session id in the store, with its repository, for purging.
     async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>>;
+    /// Removes leftovers of writes a crash interrupted (staged files and sessions being
+    /// committed) older than `older_than`; returns how many.
+    async fn purge_temporary(&self, older_than: std::time::Duration) -> io::Result<usize>;
 
     async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>>;
     /// Writes a link durably; what it points at must already be durable.
@@ -72,4 +76,32 @@ pub trait Store: Send + Sync + 'static {
     async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool>;
     /// All repository names in lexical order.
     async fn repositories(&self) -> io::Result<Vec<String>>;
+
+    /// Up to `limit` repository names strictly after `last`, in lexical order, counting only
+    /// those `keep` accepts. Backends with an index answer without listing everything.
+    async fn repositories_page(
+        &self,
+        last: Option<&str>,
+        limit: usize,
+        keep: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
+    ) -> io::Result<Vec<String>> {
+        let all = self.repositories().await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| last.is_none_or(|l| r.as_str() > l) && keep(r))
+            .take(limit)
+            .collect())
+    }
+
+    /// Up to `limit` tags strictly after `last`, in lexical order; None if the repository does
+    /// not exist.
+    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> io::Result<Option<Vec<String>>> {
+        let Some(all) = self.tags(repo).await? else { return Ok(None) };
+        Ok(Some(
+            all.into_iter()
+                .filter(|t| last.is_none_or(|l| t.as_str() > l))
+                .take(limit)
+                .collect(),
+        ))
+    }
 }

@@ -11,7 +11,7 @@ pub struct Layout {
 }
 
 /// A link file: a small file holding a digest string, with no newline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Link {
     /// The blob is part of the repository (`_layers`).
     Layer(RepoName, Digest),
