@@ -26,13 +26,27 @@ pub struct ManifestPut {
 }
 
 /// Parsed manifests by digest. Content-addressed, so entries never go stale; the budget only
-/// bounds memory.
+/// bounds memory, counted as what an entry really holds, not just its raw bytes.
 #[derive(Default)]
 pub(super) struct Cache {
     inner: Mutex<(HashMap<Digest, Arc<StoredManifest>>, usize)>,
 }
 
-const CACHE_BUDGET: usize = 8 * 1024 * 1024;
+const CACHE_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Heap held per entry besides its strings: the map slot and key, the `Arc`ed entry, and the
+/// allocator's bookkeeping on each of its allocations.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// Estimated memory an entry keeps alive. The parsed form copies strings out of the document
+/// (digests, media types, annotations), so they add at most the document's length again; each
+/// descriptor adds its struct. A small manifest costs about three times its raw size, which a
+/// budget on raw bytes alone did not see.
+fn entry_cost(m: &StoredManifest) -> usize {
+    let p = &m.manifest;
+    let descriptors = p.blobs.len() + p.children.len() + usize::from(p.config.is_some()) + usize::from(p.subject.is_some());
+    2 * m.bytes.len() + descriptors * std::mem::size_of::<crate::oci::manifest::Descriptor>() + std::mem::size_of::<StoredManifest>() + ENTRY_OVERHEAD
+}
 
 impl Cache {
     fn get(&self, d: &Digest) -> Option<Arc<StoredManifest>> {
@@ -40,12 +54,18 @@ impl Cache {
     }
 
     fn put(&self, m: Arc<StoredManifest>) {
+        let cost = entry_cost(&m);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.1 + m.bytes.len() > CACHE_BUDGET {
-            inner.0.clear();
+        if inner.0.contains_key(&m.digest) {
+            return;
+        }
+        if inner.1 + cost > CACHE_BUDGET {
+            // Dropped wholesale, then refilled by what is pulled next: cheap, and the hot
+            // manifests come back on their next read.
+            inner.0 = HashMap::new();
             inner.1 = 0;
         }
-        inner.1 += m.bytes.len();
+        inner.1 += cost;
         inner.0.insert(m.digest.clone(), m);
     }
 }

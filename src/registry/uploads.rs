@@ -34,6 +34,9 @@ pub(super) struct Sessions {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
 }
 
+/// Sessions whose running hash is kept; past this, idle ones are forgotten.
+const MAX_TRACKED_SESSIONS: usize = 1024;
+
 #[derive(Default)]
 struct HashState {
     /// sha256 of the first `offset` bytes of the session.
@@ -48,6 +51,13 @@ impl Sessions {
 
     fn get(&self, repo: &RepoName, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_TRACKED_SESSIONS {
+            // Sessions clients abandoned stay on disk until the purge; their hash progress need
+            // not stay in memory that long. Only entries no request holds are dropped; a session
+            // that resumes later has its digest recomputed from the stored bytes.
+            map.retain(|_, state| Arc::strong_count(state) > 1);
+            map.shrink_to_fit();
+        }
         map.entry(Self::key(repo, id)).or_default().clone()
     }
 

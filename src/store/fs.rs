@@ -74,7 +74,8 @@ fn file_stream(file: File, len: u64) -> ByteStream {
     tokio::task::spawn_blocking(move || {
         let mut reader = file.take(len);
         loop {
-            let mut buf = vec![0u8; READ_CHUNK];
+            // Sized to what is left, so a small blob does not cost a full chunk.
+            let mut buf = vec![0u8; reader.limit().min(READ_CHUNK as u64) as usize];
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
