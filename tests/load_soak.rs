@@ -3,7 +3,8 @@
 //! one server on 127.0.0.1, for a bounded time. Every response is checked (pulled bytes against
 //! their digest, ranges against the bytes pushed), and the run prints requests served, errors
 //! (must be 0), p50/p99 latency and the server's RSS sampled over time, which must stay flat:
-//! the last third of the run may not grow past the first third by more than a fixed bound.
+//! after a warm-up third, the last third of the run may not grow past the middle one by more
+//! than a small bound.
 //!
 //! WHARF_SOAK_SECS sets the duration (default 30); WHARF_SOAK_CLIENTS the client count
 //! (default 64). For the figures in the README: `WHARF_SOAK_SECS=300 cargo test --release
@@ -466,8 +467,10 @@ async fn concurrent_pushes_and_pulls_stay_correct_with_flat_memory() {
     let requests = shared.requests.load(Ordering::Relaxed);
     let errors = shared.errors.load(Ordering::Relaxed);
     let rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
-    let third = rss.len() / 3;
-    let (first, last) = (&rss[..third.max(1)], &rss[rss.len() - third.max(1)..]);
+    // The first third is warm-up (caches, the tag index, connection and thread pools fill);
+    // the middle third is the reference the last one is held to.
+    let settled = &rss[rss.len() / 3..];
+    let (first, last) = settled.split_at(settled.len() / 2);
     let (first_med, last_med) = (median(first), median(last));
     let peak = rss.iter().copied().max().unwrap_or(0);
     println!("load/soak: {clients} clients for {elapsed:.1}s against 127.0.0.1");
@@ -489,7 +492,7 @@ async fn concurrent_pushes_and_pulls_stay_correct_with_flat_memory() {
         percentile(&latencies, 1.0)
     );
     println!(
-        "  server RSS: first third median {} MiB, last third median {} MiB, peak {} MiB ({} samples)",
+        "  server RSS: middle third median {} MiB, last third median {} MiB, peak {} MiB ({} samples)",
         first_med / 1024,
         last_med / 1024,
         peak / 1024,
@@ -508,8 +511,9 @@ async fn concurrent_pushes_and_pulls_stay_correct_with_flat_memory() {
     assert!(requests > clients as u64 * 5, "only {requests} requests in {elapsed:.0}s");
     assert!(rss.len() >= 6 && first_med > 0, "RSS was not sampled: {rss:?}");
     // Flat memory: after warm-up the server holds no more than it did early on, give or take
-    // allocator slack. A leak per request would show here as steady growth.
-    let allowed = first_med + first_med / 4 + 32 * 1024;
+    // allocator slack and the tag index, which grows with every new tag. A leak per request, or
+    // allocator arenas filling with freed buffers, shows here as steady growth.
+    let allowed = first_med + first_med / 10 + 8 * 1024;
     assert!(
         last_med <= allowed,
         "server RSS grew from {first_med} KiB to {last_med} KiB (allowed {allowed} KiB)"

@@ -45,7 +45,10 @@ const ENTRY_OVERHEAD: usize = 256;
 fn entry_cost(m: &StoredManifest) -> usize {
     let p = &m.manifest;
     let descriptors = p.blobs.len() + p.children.len() + usize::from(p.config.is_some()) + usize::from(p.subject.is_some());
-    2 * m.bytes.len() + descriptors * std::mem::size_of::<crate::oci::manifest::Descriptor>() + std::mem::size_of::<StoredManifest>() + ENTRY_OVERHEAD
+    2 * m.bytes.len()
+        + descriptors * std::mem::size_of::<crate::oci::manifest::Descriptor>()
+        + std::mem::size_of::<StoredManifest>()
+        + ENTRY_OVERHEAD
 }
 
 impl Cache {
