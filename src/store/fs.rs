@@ -4,23 +4,22 @@
 //! a writer thread, so the network side (which hashes) and the disk side run in parallel and a
 //! blob is never held whole in memory.
 
-use super::durable;
+use super::append::{append_from_channel, WriteMsg};
 use super::paths::{Layout, Link, LinkSet};
+use super::{durable, streams};
 use super::{BlobRead, ByteStream, Store, UploadInfo};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Read buffer for streaming blobs out.
-const READ_CHUNK: usize = 256 * 1024;
-/// Writes are gathered into buffers this large before they hit the file.
-const WRITE_BUFFER: usize = 1024 * 1024;
+/// Blobs smaller than this are read rather than memory-mapped: a map costs more than it saves.
+const MAP_AT_LEAST: u64 = 256 * 1024;
 
 #[derive(Clone)]
 pub struct FsStore {
@@ -66,36 +65,6 @@ fn read_link(path: &Path) -> io::Result<Option<Digest>> {
         .parse()
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
-}
-
-/// Streams `len` bytes of `file` from its current position.
-fn file_stream(file: File, len: u64) -> ByteStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut reader = file.take(len);
-        loop {
-            // Sized to what is left, so a small blob does not cost a full chunk.
-            let mut buf = vec![0u8; reader.limit().min(READ_CHUNK as u64) as usize];
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        break; // the client went away
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
-            }
-        }
-    });
-    tokio_stream_from(rx)
-}
-
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 /// Lists `<dir>/<alg>/<hex>/link` entries as digests.
@@ -194,78 +163,6 @@ fn read_started_at(path: &Path) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-enum WriteMsg {
-    Chunk(Bytes),
-    /// The stream ended cleanly; anything else (the sender dropped) means abort.
-    Finish,
-}
-
-/// The writer side of an append: takes chunks until `Finish`, then flushes. If the stream is
-/// aborted or a write fails, the file is cut back to its starting length.
-fn append_from_channel(path: PathBuf, mut rx: tokio::sync::mpsc::Receiver<WriteMsg>) -> io::Result<u64> {
-    let file = OpenOptions::new().append(true).open(&path)?;
-    let start = file.metadata()?.len();
-    let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut writeback = Writeback::new(start);
-    let result = (|| {
-        let mut received = 0u64;
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                WriteMsg::Chunk(b) => {
-                    w.write_all(&b)?;
-                    received += b.len() as u64;
-                    writeback.kick(w.get_ref(), start + received - w.buffer().len() as u64);
-                }
-                WriteMsg::Finish => {
-                    w.flush()?;
-                    return w.get_ref().metadata().map(|m| m.len());
-                }
-            }
-        }
-        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upload body ended early"))
-    })();
-    if result.is_err() {
-        // Drop buffered bytes rather than flushing them, then restore the old length.
-        let (file, _) = w.into_parts();
-        let _ = file.set_len(start);
-    }
-    result
-}
-
-/// Starts writeback of what an upload has written so far, every few MiB, so the disk works
-/// while the body is still arriving and the fsync at commit finds little left to do. It only
-/// schedules writes: durability still comes from that fsync.
-struct Writeback {
-    started_up_to: u64,
-}
-
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
-
-impl Writeback {
-    fn new(start: u64) -> Writeback {
-        Writeback { started_up_to: start }
-    }
-
-    fn kick(&mut self, file: &File, written_up_to: u64) {
-        if written_up_to < self.started_up_to + WRITEBACK_STEP {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let (from, len) = (
-                self.started_up_to as libc::off64_t,
-                (written_up_to - self.started_up_to) as libc::off64_t,
-            );
-            // Best effort: an error here would show again, and count, at the fsync.
-            unsafe { libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = file;
-        self.started_up_to = written_up_to;
-    }
-}
-
 #[async_trait]
 impl Store for FsStore {
     async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
@@ -278,21 +175,26 @@ impl Store for FsStore {
         let d = digest.clone();
         let opened = self
             .blocking(move |l| {
-                let Some(mut f) = not_found_as_none(File::open(l.blob_data(&d)))? else {
+                let Some(f) = not_found_as_none(File::open(l.blob_data(&d)))? else {
                     return Ok(None);
                 };
                 let size = f.metadata()?.len();
-                let (start, len) = match range {
-                    Some((a, b)) => (a, b.saturating_sub(a) + 1),
-                    None => (0, size),
-                };
-                f.seek(SeekFrom::Start(start))?;
-                Ok(Some((f, size, len)))
+                Ok(Some((f, size)))
             })
             .await?;
-        Ok(opened.map(|(f, size, len)| BlobRead {
-            size,
-            body: file_stream(f, len),
+        Ok(opened.map(|(f, size)| {
+            let (start, len) = match range {
+                Some((a, b)) => (a, b.saturating_sub(a) + 1),
+                None => (0, size),
+            };
+            // Never past the end: a map beyond it would fault instead of reading short.
+            let len = len.min(size.saturating_sub(start));
+            let body = if len >= MAP_AT_LEAST {
+                streams::mapped_stream(f, start, len)
+            } else {
+                streams::read_stream(f, start, len)
+            };
+            BlobRead { size, body }
         }))
     }
 
@@ -318,12 +220,18 @@ impl Store for FsStore {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             // Built aside and renamed into place, so a session directory that exists always
-            // has its data file and start time, even after a crash.
+            // has its data file and start time, even after a crash. A new session needs no
+            // fsync: one a power loss forgets is answered BLOB_UPLOAD_UNKNOWN and started again,
+            // and nothing acknowledged depends on it. Parent directories are still made
+            // durably, once, so later commits can rely on them.
+            let target = l.upload_dir(&repo, &id);
+            durable::create_dir_all(&l.tmp_dir())?;
+            durable::create_dir_all(target.parent().unwrap_or(&target))?;
             let staging = l.tmp_dir().join(durable::temp_name());
-            durable::create_dir_all(&staging)?;
+            fs::create_dir(&staging)?;
             let built = write_started_at(&staging.join("startedat"))
                 .and_then(|()| File::create(staging.join("data")).map(drop))
-                .and_then(|()| durable::rename_into(&staging, &l.upload_dir(&repo, &id)));
+                .and_then(|()| fs::rename(&staging, &target));
             if built.is_err() {
                 let _ = fs::remove_dir_all(&staging);
             }
@@ -385,7 +293,7 @@ impl Store for FsStore {
                 Ok((f, len))
             })
             .await?;
-        Ok(file_stream(f, len))
+        Ok(streams::read_stream(f, 0, len))
     }
 
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
@@ -402,10 +310,12 @@ impl Store for FsStore {
                 durable::create_dir_all(target.parent().unwrap_or(&target))?;
             }
             // Take the session out of sight before its data moves, so a crash leaves a
-            // temporary leftover (purged later), never a session whose data is gone.
+            // temporary leftover (purged later). This rename needs no fsync of its own: should
+            // a power loss keep the data's move below but not this one, what reappears is a
+            // session without data, which reads as unknown and is purged as a remnant.
             durable::create_dir_all(&l.tmp_dir())?;
             let staging = l.tmp_dir().join(durable::temp_name());
-            durable::rename_into(&dir, &staging)?;
+            fs::rename(&dir, &staging)?;
             if needed {
                 if let Err(e) = durable::rename_into(&staging.join("data"), &target) {
                     let _ = fs::rename(&staging, &dir);

@@ -1,10 +1,12 @@
 //! The storage port: registry operations on content, upload sessions, links and listings.
 //! Backends implement [`Store`]; nothing above this module knows which backend it talks to.
 
+mod append;
 pub mod durable;
 pub mod fs;
 pub mod index;
 pub mod paths;
+mod streams;
 
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
