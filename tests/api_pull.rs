@@ -200,3 +200,39 @@ async fn manifests_are_stored_as_the_exact_bytes_sent() {
     );
     assert_round_trip(&reg, "exact", "odd", OCI_MANIFEST, body.as_bytes()).await;
 }
+
+/// Large blobs take other paths than small ones: chunks of a megabyte or more are hashed on a
+/// thread of their own (the running hash must carry across chunks), and a committed blob is
+/// streamed out as memory-mapped windows of a few MiB (ranges must cross window edges intact).
+#[tokio::test(flavor = "multi_thread")]
+async fn large_chunked_blob_round_trips_whole_and_in_ranges() {
+    let (_w, reg) = start();
+    let data = random_bytes(5 * 1024 * 1024 + 12_345);
+    let digest = sha256(&data);
+    let mut location = reg.start_upload("big").await.location().to_string();
+    let chunk = 1536 * 1024;
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        let first = i * chunk;
+        let resp = reg.patch(&location, piece, Some((first, first + piece.len() - 1))).await;
+        resp.expect(202);
+        location = resp.location().to_string();
+    }
+    reg.finish_upload(&location, &digest, &[]).await.expect(201);
+
+    let path = format!("/v2/big/blobs/{digest}");
+    let whole = reg.get(&path).await;
+    whole.expect(200);
+    assert_eq!(whole.body.len(), data.len());
+    assert!(whole.body == data, "the blob read back differs from what was pushed");
+    let mib = 1024 * 1024;
+    for (first, last) in [
+        (0, 2 * mib),
+        (2 * mib - 1, 2 * mib),
+        (mib + 7, 4 * mib + 9),
+        (4 * mib, data.len() - 1),
+    ] {
+        let resp = reg.get_with(&path, &[("Range", &format!("bytes={first}-{last}"))]).await;
+        resp.expect(206);
+        assert!(resp.body == data[first..=last], "range {first}-{last} differs");
+    }
+}

@@ -82,9 +82,81 @@ fn upload_unknown(id: &str) -> RegistryError {
 /// client's fault rather than a storage failure.
 #[derive(Default)]
 struct Meter {
-    hasher: Option<Hasher>,
     seen: u64,
     violation: Option<String>,
+}
+
+/// Bodies at least this large (or of unknown length) are hashed on a thread of their own.
+const HASH_ASIDE_AT_LEAST: u64 = 1024 * 1024;
+
+/// Where a body's bytes are hashed.
+enum Hashing {
+    /// Not at all: the running hash was lost, so the digest is recomputed at the end.
+    None,
+    /// On the connection's thread, as each chunk arrives: cheapest for small bodies.
+    Inline(Hasher),
+    /// On a blocking thread fed through a bounded channel, so that sha256 (the costliest step
+    /// of a push) runs beside the network reads and the disk writes instead of between them.
+    Aside {
+        chunks: tokio_util::sync::PollSender<Bytes>,
+        done: tokio::task::JoinHandle<Hasher>,
+    },
+}
+
+impl Hashing {
+    fn start(hasher: Option<Hasher>, expected: Option<u64>) -> Hashing {
+        let Some(mut hasher) = hasher else { return Hashing::None };
+        if expected.is_some_and(|n| n < HASH_ASIDE_AT_LEAST) {
+            return Hashing::Inline(hasher);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let done = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+        Hashing::Aside {
+            chunks: tokio_util::sync::PollSender::new(tx),
+            done,
+        }
+    }
+
+    /// Ready when a chunk can be taken: the hashing thread has room for it.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Hashing::Aside { chunks, .. } = self {
+            if std::task::ready!(chunks.poll_reserve(cx)).is_err() {
+                // The hashing thread is gone (it can only have panicked): carry on without a
+                // running hash, and the digest is recomputed from the stored bytes.
+                *self = Hashing::None;
+            }
+        }
+        Poll::Ready(())
+    }
+
+    fn update(&mut self, chunk: &Bytes) {
+        match self {
+            Hashing::None => {}
+            Hashing::Inline(h) => h.update(chunk),
+            Hashing::Aside { chunks, .. } => {
+                if chunks.send_item(chunk.clone()).is_err() {
+                    *self = Hashing::None;
+                }
+            }
+        }
+    }
+
+    /// The hash of everything passed to `update`, once the hashing thread has caught up.
+    async fn finish(self) -> Option<Hasher> {
+        match self {
+            Hashing::None => None,
+            Hashing::Inline(h) => Some(h),
+            Hashing::Aside { chunks, done } => {
+                drop(chunks);
+                done.await.ok()
+            }
+        }
+    }
 }
 
 /// Wraps a request body: hashes each chunk and enforces the declared length. Ending early or
@@ -92,6 +164,8 @@ struct Meter {
 struct MeteredBody {
     inner: ByteStream,
     meter: Arc<Mutex<Meter>>,
+    /// Shared with `append`, which takes it back when the store is done with the body.
+    hashing: Arc<Mutex<Hashing>>,
     expected: Option<u64>,
     finished: bool,
 }
@@ -104,14 +178,15 @@ impl Stream for MeteredBody {
             return Poll::Ready(None);
         }
         let expected = self.expected;
+        let hashing = self.hashing.clone();
+        let mut hashing = hashing.lock().unwrap_or_else(|e| e.into_inner());
+        std::task::ready!(hashing.poll_room(cx));
         let polled = self.inner.poll_next_unpin(cx);
         let mut meter = self.meter.lock().unwrap_or_else(|e| e.into_inner());
         let violation = match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 meter.seen += chunk.len() as u64;
-                if let Some(h) = meter.hasher.as_mut() {
-                    h.update(chunk);
-                }
+                hashing.update(chunk);
                 expected
                     .filter(|&e| meter.seen > e)
                     .map(|e| format!("body is longer than the declared {e} bytes"))
@@ -276,21 +351,23 @@ impl Registry {
             _ if size == 0 => Some(Algorithm::Sha256.hasher()),
             _ => None,
         };
-        let meter = Arc::new(Mutex::new(Meter {
-            hasher,
-            ..Meter::default()
-        }));
+        let meter = Arc::new(Mutex::new(Meter::default()));
+        let hashing = Arc::new(Mutex::new(Hashing::start(hasher, expected)));
         let metered = MeteredBody {
             inner: body,
             meter: meter.clone(),
+            hashing: hashing.clone(),
             expected,
             finished: false,
         };
         let result = self.store.upload_append(repo, id, metered.boxed()).await;
+        // The store has dropped the body by now, so this is the only holder left.
+        let hashing = std::mem::replace(&mut *hashing.lock().unwrap_or_else(|e| e.into_inner()), Hashing::None);
+        let hasher = hashing.finish().await;
         let mut meter = meter.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(new_size) => {
-                state.hasher = meter.hasher.take();
+                state.hasher = hasher;
                 state.offset = new_size;
                 Ok(new_size)
             }
