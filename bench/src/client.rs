@@ -144,7 +144,12 @@ impl Conn {
     pub async fn open(addr: &str, user: Option<(&str, &str)>) -> Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // Reads of up to 4 MiB, like the loopback probe's 1 MiB ones: the client should not be
+        // what limits a pull from either registry.
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(4 << 20)
+            .handshake(TokioIo::new(stream))
+            .await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });

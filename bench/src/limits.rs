@@ -82,6 +82,27 @@ pub fn fsync_write(dir: &Path, total: u64) -> f64 {
     mbs
 }
 
+/// Waits until everything written so far is on disk, so one workload's writeback does not run
+/// into the next one's timing (the registries alternate, so it would favour whichever went first).
+pub fn settle() {
+    unsafe { libc::sync() };
+}
+
+/// The median of each limit over several measurements: one sample on a shared machine can be
+/// far off in either direction.
+pub fn median(samples: &[Limits]) -> Limits {
+    let mid = |f: fn(&Limits) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Limits {
+        sha256_mbs: mid(|l| l.sha256_mbs),
+        loopback_mbs: mid(|l| l.loopback_mbs),
+        fsync_write_mbs: mid(|l| l.fsync_write_mbs),
+    }
+}
+
 pub fn measure(dir: &Path, quick: bool) -> Limits {
     let gib: u64 = 1 << 30;
     let (hash, tcp, disk) = if quick { (gib / 4, gib / 2, gib / 4) } else { (gib, 2 * gib, gib) };

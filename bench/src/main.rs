@@ -142,11 +142,17 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
     );
     println!("wharf: {}  distribution: {}", args.wharf.display(), args.distribution.display());
 
-    let limits = limits::measure(work, args.quick);
-    println!(
-        "machine limits: sha256 one core {:.0} MB/s, loopback TCP {:.0} MB/s, fsync'd sequential write {:.0} MB/s",
-        limits.sha256_mbs, limits.loopback_mbs, limits.fsync_write_mbs
-    );
+    let mut limit_samples = Vec::new();
+    let mut measure_limits = || {
+        limits::settle();
+        let l = limits::measure(work, args.quick);
+        println!(
+            "machine limits: sha256 one core {:.0} MB/s, loopback TCP {:.0} MB/s, fsync'd sequential write {:.0} MB/s",
+            l.sha256_mbs, l.loopback_mbs, l.fsync_write_mbs
+        );
+        limit_samples.push(l);
+    };
+    measure_limits();
 
     let htpasswd = work.join("htpasswd");
     seed::htpasswd(&htpasswd, USER.0, USER.1);
@@ -192,6 +198,9 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
     let mut manifest_peak: Vec<(Kind, u64)> = Vec::new();
 
     for round in 0..args.rounds {
+        if round > 0 {
+            measure_limits();
+        }
         // A/B, then B/A: neither registry always runs on a warmer or cooler machine.
         let order: Vec<&Target> = if round % 2 == 0 {
             targets.iter().collect()
@@ -207,6 +216,7 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
         if wants("push") || wants("pull") {
             let (chunked, chunked_d) = content(format!("chunked round {round} "), plan.blob);
             for t in &order {
+                limits::settle();
                 let cpu = t.open.cpu_seconds();
                 let secs = rt
                     .block_on(workloads::push_monolithic(&t.open.addr, "bench/push", &mono, &mono_d))
@@ -221,6 +231,7 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
                 );
             }
             for t in &order {
+                limits::settle();
                 let cpu = t.open.cpu_seconds();
                 let secs = rt
                     .block_on(workloads::push_chunked(&t.open.addr, "bench/push", &chunked, &chunked_d, 16 * MIB))
@@ -235,6 +246,7 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
                 );
             }
             for t in &order {
+                limits::settle();
                 let secs = rt
                     .block_on(workloads::pull(&t.open.addr, "bench/push", &mono_d, plan.blob))
                     .unwrap_or_else(|e| panic!("{} pull: {e}", t.kind.name()));
@@ -374,9 +386,11 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
         }
     }
 
+    let limits = limits::median(&limit_samples);
     println!();
     println!(
-        "Machine limits (same run): sha256 one core {:.0} MB/s · loopback TCP {:.0} MB/s · fsync'd sequential write {:.0} MB/s",
+        "Machine limits (same run, median of {}): sha256 one core {:.0} MB/s · loopback TCP {:.0} MB/s · fsync'd sequential write {:.0} MB/s",
+        limit_samples.len(),
         limits.sha256_mbs, limits.loopback_mbs, limits.fsync_write_mbs
     );
     println!();
