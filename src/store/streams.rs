@@ -18,23 +18,25 @@ const CHANNEL_DEPTH: usize = 2;
 
 /// Streams `len` bytes of `file` from `start` with ordinary reads into fresh buffers. Safe for
 /// files that another request may truncate (an upload rolling back a failed append).
-pub fn read_stream(mut file: File, start: u64, len: u64) -> ByteStream {
-    spawn_producer(move |tx| {
-        file.seek(SeekFrom::Start(start))?;
-        let mut reader = file.take(len);
-        loop {
-            // Sized to what is left, so a small blob does not cost a full chunk.
-            let mut buf = vec![0u8; reader.limit().min(READ_CHUNK as u64) as usize];
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.truncate(n);
-            if !send(tx, Bytes::from(buf)) {
-                return Ok(());
-            }
+pub fn read_stream(file: File, start: u64, len: u64) -> ByteStream {
+    spawn_producer(move |tx| read_into(tx, file, start, len))
+}
+
+fn read_into(tx: &Sender, mut file: File, start: u64, len: u64) -> io::Result<()> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = file.take(len);
+    loop {
+        // Sized to what is left, so a small blob does not cost a full chunk.
+        let mut buf = vec![0u8; reader.limit().min(READ_CHUNK as u64) as usize];
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
         }
-    })
+        buf.truncate(n);
+        if !send(tx, Bytes::from(buf)) {
+            return Ok(());
+        }
+    }
 }
 
 /// Streams `len` bytes of a committed blob from `start` as memory-mapped windows handed to the
@@ -51,7 +53,12 @@ pub fn mapped_stream(file: File, start: u64, len: u64) -> ByteStream {
         while at < end {
             let window = (end - at).min(MAP_WINDOW);
             // SAFETY: see the function comment; the file is a committed, immutable blob.
-            let map = unsafe { memmap2::MmapOptions::new().offset(at).len(window as usize).populate().map(&file)? };
+            let map = unsafe { memmap2::MmapOptions::new().offset(at).len(window as usize).populate().map(&file) };
+            let Ok(map) = map else {
+                // A file system that cannot map files (or a process out of address space)
+                // still serves the blob, with ordinary reads.
+                return read_into(tx, file, at, end - at);
+            };
             if !send(tx, Bytes::from_owner(map)) {
                 return Ok(());
             }
