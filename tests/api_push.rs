@@ -60,6 +60,9 @@ async fn chunked_upload_in_order_with_final_chunk_in_put() {
     // A chunk that does not start at the current offset is refused and changes nothing.
     let gap = reg.patch(first.location(), b, Some((a.len() + 10, a.len() + 9 + b.len()))).await;
     gap.expect(416);
+    // Its body was never read, so the server ends that connection and must say so: a client
+    // that reused it would see its next request cut off.
+    assert_eq!(gap.header("Connection"), Some("close"), "{}", gap.show());
     let status = reg.get(first.location()).await;
     status.expect(204);
     assert_upload_range(&status, a.len());

@@ -91,6 +91,21 @@ async fn api_version_header(mut resp: Response) -> Response {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let sent_body = req.version() < axum::http::Version::HTTP_2
+        && (req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+            || req.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v != "0"));
+    let mut resp = route_request(state, req).await;
+    if sent_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // An error may be answered before the body was read (a refused chunk, a full disk, a
+        // failed login), and hyper then closes the connection. Saying so up front keeps the
+        // client from sending its next request into a connection that is going away.
+        resp.headers_mut()
+            .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn route_request(state: Arc<AppState>, req: Request) -> Response {
     if req.uri().path() == crate::autosecure::CA_PATH {
         if let Some(ca) = &state.ca_pem {
             return ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.clone()).into_response();
