@@ -3,6 +3,7 @@
 //! Requests flow one way: `http` → `registry` → `store`, with `oci` as the shared vocabulary
 //! underneath. `cli` is the command line on top.
 
+pub mod alloc;
 pub mod auth;
 pub mod autosecure;
 pub mod cli;

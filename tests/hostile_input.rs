@@ -609,6 +609,17 @@ async fn oversized_heads_are_refused_cleanly() {
         }
         h.reg.get("/v2/").await.expect(200);
     }
+    // Just over the limit on a blob push: a JSON error, and the blob is not stored.
+    let blob = b"head too large";
+    let digest = sha256(blob);
+    let target = format!("/v2/app/blobs/uploads/?digest={digest}");
+    let padding = vec![b'p'; 65 * 1024];
+    let req = request("POST", target.as_bytes(), &[("X-Padding", &padding)], blob);
+    let (status, body) = exchange(&h.w.addr, &req).await.expect("an answer");
+    assert_eq!(status, 431);
+    let err: Value = serde_json::from_slice(&body).expect("a JSON error body");
+    assert_eq!(err["errors"][0]["code"], "SIZE_INVALID", "{err}");
+    h.reg.head(&format!("/v2/app/blobs/{digest}")).await.expect(404);
     h.assert_survived().await;
 }
 

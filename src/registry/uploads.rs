@@ -110,10 +110,12 @@ impl Hashing {
             return Hashing::Inline(hasher);
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let large = crate::alloc::LargeBody::begin();
         let done = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = rx.blocking_recv() {
                 hasher.update(&chunk);
             }
+            drop(large);
             hasher
         });
         Hashing::Aside {
