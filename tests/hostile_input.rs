@@ -623,6 +623,41 @@ async fn oversized_heads_are_refused_cleanly() {
     h.assert_survived().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_the_server_did_not_need_is_read_out_so_the_client_sees_the_answer() {
+    let mut h = start().await;
+    // Far more than the socket buffers hold: a server that closed with it unread would reset the
+    // connection while the client is still writing.
+    let body = vec![0x5a_u8; 32 * 1024 * 1024];
+    let digest = sha256(&body);
+    let cases = [
+        (
+            "a chunk for an unknown upload",
+            "PATCH",
+            "/v2/app/blobs/uploads/no-such-session".to_string(),
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "a blob pushed to an invalid name",
+            "POST",
+            format!("/v2/Bad_Name/blobs/uploads/?digest={digest}"),
+            400,
+            "NAME_INVALID",
+        ),
+    ];
+    for (what, method, target, status, code) in cases {
+        let req = request(method, target.as_bytes(), &[("Content-Type", b"application/octet-stream")], &body);
+        let mut s = TcpStream::connect(&h.w.addr).await.expect("connect");
+        s.write_all(&req)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the server stopped taking the body: {e}"));
+        assert_raw(what, read_answer(&mut s, Duration::from_secs(15)).await, status, code);
+    }
+    h.reg.head(&format!("/v2/app/blobs/{digest}")).await.expect(404);
+    h.assert_survived().await;
+}
+
 /// Sends a request head one header line at a time, forever, until the server hangs up.
 /// Returns how long the server took.
 async fn slowloris(addr: String) -> Duration {

@@ -4,6 +4,7 @@
 pub mod auth;
 mod base;
 mod blobs;
+mod body_drain;
 pub mod body_timeout;
 mod catalog;
 pub mod error;

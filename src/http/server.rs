@@ -2,6 +2,7 @@
 //! HTTP/2 with limits a hostile client cannot stretch. On shutdown, stop accepting and let
 //! in-flight requests finish, up to a deadline.
 
+use super::body_drain::DrainOnDrop;
 use super::body_timeout::IdleTimeoutBody;
 use super::idle;
 use axum::extract::Request;
@@ -98,6 +99,19 @@ struct Limits {
     body: Duration,
 }
 
+/// The body a handler reads: one that fails when the client stalls (unless that limit is off)
+/// and, on HTTP/1, one that is read out after the answer if the handler left some of it (HTTP/2
+/// streams end on their own without touching the connection).
+fn request_body(body: hyper::body::Incoming, stall_limit: Duration, http1: bool) -> axum::body::Body {
+    use axum::body::Body;
+    match (stall_limit.is_zero(), http1) {
+        (true, false) => Body::new(body),
+        (true, true) => Body::new(DrainOnDrop::new(body)),
+        (false, false) => Body::new(IdleTimeoutBody::new(body, stall_limit)),
+        (false, true) => Body::new(DrainOnDrop::new(IdleTimeoutBody::new(body, stall_limit))),
+    }
+}
+
 /// Whether a request's target and headers together exceed MAX_HEADER_BYTES, counted as they
 /// appear on the wire.
 fn head_too_large<B>(req: &Request<B>) -> bool {
@@ -131,10 +145,8 @@ where
     let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
         let in_flight = tracked.begin();
         let oversized = head_too_large(&req);
-        let mut req = match limits.body.is_zero() {
-            true => req.map(axum::body::Body::new),
-            false => req.map(|b| axum::body::Body::new(IdleTimeoutBody::new(b, limits.body))),
-        };
+        let http1 = req.version() < axum::http::Version::HTTP_2;
+        let mut req = req.map(|b| request_body(b, limits.body, http1));
         req.extensions_mut().insert(ClientAddr(peer));
         let app = app.clone();
         async move {
