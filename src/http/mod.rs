@@ -98,8 +98,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let mut resp = route_request(state, req).await;
     if sent_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         // An error may be answered before the body was read (a refused chunk, a full disk, a
-        // failed login), and hyper then closes the connection. Saying so up front keeps the
-        // client from sending its next request into a connection that is going away.
+        // failed login). The rest is read out after the answer (`body_drain`), but only up to a
+        // limit, past which hyper closes the connection. Saying so up front keeps the client
+        // from sending its next request into a connection that may be going away.
         resp.headers_mut()
             .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -130,7 +130,7 @@ fn head_too_large_response() -> axum::response::Response {
         "SIZE_INVALID",
         &format!("the request line and headers are larger than {} KiB", MAX_HEADER_BYTES / 1024),
     );
-    // The body, if any, is not read; the connection is not reused.
+    // The body, if any, is read out and dropped (`body_drain`); the connection is not reused.
     resp.headers_mut()
         .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     resp

@@ -179,12 +179,12 @@ impl Stream for MeteredBody {
         if self.finished {
             return Poll::Ready(None);
         }
-        let expected = self.expected;
-        let hashing = self.hashing.clone();
-        let mut hashing = hashing.lock().unwrap_or_else(|e| e.into_inner());
+        let this = &mut *self;
+        let expected = this.expected;
+        let mut hashing = this.hashing.lock().unwrap_or_else(|e| e.into_inner());
         std::task::ready!(hashing.poll_room(cx));
-        let polled = self.inner.poll_next_unpin(cx);
-        let mut meter = self.meter.lock().unwrap_or_else(|e| e.into_inner());
+        let polled = this.inner.poll_next_unpin(cx);
+        let mut meter = this.meter.lock().unwrap_or_else(|e| e.into_inner());
         let violation = match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 meter.seen += chunk.len() as u64;
@@ -200,13 +200,11 @@ impl Stream for MeteredBody {
         };
         if let Some(v) = violation {
             meter.violation = Some(v.clone());
-            drop(meter);
-            self.finished = true;
+            this.finished = true;
             return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidInput, v))));
         }
-        drop(meter);
         if matches!(polled, Poll::Ready(None)) {
-            self.finished = true;
+            this.finished = true;
         }
         polled
     }
