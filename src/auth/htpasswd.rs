@@ -7,14 +7,20 @@
 //!   other kind (`{SHA}`, `$apr1$`, crypt, plain text) is reported when the file is loaded and
 //!   can never log in.
 //! - The file is reloaded when it changes: at most once a second a `stat` compares inode, size,
-//!   and modification and change times. A file that becomes unreadable or invalid keeps the
-//!   last good content in force and logs an error.
+//!   and modification and change times. A file that goes missing, becomes unreadable or
+//!   invalid refuses every login until it is fixed (fail closed) and logs why; with
+//!   [`OnError::KeepUsers`] (`keeponerror`) the last good content stays in force instead.
 //! - bcrypt is slow on purpose, so a verified password is remembered for five minutes as
 //!   SHA-256(user length, user, NUL, password, per-process random salt), compared in
 //!   constant time. The
 //!   cache is emptied whenever the file changes, so a new password takes effect at once.
-//! - An unknown user costs the same bcrypt run as a known one, against a dummy hash of the
-//!   file's usual cost, so response times do not reveal which users exist.
+//! - A wrong password takes the same time for every user, known or not, whatever the cost of
+//!   their hash: every failed check costs the work of one bcrypt run at the highest cost in the
+//!   file (capped at [`MAX_PADDED_COST`]). An unknown user costs one run at that cost; a user
+//!   whose hash is cheaper pays the difference in bcrypt runs of its own cost and each cost up
+//!   to the highest (2^c + 2^c + 2^(c+1) + … + 2^(max-1) = 2^max), so the work, not a timer,
+//!   makes the times equal, on any machine and under any load. Response times then reveal
+//!   neither which users exist nor which cost their hash has.
 //!
 //! Neither passwords nor hashes are ever logged; user names are.
 
@@ -30,8 +36,21 @@ use std::time::{Duration, Instant};
 pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// How often, at most, the file is checked for changes.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// The bcrypt cost of the dummy hash when the file has no bcrypt entry to imitate.
+/// The cost every failed check is padded to when the file has no bcrypt entry to imitate.
 const DEFAULT_COST: u32 = 10;
+/// Failed checks are padded to at most this cost (about a second of CPU per failure): one
+/// absurd hash in the file must not make every wrong password that expensive.
+pub const MAX_PADDED_COST: u32 = 14;
+
+/// What a file that goes missing or becomes invalid means for logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Refuse every login until the file is fixed.
+    #[default]
+    RefuseAll,
+    /// Keep the users of the last good version (`keeponerror`).
+    KeepUsers,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
@@ -116,6 +135,7 @@ pub struct Htpasswd {
     check_interval: Duration,
     /// bcrypt verifications run so far (tests check that the cache avoids them).
     bcrypt_runs: AtomicU64,
+    on_error: OnError,
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -137,9 +157,9 @@ struct State {
 /// The users of a successfully parsed file.
 struct Table {
     users: HashMap<String, Entry>,
-    /// A bcrypt hash of a random password at the file's most common cost, for unknown users.
-    dummy: Arc<str>,
-    dummy_cost: u32,
+    /// The cost every failed check is padded to: the highest in the file, at most
+    /// [`MAX_PADDED_COST`].
+    padded_cost: u32,
 }
 
 #[derive(Clone)]
@@ -178,9 +198,15 @@ impl Fingerprint {
 
 impl Htpasswd {
     /// Loads the file at `path`; errors name the file (and the line, for a malformed one).
+    /// Should it break later, every login is refused until it is fixed.
     pub fn open(path: &Path) -> Result<Self, HtpasswdError> {
+        Self::open_with(path, OnError::RefuseAll)
+    }
+
+    /// As [`Htpasswd::open`], choosing what a file broken later means.
+    pub fn open_with(path: &Path, on_error: OnError) -> Result<Self, HtpasswdError> {
         let (text, fingerprint) = read(path)?;
-        let table = load(path, &text, None)?;
+        let table = load(path, &text)?;
         Ok(Htpasswd {
             path: path.to_path_buf(),
             state: RwLock::new(State {
@@ -193,6 +219,7 @@ impl Htpasswd {
             next_check: Mutex::new(Instant::now() + CHECK_INTERVAL),
             check_interval: CHECK_INTERVAL,
             bcrypt_runs: AtomicU64::new(0),
+            on_error,
         })
     }
 
@@ -218,23 +245,26 @@ impl Htpasswd {
     pub fn verify(&self, user: &str, password: &str) -> bool {
         self.maybe_reload();
         let digest = cache_key(user, password);
-        let (entry, generation, dummy) = {
+        let (entry, generation, padded) = {
             let state = self.read_state();
-            (state.table.users.get(user).cloned(), state.generation, state.table.dummy.clone())
+            (state.table.users.get(user).cloned(), state.generation, state.table.padded_cost)
         };
         if matches!(entry, Some(Entry::Bcrypt(_))) && self.cached(user, &digest, generation) {
             return true;
         }
-        let ok = match entry {
-            Some(Entry::Bcrypt(hash)) => self.bcrypt(password, &hash),
-            // Spend the same time as for a real user, then fail.
-            Some(Entry::Unsupported) | None => {
-                self.bcrypt(password, &dummy);
-                false
-            }
+        let ok = match &entry {
+            Some(Entry::Bcrypt(hash)) => self.bcrypt(password, hash),
+            Some(Entry::Unsupported) | None => false,
         };
         if ok {
             self.remember(user, digest, generation);
+        } else {
+            // The user's own check (if any) cost 2^c; make the failure cost 2^padded in all.
+            let spent = match &entry {
+                Some(Entry::Bcrypt(hash)) => bcrypt_cost(hash),
+                Some(Entry::Unsupported) | None => None,
+            };
+            pad(password, spent, padded);
         }
         ok
     }
@@ -315,11 +345,7 @@ impl Htpasswd {
             Ok(_) => {}
             Err(e) => return self.fail(&format!("cannot read htpasswd file {}: {e}", path.display()), known),
         }
-        let old_dummy = {
-            let state = self.read_state();
-            (state.table.dummy_cost, state.table.dummy.clone())
-        };
-        let loaded = read(path).and_then(|(text, fp)| Ok((load(path, &text, Some(old_dummy))?, fp)));
+        let loaded = read(path).and_then(|(text, fp)| Ok((load(path, &text)?, fp)));
         match loaded {
             Ok((table, fp)) => {
                 let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -342,13 +368,29 @@ impl Htpasswd {
         }
     }
 
-    /// Keeps the last good users in force; logs once per broken state of the file.
+    /// Refuses every login (or keeps the last good users, with [`OnError::KeepUsers`]); logs
+    /// once per broken state of the file.
     fn fail(&self, message: &str, fingerprint: Option<Fingerprint>) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let changed = state.fingerprint != fingerprint;
         if !state.failing || changed {
-            let users = state.table.users.len();
-            tracing::error!("{message}; keeping the {users} users loaded before");
+            match self.on_error {
+                OnError::KeepUsers => {
+                    let users = state.table.users.len();
+                    tracing::error!("{message}; keeping the {users} users loaded before (keeponerror)");
+                }
+                OnError::RefuseAll => tracing::error!(
+                    "{message}; refusing every login until the file is fixed (keeponerror: true keeps the users loaded before)"
+                ),
+            }
+        }
+        if self.on_error == OnError::RefuseAll && !state.table.users.is_empty() {
+            // Failures keep their padded cost, so a broken file shows nothing in the timing.
+            state.table.users.clear();
+            state.generation += 1;
+            drop(state);
+            lock(&self.cache).clear();
+            state = self.state.write().unwrap_or_else(|e| e.into_inner());
         }
         state.failing = true;
         state.fingerprint = fingerprint;
@@ -375,9 +417,8 @@ fn read(path: &Path) -> Result<(String, Fingerprint), HtpasswdError> {
     Ok((String::from_utf8_lossy(&bytes).into_owned(), fingerprint))
 }
 
-/// Parses the file's text, logging what will not work. `previous_dummy` (cost, hash) is
-/// reused when the usual cost has not changed, to save a bcrypt run.
-fn load(path: &Path, text: &str, previous_dummy: Option<(u32, Arc<str>)>) -> Result<Table, HtpasswdError> {
+/// Parses the file's text, logging what will not work.
+fn load(path: &Path, text: &str) -> Result<Table, HtpasswdError> {
     let (users, warnings) = parse(text).map_err(|line| HtpasswdError::Invalid {
         path: path.to_path_buf(),
         line,
@@ -386,15 +427,9 @@ fn load(path: &Path, text: &str, previous_dummy: Option<(u32, Arc<str>)>) -> Res
     for warning in warnings {
         tracing::warn!(path = %path.display(), "{warning}");
     }
-    let cost = usual_cost(&users);
-    let dummy = match previous_dummy {
-        Some((c, hash)) if c == cost => hash,
-        _ => dummy_hash(cost),
-    };
     Ok(Table {
+        padded_cost: padded_cost(&users),
         users: users.into_iter().map(|(user, (_, entry))| (user, entry)).collect(),
-        dummy,
-        dummy_cost: cost,
     })
 }
 
@@ -441,26 +476,33 @@ fn parse(text: &str) -> Result<(HashMap<String, (Option<u32>, Entry)>, Vec<Strin
     Ok((users, warnings))
 }
 
-/// The most common bcrypt cost in the file (the highest on a tie), so the dummy hash costs what
-/// a real user's does.
-fn usual_cost(users: &HashMap<String, (Option<u32>, Entry)>) -> u32 {
-    let mut counts: HashMap<u32, usize> = HashMap::new();
-    for cost in users.values().filter_map(|(c, _)| *c) {
-        *counts.entry(cost).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .max_by_key(|&(cost, n)| (n, cost))
-        .map_or(DEFAULT_COST, |(cost, _)| cost)
+/// The highest bcrypt cost in the file, at most [`MAX_PADDED_COST`]: what every failed check
+/// costs.
+fn padded_cost(users: &HashMap<String, (Option<u32>, Entry)>) -> u32 {
+    users
+        .values()
+        .filter_map(|(c, _)| *c)
+        .max()
+        .unwrap_or(DEFAULT_COST)
+        .min(MAX_PADDED_COST)
 }
 
-fn dummy_hash(cost: u32) -> Arc<str> {
-    let random: [u8; 16] = rand::random();
-    let hash = bcrypt::hash_with_salt(hex::encode(random), cost, rand::random::<[u8; 16]>())
-        .map(|parts| parts.format_for_version(bcrypt::Version::TwoY))
-        // Costs come from parsed hashes (4..=31), which bcrypt accepts.
-        .unwrap_or_default();
-    hash.into()
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.parse::<bcrypt::HashParts>().ok().map(|p| p.get_cost())
+}
+
+/// Burns bcrypt work until a failed check has cost 2^`target` in all: one run at `target` when
+/// nothing ran yet, else one run at each cost from the one `spent` up to `target - 1`.
+fn pad(password: &str, spent: Option<u32>, target: u32) {
+    let costs = match spent {
+        None => target..target + 1,
+        Some(c) => c..target,
+    };
+    for cost in costs {
+        // The result is thrown away; only the work counts. The salt is fixed: it changes
+        // nothing about the work, and no output of this ever leaves the function.
+        std::hint::black_box(bcrypt::hash_with_salt(password, cost, [0x5a; 16]).ok());
+    }
 }
 
 /// A random value fixed for the life of the process: cache keys are useless outside it.
@@ -609,26 +651,49 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unsupported_users_still_cost_a_bcrypt_run() {
+    fn failures_are_padded_to_the_highest_cost() {
         let f = Fixture::new(&format!("alice:{}\nsha:{{SHA}}GpHWL3ymc5liWkNopqtdSjuqYHM=\n", hash("pw")));
         let h = f.open();
         assert!(!h.verify("nobody", "pw"));
-        assert_eq!(runs(&h), 1);
         assert!(!h.verify("sha", "pw"));
-        assert_eq!(runs(&h), 2);
-        // The dummy hash has the file's cost, so it takes as long as a real check.
-        assert!(h.read_state().table.dummy.starts_with("$2y$04$"));
-    }
-
-    #[test]
-    fn dummy_cost_follows_the_file() {
+        assert_eq!(runs(&h), 0, "no real check for users without a bcrypt hash, only padding");
+        assert_eq!(h.read_state().table.padded_cost, 4);
         let mut users = HashMap::new();
-        assert_eq!(usual_cost(&users), DEFAULT_COST);
+        assert_eq!(padded_cost(&users), DEFAULT_COST);
         for (i, cost) in [5, 5, 12].into_iter().enumerate() {
             users.insert(i.to_string(), (Some(cost), Entry::Unsupported));
         }
         users.insert("x".into(), (None, Entry::Unsupported));
-        assert_eq!(usual_cost(&users), 5);
+        assert_eq!(padded_cost(&users), 12, "the highest cost, not the most common");
+        users.insert("absurd".into(), (Some(31), Entry::Unsupported));
+        assert_eq!(padded_cost(&users), MAX_PADDED_COST);
+    }
+
+    #[test]
+    fn padding_sums_to_the_work_of_the_highest_cost() {
+        // bcrypt's work doubles with each cost: the runs padding adds, plus the user's own run,
+        // must add up to exactly one run at the target cost.
+        let work = |spent: Option<u32>, target: u32| -> u64 {
+            let own = spent.map_or(0, |c| 1u64 << c);
+            let padding: u64 = match spent {
+                None => 1 << target,
+                Some(c) => (c..target).map(|k| 1u64 << k).sum(),
+            };
+            own + padding
+        };
+        for target in 4..=MAX_PADDED_COST {
+            assert_eq!(work(None, target), 1 << target);
+            for c in 4..=target {
+                assert_eq!(work(Some(c), target), 1 << target, "cost {c} padded to {target}");
+            }
+        }
+        // And the padding really runs bcrypt: cost 4 to 8 is measurably slower than cost 4.
+        let timed = |spent, target| {
+            let start = Instant::now();
+            pad("pw", spent, target);
+            start.elapsed()
+        };
+        assert!(timed(Some(4), 8) > timed(Some(4), 5));
     }
 
     #[test]
@@ -751,9 +816,29 @@ mod tests {
     }
 
     #[test]
-    fn broken_or_missing_file_keeps_the_last_good_users() {
+    fn broken_or_missing_file_refuses_every_login_until_fixed() {
         let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
         let h = f.open();
+        assert!(h.verify("alice", "pw"));
+        f.replace("garbage without colon\n");
+        assert!(!h.verify("alice", "pw"), "invalid file: nobody logs in, cached or not");
+        assert!(h.read_state().failing);
+        f.replace(&format!("alice:{}\n", hash("pw")));
+        assert!(h.verify("alice", "pw"), "fixed file is loaded");
+        std::fs::remove_file(&f.path).unwrap();
+        assert!(!h.verify("alice", "pw"), "missing file: nobody logs in");
+        assert!(h.users().is_empty());
+        f.replace(&format!("bob:{}\n", hash("bobpw")));
+        assert!(h.verify("bob", "bobpw"));
+        assert!(!h.read_state().failing);
+    }
+
+    #[test]
+    fn broken_or_missing_file_keeps_the_last_good_users_when_asked() {
+        let f = Fixture::new(&format!("alice:{}\n", hash("pw")));
+        let mut h = Htpasswd::open_with(&f.path, OnError::KeepUsers).unwrap();
+        h.check_interval = Duration::ZERO;
+        *h.next_check.get_mut().unwrap() = Instant::now();
         f.replace("garbage without colon\n");
         assert!(h.verify("alice", "pw"), "invalid file: old content stays in force");
         assert!(h.read_state().failing);

@@ -2,9 +2,10 @@
 //!
 //! The HTTP middleware asks, in this order:
 //! 1. [`parse_authorization`]: what the `Authorization` header claims (nothing, Basic, Bearer);
-//! 2. [`LoginLimiter::check`]: whether this client may try to log in as this user right now;
-//! 3. [`Htpasswd::verify`]: whether the Basic credentials are right (then `failed`/`succeeded`
-//!    on the limiter);
+//! 2. [`LoginLimiter::begin`]: whether this client may try to log in as this user right now
+//!    (the attempt holds a slot until its outcome is reported);
+//! 3. [`Htpasswd::verify`]: whether the Basic credentials are right, run in the
+//!    [`bcrypt_pool::BcryptPool`] (then `failed`/`succeeded` on the attempt);
 //! 4. [`Policy::allows`]: whether the (possibly anonymous) user may pull, push or delete in the
 //!    repository.
 //!
@@ -12,11 +13,13 @@
 //! errors never quote a header, a password or a hash, and verified passwords are remembered
 //! only as salted digests.
 
+pub mod bcrypt_pool;
 pub mod credentials;
 pub mod htpasswd;
 pub mod policy;
 pub mod ratelimit;
 pub mod token;
+mod token_keys;
 
 pub use credentials::{parse_authorization, Credentials, CredentialsError};
 pub use htpasswd::{Htpasswd, HtpasswdError};

@@ -1,150 +1,345 @@
-//! Slows password guessing: per (client address, user name), at most `max_failures` failed
-//! logins within `window`; after that, every attempt is refused until `window` has passed since
-//! the last failure, and the caller answers `429 TOOMANYREQUESTS` with `Retry-After`.
+//! Slows password guessing with two counters, both consulted *before* a password is checked:
 //!
-//! - The count starts at a pair's first failure and is forgotten once `window` passes without
-//!   the limit being reached; a success forgets the pair at once.
+//! - per (client address, user name), the strict one: at most `per_client` failed logins within
+//!   `window`, then every attempt from that address for that user is refused until `window` has
+//!   passed since the failure that reached the limit;
+//! - per user name across all addresses, the generous one: at most `per_user` failures within
+//!   `window`, then attempts for that user are refused the same way, except from an address the
+//!   user logged in from successfully in the last [`KNOWN_ADDRESS_TTL`] (at most
+//!   [`KNOWN_ADDRESSES`] per user), so guesses spread over many addresses cannot lock the
+//!   user's own machines out.
+//!
+//! An attempt holds a slot from [`LoginLimiter::begin`] until its outcome is known, and a counter
+//! refuses while its failures *plus its attempts in flight* reach the limit: parallel guesses are
+//! counted as they start, not as bcrypt finishes with them, so a burst gets no more checks than a
+//! sequence. The caller answers a refusal with `429 TOOMANYREQUESTS` and `Retry-After`.
+//!
+//! - A counter starts at its first failure and is forgotten once `window` passes without the
+//!   limit being reached; a success clears the (address, user) counter, not the user's.
 //! - IPv6 clients are counted per /64 network, since one host can trivially use every address
 //!   of its /64; IPv4-mapped IPv6 addresses count as their IPv4 address.
-//! - Memory is bounded: at most `capacity` pairs (100 000 by default) are remembered. When the
-//!   table is full, expired pairs go first, then the least recently failed tenth.
-//! - `max_failures == 0` disables the limiter.
+//! - Memory is bounded: at most `capacity` entries per table (100 000 by default). When a
+//!   table is full, expired entries go first, then the least recently used tenth.
+//! - A limit of 0 disables that counter.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Pairs remembered at most, unless [`LoginLimiter::with_capacity`] says otherwise.
+/// Entries remembered at most per table, unless [`LoginLimiter::with_capacity`] says otherwise.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+/// How long an address a user logged in from stays exempt from that user's own lockout.
+pub const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Addresses remembered per user for that exemption; the oldest is replaced.
+pub const KNOWN_ADDRESSES: usize = 16;
 /// Longer user names are cut to this many bytes for counting: enough to tell real names apart,
 /// and a hostile client cannot make the table large.
 const MAX_USER_KEY: usize = 256;
+/// What a client waits for when only attempts in flight (not yet failures) fill its limit:
+/// they finish within about a bcrypt run.
+const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+
+/// How many failures are allowed, and over how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Failures per (address, user) within `window` (0: no limit).
+    pub per_client: u32,
+    /// Failures per user across all addresses within `window` (0: no limit).
+    pub per_user: u32,
+    pub window: Duration,
+}
 
 #[derive(Debug)]
 pub struct LoginLimiter {
-    max_failures: u32,
-    window: Duration,
+    limits: Limits,
     capacity: usize,
-    pairs: Mutex<HashMap<(IpAddr, String), Failures>>,
+    tables: Mutex<Tables>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    pairs: HashMap<(IpAddr, String), Counter>,
+    users: HashMap<String, UserEntry>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
+struct Counter {
+    failures: u32,
+    in_flight: u32,
     /// When the current counting window started (the first failure in it).
     first: Instant,
     last: Instant,
-    /// Set when `count` reached the maximum: attempts are refused until then.
+    /// Set when `failures` reached the maximum: attempts are refused until then.
     locked_until: Option<Instant>,
 }
 
-impl Failures {
-    /// Nothing about this pair matters any more at `now`.
-    fn expired(&self, now: Instant, window: Duration) -> bool {
+#[derive(Debug, Clone)]
+struct UserEntry {
+    counter: Counter,
+    /// Addresses (counting keys) the user logged in from, and when last.
+    known: Vec<(IpAddr, Instant)>,
+}
+
+impl Counter {
+    fn new(now: Instant) -> Counter {
+        Counter {
+            failures: 0,
+            in_flight: 0,
+            first: now,
+            last: now,
+            locked_until: None,
+        }
+    }
+
+    /// The failures no longer matter at `now` (attempts in flight may still).
+    fn window_over(&self, now: Instant, window: Duration) -> bool {
         match self.locked_until {
             Some(until) => now >= until,
             None => now.duration_since(self.first) >= window,
         }
     }
+
+    fn forget_old_failures(&mut self, now: Instant, window: Duration) {
+        if self.window_over(now, window) {
+            *self = Counter {
+                in_flight: self.in_flight,
+                ..Counter::new(now)
+            };
+        }
+    }
+
+    /// `Err(wait)` when a new attempt must be refused.
+    fn admits(&self, limit: u32, now: Instant) -> Result<(), Duration> {
+        if limit == 0 {
+            return Ok(());
+        }
+        if let Some(until) = self.locked_until {
+            // Round up: a client told "0 seconds" would retry at once and be refused again.
+            return Err((until - now).max(Duration::from_millis(1)));
+        }
+        if self.failures.saturating_add(self.in_flight) >= limit {
+            return Err(IN_FLIGHT_RETRY);
+        }
+        Ok(())
+    }
+
+    fn record_failure(&mut self, limit: u32, now: Instant, window: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.forget_old_failures(now, window);
+        self.failures = self.failures.saturating_add(1);
+        self.last = now;
+        if limit > 0 && self.failures >= limit {
+            self.locked_until = Some(now + window);
+        }
+    }
+
+    fn idle(&self, now: Instant, window: Duration) -> bool {
+        self.in_flight == 0 && (self.failures == 0 || self.window_over(now, window))
+    }
+}
+
+impl UserEntry {
+    fn knows(&self, client: IpAddr, now: Instant) -> bool {
+        self.known
+            .iter()
+            .any(|(ip, at)| *ip == client && now.duration_since(*at) < KNOWN_ADDRESS_TTL)
+    }
+
+    fn idle(&self, now: Instant, window: Duration) -> bool {
+        self.counter.idle(now, window) && self.known.iter().all(|(_, at)| now.duration_since(*at) >= KNOWN_ADDRESS_TTL)
+    }
+
+    fn last_used(&self) -> Instant {
+        self.known.iter().map(|(_, at)| *at).fold(self.counter.last, Instant::max)
+    }
+}
+
+/// A login attempt that holds its slot in both counters until its outcome is reported. Dropping
+/// it unreported (the check could not run) frees the slot without counting a failure.
+#[must_use = "report the outcome with succeeded() or failed()"]
+#[derive(Debug)]
+pub struct Attempt {
+    limiter: Arc<LoginLimiter>,
+    key: (IpAddr, String),
+    done: bool,
+}
+
+impl Attempt {
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.limiter.finish(&self.key, false);
+    }
+
+    pub fn failed(mut self) {
+        self.done = true;
+        self.limiter.finish(&self.key, true);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter.release(&self.key);
+        }
+    }
 }
 
 impl LoginLimiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self::with_capacity(max_failures, window, DEFAULT_CAPACITY)
+    pub fn new(limits: Limits) -> Self {
+        Self::with_capacity(limits, DEFAULT_CAPACITY)
     }
 
-    /// As [`LoginLimiter::new`], remembering at most `capacity` pairs (at least 1).
-    pub fn with_capacity(max_failures: u32, window: Duration, capacity: usize) -> Self {
+    /// As [`LoginLimiter::new`], remembering at most `capacity` entries per table (at least 1).
+    pub fn with_capacity(limits: Limits, capacity: usize) -> Self {
         LoginLimiter {
-            max_failures,
-            window,
+            limits,
             capacity: capacity.max(1),
-            pairs: Mutex::new(HashMap::new()),
+            tables: Mutex::new(Tables::default()),
         }
     }
 
-    /// `Ok` when `user` may try to log in from `client` now; otherwise how long until it may.
-    pub fn check(&self, client: IpAddr, user: &str) -> Result<(), Duration> {
-        if self.max_failures == 0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut pairs = self.lock();
-        let key = key(client, user);
-        match pairs.get(&key).copied() {
-            Some(f) if f.expired(now, self.window) => {
-                pairs.remove(&key);
-                Ok(())
-            }
-            // Round up: a client told "0 seconds" would retry at once and be refused again.
-            Some(Failures {
-                locked_until: Some(until), ..
-            }) => Err((until - now).max(Duration::from_millis(1))),
-            _ => Ok(()),
-        }
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
-    /// Records a failed login of `user` from `client`.
-    pub fn failed(&self, client: IpAddr, user: &str) {
-        if self.max_failures == 0 {
-            return;
-        }
-        let now = Instant::now();
-        let mut pairs = self.lock();
+    /// Reserves a slot for `user` logging in from `client`, or says how long until it may try.
+    pub fn begin(self: &Arc<Self>, client: IpAddr, user: &str) -> Result<Attempt, Duration> {
         let key = key(client, user);
-        if !pairs.contains_key(&key) && pairs.len() >= self.capacity {
-            self.make_room(&mut pairs, now);
+        let Limits {
+            per_client,
+            per_user,
+            window,
+        } = self.limits;
+        let now = Instant::now();
+        let mut t = self.lock();
+        if !t.pairs.contains_key(&key) && t.pairs.len() >= self.capacity {
+            make_room(&mut t.pairs, self.capacity, |c| c.idle(now, window), |c| c.last);
         }
-        let fresh = Failures {
-            count: 0,
-            first: now,
-            last: now,
-            locked_until: None,
+        if !t.users.contains_key(&key.1) && t.users.len() >= self.capacity {
+            make_room(&mut t.users, self.capacity, |u| u.idle(now, window), UserEntry::last_used);
+        }
+        let pair = t.pairs.entry(key.clone()).or_insert_with(|| Counter::new(now));
+        pair.forget_old_failures(now, window);
+        let pair_ok = pair.admits(per_client, now);
+        let user_entry = t.users.entry(key.1.clone()).or_insert_with(|| UserEntry {
+            counter: Counter::new(now),
+            known: Vec::new(),
+        });
+        user_entry.counter.forget_old_failures(now, window);
+        let user_ok = if user_entry.knows(key.0, now) {
+            Ok(())
+        } else {
+            user_entry.counter.admits(per_user, now)
         };
-        let f = pairs.entry(key).or_insert(fresh);
-        if f.expired(now, self.window) {
-            *f = fresh;
+        if let Err(wait) = pair_ok.and(user_ok) {
+            t.drop_if_idle(&key, now, window);
+            return Err(wait);
         }
-        f.count = f.count.saturating_add(1);
-        f.last = now;
-        if f.count >= self.max_failures {
-            f.locked_until = Some(now + self.window);
+        if let Some(pair) = t.pairs.get_mut(&key) {
+            pair.in_flight += 1;
         }
+        if let Some(user) = t.users.get_mut(&key.1) {
+            user.counter.in_flight += 1;
+        }
+        Ok(Attempt {
+            limiter: self.clone(),
+            key,
+            done: false,
+        })
     }
 
-    /// Records a successful login: the pair starts afresh.
-    pub fn succeeded(&self, client: IpAddr, user: &str) {
-        self.lock().remove(&key(client, user));
+    fn finish(&self, key: &(IpAddr, String), failed: bool) {
+        let Limits {
+            per_client,
+            per_user,
+            window,
+        } = self.limits;
+        let now = Instant::now();
+        let mut t = self.lock();
+        if let Some(pair) = t.pairs.get_mut(key) {
+            if failed {
+                pair.record_failure(per_client, now, window);
+            } else {
+                *pair = Counter {
+                    in_flight: pair.in_flight.saturating_sub(1),
+                    ..Counter::new(now)
+                };
+            }
+        }
+        if let Some(user) = t.users.get_mut(&key.1) {
+            if failed {
+                user.counter.record_failure(per_user, now, window);
+            } else {
+                user.counter.in_flight = user.counter.in_flight.saturating_sub(1);
+                user.known.retain(|(ip, _)| *ip != key.0);
+                if user.known.len() >= KNOWN_ADDRESSES {
+                    user.known.remove(0);
+                }
+                user.known.push((key.0, now));
+            }
+        }
+        t.drop_if_idle(key, now, window);
     }
 
-    /// Pairs currently remembered.
+    fn release(&self, key: &(IpAddr, String)) {
+        let now = Instant::now();
+        let mut t = self.lock();
+        if let Some(pair) = t.pairs.get_mut(key) {
+            pair.in_flight = pair.in_flight.saturating_sub(1);
+        }
+        if let Some(user) = t.users.get_mut(&key.1) {
+            user.counter.in_flight = user.counter.in_flight.saturating_sub(1);
+        }
+        t.drop_if_idle(key, now, self.limits.window);
+    }
+
+    /// Entries currently remembered: (address, user) counters plus user counters.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let t = self.lock();
+        t.pairs.len() + t.users.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, String), Failures>> {
-        // The map stays consistent even if a holder panicked: every update is a single insert.
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // The tables stay consistent even if a holder panicked: every update is a single insert.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Frees at least one slot: expired pairs first, then the least recently failed tenth, so a
-    /// flood of new pairs costs one scan per `capacity / 10` insertions.
-    fn make_room(&self, pairs: &mut HashMap<(IpAddr, String), Failures>, now: Instant) {
-        pairs.retain(|_, f| !f.expired(now, self.window));
-        if pairs.len() < self.capacity {
-            return;
+impl Tables {
+    /// Entries that remember nothing go at once, so the tables hold only what matters.
+    fn drop_if_idle(&mut self, key: &(IpAddr, String), now: Instant, window: Duration) {
+        if self.pairs.get(key).is_some_and(|c| c.idle(now, window)) {
+            self.pairs.remove(key);
         }
-        let evict = (self.capacity / 10).max(1);
-        let mut by_age: Vec<(Instant, (IpAddr, String))> = pairs.iter().map(|(k, f)| (f.last, k.clone())).collect();
-        by_age.select_nth_unstable_by_key(evict - 1, |(last, _)| *last);
-        for (_, k) in by_age.into_iter().take(evict) {
-            pairs.remove(&k);
+        if self.users.get(&key.1).is_some_and(|u| u.idle(now, window)) {
+            self.users.remove(&key.1);
         }
+    }
+}
+
+/// Frees at least one slot: idle entries first, then the least recently used tenth, so a flood
+/// of new keys costs one scan per `capacity / 10` insertions.
+fn make_room<K: Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, V>,
+    capacity: usize,
+    idle: impl Fn(&V) -> bool,
+    last_used: impl Fn(&V) -> Instant,
+) {
+    map.retain(|_, v| !idle(v));
+    if map.len() < capacity {
+        return;
+    }
+    let evict = (capacity / 10).max(1);
+    let mut by_age: Vec<(Instant, K)> = map.iter().map(|(k, v)| (last_used(v), k.clone())).collect();
+    by_age.select_nth_unstable_by_key(evict - 1, |(last, _)| *last);
+    for (_, k) in by_age.into_iter().take(evict) {
+        map.remove(&k);
     }
 }
 
@@ -173,135 +368,205 @@ mod tests {
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
+    fn limiter(per_client: u32, per_user: u32, window: Duration) -> Arc<LoginLimiter> {
+        Arc::new(LoginLimiter::new(Limits {
+            per_client,
+            per_user,
+            window,
+        }))
+    }
+
+    fn fail(l: &Arc<LoginLimiter>, client: IpAddr, user: &str) {
+        l.begin(client, user).expect("admitted").failed();
+    }
+
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
     #[test]
     fn refuses_after_max_failures_until_the_window_passes() {
-        let l = LoginLimiter::new(3, Duration::from_secs(1));
-        for _ in 0..2 {
-            assert!(l.check(A, "alice").is_ok());
-            l.failed(A, "alice");
-        }
-        assert!(l.check(A, "alice").is_ok(), "two failures of three allowed");
-        l.failed(A, "alice");
-        let retry = l.check(A, "alice").unwrap_err();
+        let l = limiter(3, 0, Duration::from_secs(1));
+        fail(&l, A, "alice");
+        fail(&l, A, "alice");
+        fail(&l, A, "alice");
+        let retry = l.begin(A, "alice").unwrap_err();
         assert!(retry > Duration::from_millis(500) && retry <= Duration::from_secs(1), "{retry:?}");
         // Still refused, even with the right password: the caller must not even try.
         sleep(Duration::from_millis(100));
-        let later = l.check(A, "alice").unwrap_err();
+        let later = l.begin(A, "alice").unwrap_err();
         assert!(later < retry);
         sleep(later + Duration::from_millis(20));
-        assert!(l.check(A, "alice").is_ok(), "unlocked after the window");
-        // The count started over.
-        l.failed(A, "alice");
-        assert!(l.check(A, "alice").is_ok());
+        fail(&l, A, "alice");
+        assert!(l.begin(A, "alice").is_ok(), "unlocked after the window; the count started over");
+    }
+
+    #[test]
+    fn attempts_in_flight_count_against_the_limit() {
+        let l = limiter(3, 0, Duration::from_secs(60));
+        let held: Vec<Attempt> = (0..3).map(|_| l.begin(A, "alice").unwrap()).collect();
+        assert_eq!(l.begin(A, "alice").unwrap_err(), IN_FLIGHT_RETRY, "three in flight fill the limit");
+        assert!(l.begin(B, "alice").is_ok(), "another address has its own slots");
+        let mut held = held.into_iter();
+        held.next().unwrap().succeeded();
+        let again = l.begin(A, "alice").expect("a success frees its slot");
+        again.failed();
+        held.next().unwrap().failed();
+        held.next().unwrap().failed();
+        let locked = l.begin(A, "alice").unwrap_err();
+        assert!(
+            locked > Duration::from_secs(50),
+            "two failures after the success lock it: {locked:?}"
+        );
+    }
+
+    #[test]
+    fn a_burst_gets_no_more_checks_than_the_limit() {
+        let l = limiter(5, 0, Duration::from_secs(60));
+        let admitted: Vec<Attempt> = (0..120).filter_map(|_| l.begin(A, "alice").ok()).collect();
+        assert_eq!(admitted.len(), 5);
+        admitted.into_iter().for_each(Attempt::failed);
+        assert!(l.begin(A, "alice").is_err());
+    }
+
+    #[test]
+    fn an_unreported_attempt_frees_its_slot_without_counting() {
+        let l = limiter(1, 0, Duration::from_secs(60));
+        drop(l.begin(A, "alice").unwrap());
+        assert!(l.begin(A, "alice").is_ok());
+        assert!(l.is_empty(), "nothing left to remember");
     }
 
     #[test]
     fn pairs_are_independent() {
-        let l = LoginLimiter::new(2, Duration::from_secs(60));
-        l.failed(A, "alice");
-        l.failed(A, "alice");
-        assert!(l.check(A, "alice").is_err());
-        assert!(l.check(A, "bob").is_ok(), "another user from the same client");
-        assert!(l.check(B, "alice").is_ok(), "the same user from another client");
+        let l = limiter(2, 0, Duration::from_secs(60));
+        fail(&l, A, "alice");
+        fail(&l, A, "alice");
+        assert!(l.begin(A, "alice").is_err());
+        assert!(l.begin(A, "bob").is_ok(), "another user from the same client");
+        assert!(l.begin(B, "alice").is_ok(), "the same user from another client");
     }
 
     #[test]
     fn success_resets_the_pair() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60));
-        l.failed(A, "alice");
-        l.failed(A, "alice");
-        l.succeeded(A, "alice");
-        assert!(l.is_empty());
-        l.failed(A, "alice");
-        l.failed(A, "alice");
-        assert!(l.check(A, "alice").is_ok(), "the earlier failures were forgotten");
+        let l = limiter(3, 0, Duration::from_secs(60));
+        fail(&l, A, "alice");
+        fail(&l, A, "alice");
+        l.begin(A, "alice").unwrap().succeeded();
+        fail(&l, A, "alice");
+        fail(&l, A, "alice");
+        assert!(l.begin(A, "alice").is_ok(), "the earlier failures were forgotten");
     }
 
     #[test]
     fn failures_spread_over_more_than_a_window_do_not_lock() {
-        let l = LoginLimiter::new(2, Duration::from_millis(500));
-        l.failed(A, "alice");
+        let l = limiter(2, 0, Duration::from_millis(500));
+        fail(&l, A, "alice");
         sleep(Duration::from_millis(550));
-        l.failed(A, "alice");
-        assert!(l.check(A, "alice").is_ok());
-        l.failed(A, "alice");
-        assert!(l.check(A, "alice").is_err());
+        fail(&l, A, "alice");
+        assert!(l.begin(A, "alice").is_ok());
+        fail(&l, A, "alice");
+        assert!(l.begin(A, "alice").is_err());
     }
 
     #[test]
-    fn zero_max_failures_disables() {
-        let l = LoginLimiter::new(0, Duration::from_secs(60));
+    fn zero_limits_disable() {
+        let l = limiter(0, 0, Duration::from_secs(60));
         for _ in 0..10 {
-            l.failed(A, "alice");
+            fail(&l, A, "alice");
         }
-        assert!(l.check(A, "alice").is_ok());
-        assert!(l.is_empty());
+        assert!(l.begin(A, "alice").is_ok());
+    }
+
+    #[test]
+    fn per_user_limit_spans_addresses_but_spares_known_ones() {
+        let l = limiter(5, 10, Duration::from_secs(60));
+        // The user logs in from A; an attacker then fails from ten other addresses.
+        l.begin(A, "alice").unwrap().succeeded();
+        for i in 0..10 {
+            fail(&l, ip(i), "alice");
+        }
+        let wait = l.begin(ip(100), "alice").unwrap_err();
+        assert!(wait > Duration::from_secs(50), "a new address is refused for the user: {wait:?}");
+        assert!(l.begin(A, "alice").is_ok(), "the address alice logged in from is not locked out");
+        assert!(l.begin(ip(100), "bob").is_ok(), "other users are unaffected");
+        // The strict per-address limit still applies to a known address.
+        for _ in 0..5 {
+            fail(&l, A, "alice");
+        }
+        assert!(l.begin(A, "alice").is_err());
+    }
+
+    #[test]
+    fn known_addresses_are_bounded() {
+        let l = limiter(5, 1, Duration::from_secs(60));
+        for i in 0..(KNOWN_ADDRESSES as u32 + 1) {
+            l.begin(ip(i), "alice").unwrap().succeeded();
+        }
+        fail(&l, B, "alice");
+        assert!(l.begin(ip(0), "alice").is_err(), "the oldest known address was replaced");
+        assert!(l.begin(ip(KNOWN_ADDRESSES as u32), "alice").is_ok());
     }
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
-        let l = LoginLimiter::new(2, Duration::from_secs(60));
-        l.failed("2001:db8:1:2::1".parse().unwrap(), "alice");
-        l.failed("2001:db8:1:2:ffff::9".parse().unwrap(), "alice");
-        assert!(l.check("2001:db8:1:2::77".parse().unwrap(), "alice").is_err());
-        assert!(l.check("2001:db8:1:3::1".parse().unwrap(), "alice").is_ok());
-        l.failed("::ffff:192.0.2.1".parse().unwrap(), "bob");
-        l.failed(A, "bob");
-        assert!(l.check(A, "bob").is_err());
+        let l = limiter(2, 0, Duration::from_secs(60));
+        fail(&l, "2001:db8:1:2::1".parse().unwrap(), "alice");
+        fail(&l, "2001:db8:1:2:ffff::9".parse().unwrap(), "alice");
+        assert!(l.begin("2001:db8:1:2::77".parse().unwrap(), "alice").is_err());
+        assert!(l.begin("2001:db8:1:3::1".parse().unwrap(), "alice").is_ok());
+        fail(&l, "::ffff:192.0.2.1".parse().unwrap(), "bob");
+        fail(&l, A, "bob");
+        assert!(l.begin(A, "bob").is_err());
     }
 
     #[test]
     fn long_user_names_are_bounded() {
-        let l = LoginLimiter::new(1, Duration::from_secs(60));
+        let l = limiter(1, 0, Duration::from_secs(60));
         let long = "é".repeat(1000);
-        l.failed(A, &long);
-        assert!(l.check(A, &long).is_err());
-        let stored = l.lock().keys().next().unwrap().1.len();
+        fail(&l, A, &long);
+        assert!(l.begin(A, &long).is_err());
+        let stored = l.lock().pairs.keys().next().unwrap().1.len();
         assert!(stored <= MAX_USER_KEY, "{stored}");
     }
 
     #[test]
     fn memory_is_bounded_and_oldest_go_first() {
-        let l = LoginLimiter::with_capacity(1, Duration::from_secs(60), 100);
-        l.failed(A, "first");
+        let l = Arc::new(LoginLimiter::with_capacity(
+            Limits {
+                per_client: 1,
+                per_user: 0,
+                window: Duration::from_secs(60),
+            },
+            100,
+        ));
+        fail(&l, A, "first");
         sleep(Duration::from_millis(5));
         for i in 0..1000 {
-            l.failed(B, &format!("user{i}"));
-            assert!(l.len() <= 100);
+            fail(&l, B, &format!("user{i}"));
+            let t = l.lock();
+            assert!(t.pairs.len() <= 100 && t.users.len() <= 100);
         }
-        assert!(l.check(A, "first").is_ok(), "the oldest pair was evicted");
-        assert!(l.check(B, "user999").is_err(), "the newest pair is still locked");
-    }
-
-    #[test]
-    fn expired_pairs_are_evicted_before_live_ones() {
-        let l = LoginLimiter::with_capacity(5, Duration::from_millis(300), 10);
-        for i in 0..9 {
-            l.failed(A, &format!("old{i}"));
-        }
-        l.failed(B, "live");
-        l.failed(B, "live");
-        sleep(Duration::from_millis(350));
-        l.failed(B, "live"); // window passed: counting restarts for this pair
-        l.failed(A, "new");
-        assert_eq!(l.len(), 2, "the nine expired pairs made room");
+        assert!(l.begin(A, "first").is_ok(), "the oldest pair was evicted");
+        assert!(l.begin(B, "user999").is_err(), "the newest pair is still locked");
     }
 
     #[test]
     fn concurrent_use() {
-        let l = std::sync::Arc::new(LoginLimiter::new(1000, Duration::from_secs(60)));
+        let l = limiter(1000, 0, Duration::from_secs(60));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let l = l.clone();
                 std::thread::spawn(move || {
                     for _ in 0..250 {
-                        let _ = l.check(A, "alice");
-                        l.failed(A, "alice");
+                        if let Ok(a) = l.begin(A, "alice") {
+                            a.failed();
+                        }
                     }
                 })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
-        assert!(l.check(A, "alice").is_err(), "exactly 1000 failures were counted");
+        assert!(l.begin(A, "alice").is_err(), "exactly 1000 failures were counted");
     }
 }

@@ -17,6 +17,7 @@
 //!
 //! Tokens are credentials: no error message or log line here contains one.
 
+use super::token_keys::{self, JwkKey};
 use super::{Action, Policy};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -24,6 +25,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey, VerificationAlgorithm};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -239,6 +241,8 @@ struct Header {
     kid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     x5c: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwk: Option<serde_json::Value>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +260,8 @@ pub enum TokenError {
     UnsupportedAlgorithm,
     #[error("token is signed by an untrusted key")]
     UntrustedKey,
+    #[error("token signing certificate is not trusted: {0}")]
+    UntrustedChain(&'static str),
     #[error("token signing algorithm does not match its key")]
     AlgorithmMismatch,
     #[error("token signature is invalid")]
@@ -364,8 +370,8 @@ impl fmt::Debug for TokenIssuer {
 }
 
 impl TokenIssuer {
-    /// A fresh key, kept in memory only: tokens die with the process, which is harmless as
-    /// clients ask for a new token when theirs is refused or expired.
+    /// A fresh key, kept in memory only: tokens die with the process (the server keeps its key
+    /// in a file instead, see [`TokenIssuer::load_or_create`]).
     pub fn generate() -> Result<Self, TokenError> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| TokenError::Signing)?;
@@ -386,10 +392,7 @@ impl TokenIssuer {
     fn create(path: &Path) -> Result<Self, KeyFileError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| key_file_error(path, "cannot generate a key"))?;
-        let pem = pem_encode("PRIVATE KEY", pkcs8.as_ref());
+        let (pkcs8, pem) = new_pkcs8_pem().map_err(|m| key_file_error(path, m))?;
         let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(f) => f,
             // Another process created it in between: use theirs.
@@ -399,7 +402,16 @@ impl TokenIssuer {
         file.write_all(pem.as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|e| key_file_error(path, format!("cannot write: {e}")))?;
-        Self::from_pkcs8(pkcs8.as_ref()).ok_or_else(|| key_file_error(path, "generated key is unusable"))
+        Self::from_pkcs8(&pkcs8).ok_or_else(|| key_file_error(path, "generated key is unusable"))
+    }
+
+    /// Replaces the key at `path` with a new one (mode 0600), atomically: a server reloading
+    /// it reads the old key or the new one, never half a file. Tokens signed with the old key
+    /// are refused by every server that loaded the new one.
+    pub fn rotate(path: &Path) -> Result<Self, KeyFileError> {
+        let (pkcs8, pem) = new_pkcs8_pem().map_err(|m| key_file_error(path, m))?;
+        crate::tls::certs::write_atomic(path, pem.as_bytes(), 0o600).map_err(|e| key_file_error(path, format!("cannot write: {e}")))?;
+        Self::from_pkcs8(&pkcs8).ok_or_else(|| key_file_error(path, "generated key is unusable"))
     }
 
     fn from_file_bytes(bytes: &[u8]) -> Option<Self> {
@@ -468,6 +480,7 @@ impl TokenIssuer {
             alg: "ES256".into(),
             kid: Some(self.kid.clone()),
             x5c: None,
+            jwk: None,
         };
         let header = serde_json::to_vec(&header).map_err(|_| TokenError::Signing)?;
         let claims = serde_json::to_vec(&claims).map_err(|_| TokenError::Signing)?;
@@ -478,6 +491,14 @@ impl TokenIssuer {
             .map_err(|_| TokenError::Signing)?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
     }
+}
+
+/// A fresh P-256 key: its PKCS#8 DER and the PEM written to key files.
+fn new_pkcs8_pem() -> Result<(Vec<u8>, String), &'static str> {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map_err(|_| "cannot generate a key")?;
+    let pem = pem_encode("PRIVATE KEY", pkcs8.as_ref());
+    Ok((pkcs8.as_ref().to_vec(), pem))
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -519,6 +540,17 @@ struct PublicKey {
 }
 
 impl PublicKey {
+    /// Whether a JWK names this very key.
+    fn is(&self, jwk: &JwkKey) -> bool {
+        match (self.kind, jwk) {
+            (KeyKind::EcP256, JwkKey::Ec { p384: false, point }) | (KeyKind::EcP384, JwkKey::Ec { p384: true, point }) => {
+                self.raw == *point
+            }
+            (KeyKind::Rsa, JwkKey::Rsa { n, e }) => self.rsa_parts.as_ref().is_some_and(|(kn, ke)| kn == n && ke == e),
+            _ => false,
+        }
+    }
+
     fn algorithm(&self, alg: &str) -> Result<&'static dyn VerificationAlgorithm, TokenError> {
         let algorithm: &'static dyn VerificationAlgorithm = match (alg, self.kind) {
             ("ES256", KeyKind::EcP256) => &signature::ECDSA_P256_SHA256_FIXED,
@@ -603,7 +635,7 @@ impl TokenVerifier {
         if !matches!(header.alg.as_str(), "ES256" | "ES384" | "RS256" | "RS384" | "RS512") {
             return Err(TokenError::UnsupportedAlgorithm);
         }
-        let key = self.signing_key(&header)?;
+        let key = self.signing_key(&header, now)?;
         let signed = &token[..h.len() + 1 + c.len()];
         UnparsedPublicKey::new(key.algorithm(&header.alg)?, &key.raw)
             .verify(signed.as_bytes(), &signature)
@@ -613,22 +645,45 @@ impl TokenVerifier {
         self.check_claims(claims, key.cert.is_none(), now)
     }
 
-    /// The trusted key the header names: by `x5c` (leaf certificate identical to a bundle
-    /// certificate) first, as registry:2 prefers it, else by `kid`.
-    fn signing_key(&self, header: &Header) -> Result<&PublicKey, TokenError> {
-        if let Some(chain) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
-            let leaf = STANDARD.decode(&chain[0]).map_err(|_| TokenError::Malformed("x5c is not base64"))?;
-            return self
-                .keys
-                .iter()
-                .find(|k| k.cert.as_deref() == Some(leaf.as_slice()))
-                .ok_or(TokenError::UntrustedKey);
+    /// The key that signed the token, in registry:2's order (see `token_keys`): the leaf of an
+    /// `x5c` chain that leads to the bundle, else a `jwk` that is a trusted key (or the leaf of
+    /// its own trusted chain), else the trusted key named by `kid`.
+    fn signing_key(&self, header: &Header, now: i64) -> Result<Cow<'_, PublicKey>, TokenError> {
+        if let Some(x5c) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
+            return self.chain_key(x5c, now).map(Cow::Owned);
+        }
+        if let Some(jwk) = &header.jwk {
+            let (material, x5c) = token_keys::parse_jwk(jwk)?;
+            return match x5c {
+                None => self
+                    .keys
+                    .iter()
+                    .find(|k| k.is(&material))
+                    .map(Cow::Borrowed)
+                    .ok_or(TokenError::UntrustedKey),
+                Some(x5c) => {
+                    let leaf = self.chain_key(&x5c, now)?;
+                    match leaf.is(&material) {
+                        true => Ok(Cow::Owned(leaf)),
+                        false => Err(TokenError::UntrustedChain("the jwk is not the key of its x5c leaf")),
+                    }
+                }
+            };
         }
         let kid = header.kid.as_deref().filter(|k| !k.is_empty()).ok_or(TokenError::UntrustedKey)?;
         self.keys
             .iter()
             .find(|k| k.ids.iter().any(|id| id == kid))
+            .map(Cow::Borrowed)
             .ok_or(TokenError::UntrustedKey)
+    }
+
+    /// The key of an `x5c` chain's leaf, once the chain is verified against the bundle.
+    fn chain_key(&self, x5c: &[String], now: i64) -> Result<PublicKey, TokenError> {
+        let chain = token_keys::decode_chain(x5c)?;
+        let roots: Vec<&[u8]> = self.keys.iter().filter_map(|k| k.cert.as_deref()).collect();
+        let leaf = token_keys::verify_chain(&chain, &roots, now)?;
+        key_of_certificate(&leaf).map_err(|_| TokenError::UntrustedChain("the x5c leaf's key is not RSA, P-256 or P-384"))
     }
 
     fn check_claims(&self, claims: WireClaims, issued_here: bool, now: i64) -> Result<Claims, TokenError> {
@@ -1126,12 +1181,241 @@ nZMVc0qrKuowmOygBg2MD6Ad/zVDxDjV7m/zKh//VfzOcBlCyPbmo+rctl7gHkhM
         let stranger = certificate(&pkcs8_der(EC_KEY_PEM));
         let header = serde_json::json!({"alg": "RS256", "kid": RSA_KEY_ID, "x5c": [STANDARD.encode(stranger)]});
         let token = forge(header, claims_json(), &rsa(&signature::RSA_PKCS1_SHA256));
-        assert_eq!(v.verify(&token, NOW), Err(TokenError::UntrustedKey));
+        assert!(matches!(v.verify(&token, NOW), Err(TokenError::UntrustedChain(_))));
         // wharf's own key is not trusted unless added.
         let own = fixed_issuer().issue_at(Some("a"), SERVICE, ISSUER, &[], DEFAULT_TTL, NOW).unwrap();
         assert_eq!(v.verify(&own, NOW), Err(TokenError::UntrustedKey));
         v.trust_issuer(&fixed_issuer());
         assert!(v.verify(&own, NOW).unwrap().issued_here);
+    }
+
+    /// A certificate for `key`, valid from `from` to `until` (Unix seconds), signed by
+    /// `issuer` (or self-signed), a CA when `ca`.
+    fn cert_for(
+        key: &rcgen::KeyPair,
+        name: &str,
+        ca: bool,
+        from: i64,
+        until: i64,
+        issuer: Option<&rcgen::Issuer<'_, &rcgen::KeyPair>>,
+    ) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec![format!("{name}.example.com")]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(from).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(until).unwrap();
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        }
+        match issuer {
+            Some(i) => params.signed_by(key, i).unwrap().der().to_vec(),
+            None => params.self_signed(key).unwrap().der().to_vec(),
+        }
+    }
+
+    /// A CA (root), an intermediate it signed, and a token-signing leaf for each.
+    struct Pki {
+        root_key: rcgen::KeyPair,
+        root: Vec<u8>,
+        intermediate: Vec<u8>,
+        /// Signed by the root directly; its key signs tokens.
+        leaf: Vec<u8>,
+        leaf_key: Vec<u8>,
+        /// Signed by the intermediate.
+        deep_leaf: Vec<u8>,
+        deep_key: Vec<u8>,
+    }
+
+    /// What an issuer needs of a CA's parameters to sign with it: its name.
+    fn params_of(name: &str) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p
+    }
+
+    fn pki() -> Pki {
+        let (from, until) = (NOW - 86_400, NOW + 86_400);
+        let root_key = rcgen::KeyPair::generate().unwrap();
+        let root = cert_for(&root_key, "root", true, from, until, None);
+        let root_params = params_of("root");
+        let root_issuer = rcgen::Issuer::from_params(&root_params, &root_key);
+        let inter_key = rcgen::KeyPair::generate().unwrap();
+        let intermediate = cert_for(&inter_key, "intermediate", true, from, until, Some(&root_issuer));
+        let inter_params = params_of("intermediate");
+        let inter_issuer = rcgen::Issuer::from_params(&inter_params, &inter_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = cert_for(&leaf_key, "tokens", false, from, until, Some(&root_issuer));
+        let deep = rcgen::KeyPair::generate().unwrap();
+        let deep_leaf = cert_for(&deep, "deep-tokens", false, from, until, Some(&inter_issuer));
+        Pki {
+            root_key,
+            root,
+            intermediate,
+            leaf,
+            leaf_key: leaf_key.serialize_der(),
+            deep_leaf,
+            deep_key: deep.serialize_der(),
+        }
+    }
+
+    fn es256(pkcs8: &[u8]) -> Signer {
+        Signer::ec(pkcs8, &signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+    }
+
+    fn x5c_header(chain: &[&[u8]]) -> serde_json::Value {
+        serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>()})
+    }
+
+    fn jwk_of(pkcs8: &[u8]) -> serde_json::Value {
+        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &SystemRandom::new()).unwrap();
+        let point = key.public_key().as_ref();
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
+    }
+
+    #[test]
+    fn x5c_chains_issued_by_a_bundle_ca_are_accepted() {
+        let p = pki();
+        let mut v = TokenVerifier::new(ISSUER, SERVICE);
+        v.trust_bundle(pem_cert(&p.root).as_bytes()).unwrap();
+        // Leaf signed by the bundle CA; with the CA repeated in the chain, as some servers send it.
+        let token = forge(x5c_header(&[&p.leaf]), claims_json(), &es256(&p.leaf_key));
+        let claims = v.verify(&token, NOW).unwrap();
+        assert!(!claims.issued_here && claims.allows("team/app", Action::Push));
+        let with_root = forge(x5c_header(&[&p.leaf, &p.root]), claims_json(), &es256(&p.leaf_key));
+        assert!(v.verify(&with_root, NOW).is_ok());
+        // Through an intermediate the header carries.
+        let deep = forge(x5c_header(&[&p.deep_leaf, &p.intermediate]), claims_json(), &es256(&p.deep_key));
+        assert!(v.verify(&deep, NOW).is_ok());
+        // The leaf's key must be the signer: another key under the same chain is a bad signature.
+        let other = forge(x5c_header(&[&p.leaf]), claims_json(), &es256(&p.deep_key));
+        assert_eq!(v.verify(&other, NOW), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn x5c_chains_that_do_not_verify_are_refused() {
+        let p = pki();
+        let stranger = pki();
+        let mut v = TokenVerifier::new(ISSUER, SERVICE);
+        v.trust_bundle(pem_cert(&p.root).as_bytes()).unwrap();
+        let untrusted = |e: &Result<Claims, TokenError>| matches!(e, Err(TokenError::UntrustedChain(_)));
+        // Another CA's leaf (a CA of the same name: the signature gives it away), a self-signed
+        // leaf, and a chain missing its intermediate.
+        let theirs = forge(x5c_header(&[&stranger.leaf]), claims_json(), &es256(&stranger.leaf_key));
+        let r = v.verify(&theirs, NOW);
+        assert_eq!(
+            r,
+            Err(TokenError::UntrustedChain("a certificate of the x5c chain has a bad signature"))
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let selfsigned = cert_for(&key, "tokens", false, NOW - 60, NOW + 60, None);
+        let r = v.verify(&forge(x5c_header(&[&selfsigned]), claims_json(), &es256(&key.serialize_der())), NOW);
+        assert_eq!(
+            r,
+            Err(TokenError::UntrustedChain(
+                "the x5c chain does not lead to a certificate of the rootcertbundle"
+            ))
+        );
+        let gap = forge(x5c_header(&[&p.deep_leaf]), claims_json(), &es256(&p.deep_key));
+        assert!(untrusted(&v.verify(&gap, NOW)));
+        // A stranger's intermediate cannot lend trust either.
+        let borrowed = forge(
+            x5c_header(&[&stranger.deep_leaf, &p.intermediate]),
+            claims_json(),
+            &es256(&stranger.deep_key),
+        );
+        assert!(untrusted(&v.verify(&borrowed, NOW)));
+        // Expired and not yet valid leaves (the chain is checked at the token's verification time).
+        let token = forge(x5c_header(&[&p.leaf]), claims_json(), &es256(&p.leaf_key));
+        let later = v.verify(&token, NOW + 2 * 86_400);
+        assert_eq!(later, Err(TokenError::UntrustedChain("a certificate of the x5c chain has expired")));
+        let key = rcgen::KeyPair::try_from(p.leaf_key.as_slice()).unwrap();
+        let root_params = params_of("root");
+        let issuer = rcgen::Issuer::from_params(&root_params, &p.root_key);
+        let expired = cert_for(&key, "tokens", false, NOW - 86_400, NOW - 3_600, Some(&issuer));
+        let r = v.verify(&forge(x5c_header(&[&expired]), claims_json(), &es256(&p.leaf_key)), NOW);
+        assert_eq!(r, Err(TokenError::UntrustedChain("a certificate of the x5c chain has expired")));
+        let early = cert_for(&key, "tokens", false, NOW + 3_600, NOW + 86_400, Some(&issuer));
+        let r = v.verify(&forge(x5c_header(&[&early]), claims_json(), &es256(&p.leaf_key)), NOW);
+        assert_eq!(
+            r,
+            Err(TokenError::UntrustedChain("a certificate of the x5c chain is not valid yet"))
+        );
+        // A self-signed bundle certificate used as its own leaf is still checked for expiry.
+        let own_key = rcgen::KeyPair::generate().unwrap();
+        let old = cert_for(&own_key, "old", false, NOW - 86_400, NOW - 3_600, None);
+        let mut v2 = TokenVerifier::new(ISSUER, SERVICE);
+        v2.trust_bundle(pem_cert(&old).as_bytes()).unwrap();
+        let r = v2.verify(&forge(x5c_header(&[&old]), claims_json(), &es256(&own_key.serialize_der())), NOW);
+        assert_eq!(r, Err(TokenError::UntrustedChain("a certificate of the x5c chain has expired")));
+        // Garbage and overlong chains.
+        let junk = forge(
+            serde_json::json!({"alg": "ES256", "x5c": ["!!"]}),
+            claims_json(),
+            &es256(&p.leaf_key),
+        );
+        assert_eq!(v.verify(&junk, NOW), Err(TokenError::Malformed("x5c is not base64")));
+        let long: Vec<&[u8]> = std::iter::repeat_n(p.leaf.as_slice(), 9).collect();
+        let r = v.verify(&forge(x5c_header(&long), claims_json(), &es256(&p.leaf_key)), NOW);
+        assert!(untrusted(&r), "{r:?}");
+    }
+
+    #[test]
+    fn jwk_headers_are_accepted_for_trusted_keys_only() {
+        let p = pki();
+        let mut v = TokenVerifier::new(ISSUER, SERVICE);
+        // The bundle holds the CA and a token server's own (self-signed) certificate.
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_cert = cert_for(&server_key, "server", false, NOW - 60, NOW + 86_400, None);
+        v.trust_bundle(format!("{}{}", pem_cert(&p.root), pem_cert(&server_cert)).as_bytes())
+            .unwrap();
+        let server_pkcs8 = server_key.serialize_der();
+        let jwk = |pkcs8: &[u8]| serde_json::json!({"alg": "ES256", "jwk": jwk_of(pkcs8)});
+        // The JWK of a bundle key: accepted.
+        assert!(v
+            .verify(&forge(jwk(&server_pkcs8), claims_json(), &es256(&server_pkcs8)), NOW)
+            .is_ok());
+        // A JWK whose key is in no bundle certificate: refused, even though it signed the token.
+        let stranger = pkcs8_der(EC_KEY_PEM);
+        let r = v.verify(&forge(jwk(&stranger), claims_json(), &es256(&stranger)), NOW);
+        assert_eq!(r, Err(TokenError::UntrustedKey));
+        // A CA-issued leaf's JWK carrying its chain: accepted; a JWK not matching its chain: refused.
+        let mut with_chain = jwk_of(&p.leaf_key);
+        with_chain["x5c"] = serde_json::json!([STANDARD.encode(&p.leaf)]);
+        let header = serde_json::json!({"alg": "ES256", "jwk": with_chain});
+        assert!(v.verify(&forge(header, claims_json(), &es256(&p.leaf_key)), NOW).is_ok());
+        let mut mismatched = jwk_of(&stranger);
+        mismatched["x5c"] = serde_json::json!([STANDARD.encode(&p.leaf)]);
+        let header = serde_json::json!({"alg": "ES256", "jwk": mismatched});
+        let r = v.verify(&forge(header, claims_json(), &es256(&stranger)), NOW);
+        assert_eq!(r, Err(TokenError::UntrustedChain("the jwk is not the key of its x5c leaf")));
+        // Malformed JWKs.
+        for bad in [
+            serde_json::json!({"kty": "oct", "k": "AAAA"}),
+            serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+            serde_json::json!("not an object"),
+        ] {
+            let t = forge(
+                serde_json::json!({"alg": "ES256", "jwk": bad}),
+                claims_json(),
+                &es256(&server_pkcs8),
+            );
+            assert!(matches!(v.verify(&t, NOW), Err(TokenError::Malformed(_))), "{bad}");
+        }
+        // An RSA JWK of a bundle key.
+        let rsa_cert = certificate(&pkcs8_der(RSA_KEY_PEM));
+        v.trust_bundle(pem_cert(&rsa_cert).as_bytes()).unwrap();
+        let parsed = key_of_certificate(&rsa_cert).unwrap();
+        let (n, e) = parsed.rsa_parts.clone().unwrap();
+        let header =
+            serde_json::json!({"alg": "RS256", "jwk": {"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(&e)}});
+        let t = forge(
+            header,
+            claims_json(),
+            &Signer::rsa(&pkcs8_der(RSA_KEY_PEM), &signature::RSA_PKCS1_SHA256),
+        );
+        assert!(v.verify(&t, NOW).is_ok());
     }
 
     #[test]
@@ -1199,6 +1483,12 @@ nZMVc0qrKuowmOygBg2MD6Ad/zVDxDjV7m/zKh//VfzOcBlCyPbmo+rctl7gHkhM
         let fixed = dir.path().join("fixed.pem");
         std::fs::write(&fixed, EC_KEY_PEM).unwrap();
         assert_eq!(TokenIssuer::load_or_create(&fixed).unwrap().key_id(), EC_KEY_ID);
+        // Rotation replaces the key in place: old tokens no longer verify with the new key.
+        let rotated = TokenIssuer::rotate(&path).unwrap();
+        assert_ne!(rotated.key_id(), first.key_id());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(TokenIssuer::load_or_create(&path).unwrap().key_id(), rotated.key_id());
+        assert_eq!(own_verifier(&rotated).verify(&t, NOW), Err(TokenError::UntrustedKey));
         // Anything else is refused with the file named.
         std::fs::write(&fixed, RSA_KEY_PEM).unwrap();
         let e = TokenIssuer::load_or_create(&fixed).unwrap_err().to_string();

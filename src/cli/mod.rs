@@ -5,6 +5,7 @@ pub mod config;
 pub mod doctor;
 pub mod htpasswd;
 pub mod serve;
+pub mod token;
 pub mod trust;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     /// Manage htpasswd files (bcrypt; read by registry:2 and Apache too).
     #[command(subcommand)]
     Htpasswd(htpasswd::HtpasswdCommand),
+    /// The signing key of wharf's own token server: show it, rotate it.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Make Docker, containerd, podman and the system store on this machine trust a registry's CA.
     Trust(trust::TrustArgs),
     /// Diagnose a client's connection to a registry step by step, with the fix for each failure.
@@ -47,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Htpasswd(cmd) => htpasswd::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Trust(args) => trust::run(args),
         Command::Doctor(args) => doctor::run(args),
     };

@@ -1,6 +1,9 @@
 //! `wharf serve`: load the configuration, open the store, and serve the API until stopped.
 
-use crate::auth::token::{TokenIssuer, TokenVerifier};
+use crate::auth::bcrypt_pool::BcryptPool;
+use crate::auth::htpasswd::OnError;
+use crate::auth::ratelimit::Limits;
+use crate::auth::token::TokenVerifier;
 use crate::auth::{Htpasswd, LoginLimiter, Policy};
 use crate::autosecure::{self, Provisioned};
 use crate::config::{self, Config, FilesystemStorage};
@@ -137,6 +140,7 @@ fn apply_provisioned(cfg: &mut Config, p: &Provisioned) {
     cfg.auth.htpasswd = Some(crate::config::Htpasswd {
         realm: "wharf".into(),
         path: p.htpasswd_path.clone(),
+        ..Default::default()
     });
 }
 
@@ -164,7 +168,7 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
 
 async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow::Result<()> {
     let tls = tls_config(&cfg)?;
-    let auth = auth_state(&cfg, tls.is_some())?;
+    let auth = auth_state(&cfg, tls.is_some(), None)?;
     let addr = cfg.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -288,9 +292,6 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.log.formatter != new.log.formatter {
         out.push("log.formatter");
     }
-    if old.auth.token.is_some() && (differs(&old.auth, &new.auth) || differs(&old.access, &new.access)) {
-        out.push("auth and access with auth.token (a new token signing key would void every token issued)");
-    }
     out
 }
 
@@ -316,13 +317,8 @@ impl Reloader {
         cfg.log.formatter = self.running.log.formatter.clone();
         let tls = self.state.urls.tls;
         tls_config(&cfg)?;
-        let auth = if self.running.auth.token.is_some() {
-            cfg.auth = self.running.auth.clone();
-            cfg.access = self.running.access.clone();
-            self.state.auth.clone()
-        } else {
-            auth_state(&cfg, tls)?.map(Arc::new)
-        };
+        // The login limiter and bcrypt pool carry over: a reload must not wipe a lockout.
+        let auth = auth_state(&cfg, tls, self.state.auth.as_deref())?.map(Arc::new);
         let state = Arc::new(app_state(&cfg, self.state.registry.clone(), auth, tls, self.auto.as_ref())?);
         let filter = log_filter(&cfg);
         if let Some(handle) = LOG_FILTER.get() {
@@ -339,7 +335,8 @@ impl Reloader {
 }
 
 /// SIGHUP reloads the configuration: log level, htpasswd (path and contents), access rules,
-/// `http.host`/`relativeurls` and the published CA take effect for the next request.
+/// token settings and signing key, `http.host`/`relativeurls`/`trustedproxies` and the
+/// published CA take effect for the next request.
 fn spawn_reload_on_hangup(mut reloader: Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -385,19 +382,26 @@ fn published_ca(cfg: &Config) -> anyhow::Result<Option<String>> {
     let Some(path) = cfg.http.tls.as_ref().map(|t| t.cafile.as_str()).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let pem = std::fs::read_to_string(path).with_context(|| format!("http.tls.cafile: reading {path}"))?;
+    // Only the certificates are served, and a file with a key in it is refused (see ca_file).
+    let pem =
+        crate::tls::ca_file::published_certificates(std::path::Path::new(path)).map_err(|e| anyhow::anyhow!("http.tls.cafile: {e}"))?;
     crate::tls::certs::fingerprint_sha256(&pem).with_context(|| format!("http.tls.cafile: {path} holds no certificate"))?;
     Ok(Some(pem))
 }
 
 /// `auth.htpasswd`: Basic authentication against an Apache htpasswd file (bcrypt);
-/// `auth.token`: bearer tokens (see `token_auth`).
-fn auth_state(cfg: &Config, tls: bool) -> anyhow::Result<Option<AuthState>> {
+/// `auth.token`: bearer tokens (see `token_auth`). `previous` is the running state on a
+/// reload, whose login limiter and bcrypt pool are kept.
+fn auth_state(cfg: &Config, tls: bool, previous: Option<&AuthState>) -> anyhow::Result<Option<AuthState>> {
+    let proxies =
+        http::forwarded::TrustedProxies::parse(&cfg.http.trustedproxies).map_err(|e| anyhow::anyhow!("http.trustedproxies: {e}"))?;
+    let kept = previous.and_then(AuthState::login);
     if let Some(t) = &cfg.auth.token {
-        let scheme = Scheme::Token(Box::new(token_auth(t, cfg, tls)?));
+        let scheme = Scheme::Token(Box::new(token_auth(t, cfg, tls, kept)?));
         return Ok(Some(AuthState {
             policy: Policy::new(cfg.access.as_ref())?,
             scheme,
+            proxies,
         }));
     }
     let Some(h) = &cfg.auth.htpasswd else {
@@ -414,24 +418,54 @@ fn auth_state(cfg: &Config, tls: bool) -> anyhow::Result<Option<AuthState>> {
     } else {
         h.realm.clone()
     };
+    let options = LoginOptions {
+        keep_on_error: h.keeponerror,
+        limits: h.failedlogins.unwrap_or_default(),
+    };
     Ok(Some(AuthState {
         policy: Policy::new(cfg.access.as_ref())?,
-        scheme: Scheme::Basic(login(realm, &h.path)?),
+        scheme: Scheme::Basic(login(realm, &h.path, options, kept)?),
+        proxies,
     }))
 }
 
-fn login(realm: String, htpasswd: &std::path::Path) -> anyhow::Result<Login> {
+/// The wharf extensions of `auth.htpasswd` and `auth.token` that shape password checks.
+struct LoginOptions {
+    keep_on_error: bool,
+    limits: crate::config::FailedLogins,
+}
+
+/// Password checks against `htpasswd`; `kept` is the running login on a reload: its limiter
+/// (when the limits are unchanged) and its bcrypt pool go on.
+fn login(realm: String, htpasswd: &std::path::Path, options: LoginOptions, kept: Option<&Login>) -> anyhow::Result<Login> {
+    let f = options.limits;
+    let limits = Limits {
+        per_client: f.peraddress,
+        per_user: f.peruser,
+        window: f.window,
+    };
+    let limiter = match kept {
+        Some(k) if k.limiter.limits() == limits => k.limiter.clone(),
+        _ => Arc::new(LoginLimiter::new(limits)),
+    };
+    let bcrypt = kept.map_or_else(|| Arc::new(BcryptPool::for_this_machine()), |k| k.bcrypt.clone());
+    let on_error = if options.keep_on_error {
+        OnError::KeepUsers
+    } else {
+        OnError::RefuseAll
+    };
     Ok(Login {
         realm,
-        htpasswd: Arc::new(Htpasswd::open(htpasswd)?),
-        limiter: LoginLimiter::new(http::auth::MAX_FAILED_LOGINS, http::auth::FAILED_LOGIN_WINDOW),
+        htpasswd: Arc::new(Htpasswd::open_with(htpasswd, on_error)?),
+        limiter,
+        bcrypt,
     })
 }
 
 /// `auth.token`: tokens from an external token server whose certificates are in
 /// `rootcertbundle` (registry:2's setup), and/or from wharf itself when `htpasswd` is set (then
 /// `realm` may be left empty: challenges point at this server's `/auth/token`).
-fn token_auth(t: &crate::config::TokenAuth, cfg: &Config, tls: bool) -> anyhow::Result<TokenAuth> {
+fn token_auth(t: &crate::config::TokenAuth, cfg: &Config, tls: bool, kept: Option<&Login>) -> anyhow::Result<TokenAuth> {
     let own = !t.htpasswd.as_os_str().is_empty();
     let bundle = !t.rootcertbundle.as_os_str().is_empty();
     if !own && !bundle {
@@ -455,12 +489,20 @@ fn token_auth(t: &crate::config::TokenAuth, cfg: &Config, tls: bool) -> anyhow::
         tracing::info!(keys = n, bundle = %t.rootcertbundle.display(), "trusting token signing keys");
     }
     let server = if own {
-        let signer = TokenIssuer::generate().context("creating the token signing key")?;
+        // Kept in a file, so a restart does not void the tokens issued (`wharf token rotate-key`
+        // replaces it).
+        let key_path = super::token::signing_key_path(cfg);
+        let signer = super::token::load_or_create(&key_path).context("the token signing key (auth.token.signingkey)")?;
+        tracing::info!(key = %key_path.display(), kid = signer.key_id(), "token signing key");
         verifier.trust_issuer(&signer);
+        let options = LoginOptions {
+            keep_on_error: t.keeponerror,
+            limits: t.failedlogins.unwrap_or_default(),
+        };
         // The token endpoint's own Basic challenge names the service it issues tokens for.
         Some(TokenServer {
             signer,
-            login: login(service.clone(), &t.htpasswd)?,
+            login: login(service.clone(), &t.htpasswd, options, kept)?,
             ttl: crate::auth::token::DEFAULT_TTL,
         })
     } else {

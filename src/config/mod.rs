@@ -288,6 +288,10 @@ pub struct Http {
     pub host: String,
     pub secret: String,
     pub relativeurls: bool,
+    /// wharf's extension: reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For`
+    /// names the client, for the failed-login limits. Empty: the TCP peer is the client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trustedproxies: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
     pub headers: BTreeMap<String, Vec<String>>,
@@ -337,6 +341,7 @@ impl Default for Http {
             host: String::new(),
             secret: String::new(),
             relativeurls: false,
+            trustedproxies: Vec::new(),
             tls: None,
             headers: BTreeMap::new(),
             net: None,
@@ -402,6 +407,39 @@ pub struct Auth {
 pub struct Htpasswd {
     pub realm: String,
     pub path: PathBuf,
+    /// wharf's extension: when the file goes missing or becomes invalid, keep the users loaded
+    /// before instead of refusing every login.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keeponerror: bool,
+    /// wharf's extension: the failed-login limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failedlogins: Option<FailedLogins>,
+}
+
+/// `failedlogins` (under `auth.htpasswd` or `auth.token`): how many failed logins are allowed
+/// before attempts are refused for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FailedLogins {
+    /// Per client address and user name (0: no limit).
+    pub peraddress: u32,
+    /// Per user name, from all addresses together (0: no limit).
+    pub peruser: u32,
+    /// The counting window, and how long a lockout lasts.
+    #[serde(with = "duration_str")]
+    pub window: Duration,
+}
+
+impl Default for FailedLogins {
+    /// Five tries a minute per client and user stops guessing without bothering someone who
+    /// mistyped; fifty a minute per user, from everywhere, bounds guessing from many addresses.
+    fn default() -> Self {
+        FailedLogins {
+            peraddress: 5,
+            peruser: 50,
+            window: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -414,6 +452,20 @@ pub struct TokenAuth {
     /// wharf extension (registry:2 ignores unknown token parameters): an htpasswd file makes
     /// wharf its own token server at `/auth/token`, logging users in against it.
     pub htpasswd: PathBuf,
+    /// wharf extension: as `auth.htpasswd.keeponerror`, for the token server's htpasswd file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keeponerror: bool,
+    /// wharf extension: as `auth.htpasswd.failedlogins`, for the token server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failedlogins: Option<FailedLogins>,
+    /// wharf extension: where the token server keeps its signing key (PKCS#8 PEM); default
+    /// `<storage root>/wharf/token-signing.key`, created on first start.
+    #[serde(skip_serializing_if = "crate::config::path_is_empty")]
+    pub signingkey: PathBuf,
+}
+
+pub(crate) fn path_is_empty(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 impl Config {

@@ -140,7 +140,16 @@ const AUTH: Kind = Kind::Drivers {
     what: "auth scheme",
     sections: &[],
     drivers: &[
-        f("htpasswd", Kind::Params(&[f("realm", Kind::Str), f("path", Kind::Str)])),
+        f(
+            "htpasswd",
+            Kind::Params(&[
+                f("realm", Kind::Str),
+                f("path", Kind::Str),
+                // wharf extensions: fail-open on a broken file, and the failed-login limits.
+                f("keeponerror", Kind::Bool),
+                f("failedlogins", Kind::Struct(FAILED_LOGINS)),
+            ]),
+        ),
         f(
             "token",
             Kind::Params(&[
@@ -150,10 +159,15 @@ const AUTH: Kind = Kind::Drivers {
                 f("rootcertbundle", Kind::Str),
                 // wharf extension: wharf issues the tokens itself, checking passwords here.
                 f("htpasswd", Kind::Str),
+                f("keeponerror", Kind::Bool),
+                f("failedlogins", Kind::Struct(FAILED_LOGINS)),
+                f("signingkey", Kind::Str),
             ]),
         ),
     ],
 };
+
+const FAILED_LOGINS: &[Field] = &[f("peraddress", Kind::Any), f("peruser", Kind::Any), f("window", Kind::Duration)];
 
 const HTTP: &[Field] = &[
     f("addr", Kind::Addr),
@@ -162,6 +176,8 @@ const HTTP: &[Field] = &[
     f("prefix", Kind::Str),
     f("secret", Kind::Str),
     f("relativeurls", Kind::Bool),
+    // wharf's extension: proxies whose X-Forwarded-For is believed (see config::Http).
+    f("trustedproxies", Kind::List(&Kind::Str)),
     f("draintimeout", Kind::Duration),
     // wharf's extension: slow-client limits (see config::Timeouts).
     f("timeouts", Kind::Struct(TIMEOUTS)),

@@ -9,8 +9,10 @@
 //!   plus `error="invalid_token"` for a bad token and `error="insufficient_scope"` for a good
 //!   token that lacks the route's scope. The token endpoint itself is `http::token`.
 
+use super::forwarded::TrustedProxies;
 use super::request::Route;
 use super::Urls;
+use crate::auth::bcrypt_pool::BcryptPool;
 use crate::auth::token::{unix_now, Claims, Scope, TokenIssuer, TokenVerifier};
 use crate::auth::{parse_authorization, Action, Credentials, Htpasswd, LoginLimiter, Policy};
 use crate::oci::{ErrorCode, RegistryError, RepoName};
@@ -20,14 +22,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// registry:2's defaults for failed logins are none; five tries a minute per client and user
-/// stops password guessing without bothering someone who mistyped.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-pub const FAILED_LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub struct AuthState {
     pub policy: Policy,
     pub scheme: Scheme,
+    /// Whose `X-Forwarded-For` names the client the login limits count.
+    pub proxies: TrustedProxies,
 }
 
 pub enum Scheme {
@@ -36,11 +35,13 @@ pub enum Scheme {
 }
 
 /// Password checks against an htpasswd file, with failed attempts rate-limited per client and
-/// user: Basic authentication and wharf's token endpoint share it.
+/// user: Basic authentication and wharf's token endpoint share it. The limiter and the bcrypt
+/// pool outlive a configuration reload, so a SIGHUP wipes neither a lockout nor the bound.
 pub struct Login {
     pub realm: String,
     pub htpasswd: Arc<Htpasswd>,
-    pub limiter: LoginLimiter,
+    pub limiter: Arc<LoginLimiter>,
+    pub bcrypt: Arc<BcryptPool>,
 }
 
 /// `auth.token`: what bearer tokens must be, and where clients get them.
@@ -143,8 +144,10 @@ impl Need<'_> {
 
 impl AuthState {
     /// Decides whether the request may go on; `Err` is the response to send instead.
-    pub async fn authorize(&self, route: &Route, method: &Method, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Caller, Response> {
+    /// `peer` is the TCP peer; behind a trusted proxy the client is read from its headers.
+    pub async fn authorize(&self, route: &Route, method: &Method, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Caller, Response> {
         let need = need(route, method);
+        let client = self.client(peer, headers);
         let caller = match &self.scheme {
             Scheme::Basic(login) => login.authenticate(headers, client).await?,
             Scheme::Token(t) => t
@@ -195,6 +198,19 @@ impl AuthState {
         }
     }
 
+    /// The address the login limits count a request against.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        peer.map(|p| self.proxies.client(p, headers))
+    }
+
+    /// The login state a reload keeps: the limiter and bcrypt pool of each password check.
+    pub fn login(&self) -> Option<&Login> {
+        match &self.scheme {
+            Scheme::Basic(login) => Some(login),
+            Scheme::Token(t) => t.server.as_ref().map(|s| &s.login),
+        }
+    }
+
     /// wharf's own token server, when it runs one.
     pub fn token_server(&self) -> Option<(&TokenAuth, &TokenServer)> {
         match &self.scheme {
@@ -206,8 +222,11 @@ impl AuthState {
 
 /// Why a login did not succeed.
 pub enum LoginFailure {
-    /// Too many recent failures for this client and user; retry after this long.
+    /// Too many recent failures (or attempts still being checked) for this client or user;
+    /// retry after this long.
     TooMany(Duration),
+    /// Every bcrypt slot stayed taken by other logins; retry in a moment.
+    Busy,
     Invalid,
 }
 
@@ -226,38 +245,58 @@ impl Login {
         }
     }
 
-    /// Checks a password, counting failures against the client and user.
+    /// Checks a password. The attempt is counted against the client and user before bcrypt
+    /// runs, and its outcome is reported from the blocking thread that ran it, so it is counted
+    /// even when the client hangs up first.
     pub async fn check(&self, user: &str, password: String, client: Option<IpAddr>) -> Result<(), LoginFailure> {
         let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        self.limiter.check(client, user).map_err(LoginFailure::TooMany)?;
+        let attempt = self.limiter.begin(client, user).map_err(LoginFailure::TooMany)?;
         // A recent success is in the cache: no bcrypt and no hop to a blocking thread.
-        let ok = self.htpasswd.verify_cached(user, &password) || {
-            let htpasswd = self.htpasswd.clone();
-            let check_user = user.to_string();
-            // bcrypt takes tens of milliseconds: keep it off the async threads.
-            tokio::task::spawn_blocking(move || htpasswd.verify(&check_user, &password))
-                .await
-                .unwrap_or(false)
-        };
-        if ok {
-            self.limiter.succeeded(client, user);
-            Ok(())
-        } else {
-            self.limiter.failed(client, user);
-            tracing::warn!(user = %user, client = %client, "failed login");
-            Err(LoginFailure::Invalid)
+        if self.htpasswd.verify_cached(user, &password) {
+            attempt.succeeded();
+            return Ok(());
+        }
+        let htpasswd = self.htpasswd.clone();
+        let check_user = user.to_string();
+        let outcome = self
+            .bcrypt
+            .run(move || {
+                let ok = htpasswd.verify(&check_user, &password);
+                if ok {
+                    attempt.succeeded();
+                } else {
+                    attempt.failed();
+                }
+                ok
+            })
+            .await;
+        match outcome {
+            Some(true) => Ok(()),
+            Some(false) => {
+                tracing::warn!(user = %user, client = %client, "failed login");
+                Err(LoginFailure::Invalid)
+            }
+            None => {
+                tracing::warn!(user = %user, client = %client, "login refused: every password check slot is busy");
+                Err(LoginFailure::Busy)
+            }
         }
     }
 
     /// 429 or 401, as registry:2 answers a failed login.
     pub fn refusal(&self, user: &str, failure: LoginFailure) -> Response {
-        match failure {
+        let (msg, retry) = match failure {
             LoginFailure::TooMany(retry) => {
-                let msg = format!("too many failed logins for {user}; try again in {} seconds", retry.as_secs().max(1));
-                RegistryError::new(ErrorCode::TooManyRequests, msg).into_response()
+                let secs = whole_seconds(retry);
+                (format!("too many failed logins for {user}; try again in {secs} seconds"), secs)
             }
-            LoginFailure::Invalid => self.challenge("invalid username or password"),
-        }
+            LoginFailure::Busy => ("too many logins are being checked right now; try again in 1 second".into(), 1),
+            LoginFailure::Invalid => return self.challenge("invalid username or password"),
+        };
+        let mut resp = RegistryError::new(ErrorCode::TooManyRequests, msg).into_response();
+        // The header says what the message says: clients that honour it retry when it is over.
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        resp
     }
 
     /// 401 with the Basic challenge, as registry:2 sends it.
@@ -269,6 +308,11 @@ impl Login {
         }
         resp
     }
+}
+
+/// A wait in whole seconds, rounded up, at least one: a client told "0" retries at once.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl TokenAuth {

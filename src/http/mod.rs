@@ -8,6 +8,7 @@ mod body_drain;
 pub mod body_timeout;
 mod catalog;
 pub mod error;
+pub mod forwarded;
 mod idle;
 mod manifests;
 mod referrers;
@@ -65,7 +66,9 @@ impl Urls {
         if let Some(host) = &self.host {
             return format!("{}{path}", host.trim_end_matches('/'));
         }
-        let host = request::header_str(headers, "host").filter(|h| h.bytes().all(|b| b.is_ascii_graphic()));
+        // The Host header is the client's word: only a plain host[:port] may reach a URL the
+        // server hands out (a realm, a Location). Anything else gets a relative path.
+        let host = request::header_str(headers, "host").filter(|h| is_host_port(h));
         let forwarded = request::header_str(headers, "x-forwarded-proto").filter(|p| *p == "http" || *p == "https");
         match host {
             Some(host) => {
@@ -75,6 +78,34 @@ impl Urls {
             None => path.to_string(),
         }
     }
+}
+
+/// `name`, `name:port`, `1.2.3.4:port` or `[v6]:port`: what a Host header may be for wharf to
+/// build a URL from it. No `/`, `?`, `#`, `@`, spaces or anything else that would change where
+/// the URL points.
+pub fn is_host_port(h: &str) -> bool {
+    let (host, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => (None, port),
+            _ => return false,
+        },
+        None => match h.rsplit_once(':') {
+            Some((host, _)) => (Some(host), &h[host.len()..]),
+            None => (Some(h), ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok(),
+        None => port.is_empty(),
+    };
+    let host_ok = host.is_none_or(|name| {
+        !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    });
+    port_ok && host_ok
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -167,4 +198,55 @@ fn without_body_for_head(mut resp: Response, method: &Method) -> Response {
 fn body_stream(req: Request) -> crate::store::ByteStream {
     use futures::StreamExt;
     req.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_host_ports_build_urls() {
+        for ok in [
+            "registry.example.com",
+            "registry.example.com:5000",
+            "localhost",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "[2001:db8::1]",
+            "my_host:80",
+        ] {
+            assert!(is_host_port(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example/x?",
+            "evil.example/x",
+            "a?b",
+            "a#b",
+            "user@evil.example",
+            "evil.example:5000/x",
+            "a b",
+            "a:",
+            "a:99999",
+            "a:80:80",
+            "[::1",
+            "[evil]:80",
+            "[::1]x",
+            "a..b",
+            ".a",
+            "%2F",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_host_never_reaches_a_location() {
+        let urls = Urls::default();
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("evil.example/x?"));
+        assert_eq!(urls.location(&h, "/auth/token"), "/auth/token");
+        h.insert("host", HeaderValue::from_static("registry.example.com:5000"));
+        assert_eq!(urls.location(&h, "/auth/token"), "http://registry.example.com:5000/auth/token");
+    }
 }

@@ -42,7 +42,8 @@ pub async fn handle(state: &AppState, req: Request) -> Response {
     let Some((token_auth, server)) = auth.token_server() else {
         return not_found();
     };
-    let client = req.extensions().get::<super::server::ClientAddr>().map(|c| c.0.ip());
+    let peer = req.extensions().get::<super::server::ClientAddr>().map(|c| c.0.ip());
+    let client = auth.client(peer, req.headers());
     let parsed = match *req.method() {
         Method::GET => from_query(req).map_err(|message| server.login.challenge(&message)),
         Method::POST => from_form(req).await,

@@ -377,7 +377,7 @@ fn first_cert_der(pem: &str) -> Result<Vec<u8>> {
     Ok(certs[0].to_vec())
 }
 
-fn pem_block(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

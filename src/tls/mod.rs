@@ -5,6 +5,7 @@
 //! Every function here uses the ring provider explicitly; nothing depends on a process-default
 //! rustls `CryptoProvider`.
 
+pub mod ca_file;
 pub mod certs;
 pub mod inspect;
 mod keys;
