@@ -192,6 +192,16 @@ impl Registry {
         Self::with_headers(w, headers)
     }
 
+    /// A client that sends `Authorization: Bearer <token>` on every request.
+    pub fn with_bearer(w: &Wharf, token: &str) -> Registry {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        Self::with_headers(w, headers)
+    }
+
     fn with_headers(w: &Wharf, headers: HeaderMap) -> Registry {
         let http = reqwest::Client::builder()
             .default_headers(headers)
