@@ -7,19 +7,11 @@
 mod common;
 
 use common::api::Registry;
-use common::Wharf;
+use common::{write_htpasswd, Wharf};
 use futures::future::join_all;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn htpasswd(path: &Path, users: &[(&str, &str)]) {
-    let lines: String = users
-        .iter()
-        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
-        .collect();
-    std::fs::write(path, lines).unwrap();
-}
+use std::time::Duration;
 
 fn write_config(dir: &Path, body: &str) -> String {
     let path = dir.join("config.yml");
@@ -38,19 +30,6 @@ fn token_yaml(htpasswd: &Path) -> String {
     )
 }
 
-fn hangup(w: &Wharf) {
-    // SAFETY: kill(2) with a PID this test started and a valid signal number.
-    assert_eq!(unsafe { libc::kill(w.pid() as i32, libc::SIGHUP) }, 0);
-}
-
-fn wait_for(w: &Wharf, line: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while w.output().matches(line).count() < n {
-        assert!(Instant::now() < deadline, "no {line:?} after 20s:\n{}", w.output());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Statuses of 120 simultaneous requests to `target` with a wrong password for alice.
 async fn parallel_wrong_passwords(w: &Wharf, target: &str) -> Vec<u16> {
     let guesser = Registry::with_basic(w, "alice", "wrong");
@@ -66,7 +45,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_with_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &basic_yaml(&pw, ""))], &[]);
     let statuses = parallel_wrong_passwords(&w, "/v2/").await;
     let (checked, refused) = (count(&statuses, 401), count(&statuses, 429));
@@ -81,7 +60,7 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_with_basic_a
 async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_at_the_token_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw"), ("bob", "bob-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &token_yaml(&pw))], &[]);
     let statuses = parallel_wrong_passwords(&w, "/auth/token?service=limits-test").await;
     let (checked, refused) = (count(&statuses, 401), count(&statuses, 429));
@@ -96,7 +75,7 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_at_the_token
 async fn retry_after_says_the_remaining_lockout_and_a_sighup_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &basic_yaml(&pw, ""))], &[]);
     let guesser = Registry::with_basic(&w, "alice", "wrong");
     for _ in 0..5 {
@@ -110,8 +89,8 @@ async fn retry_after_says_the_remaining_lockout_and_a_sighup_keeps_it() {
     assert!(message.ends_with(&format!("try again in {retry} seconds")), "{message}");
 
     // A reload keeps the count: the lockout goes on, and a later Retry-After is shorter.
-    hangup(&w);
-    wait_for(&w, "configuration reloaded", 1);
+    w.hangup();
+    w.wait_for_output("configuration reloaded", 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let still = Registry::with_basic(&w, "alice", "alice-pw").get("/v2/").await;
     still.expect_error(429, &["TOOMANYREQUESTS"]);
@@ -123,7 +102,7 @@ async fn retry_after_says_the_remaining_lockout_and_a_sighup_keeps_it() {
 async fn behind_a_trusted_proxy_each_client_has_its_own_count() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let proxied = basic_yaml(&pw, "http:\n  trustedproxies: [127.0.0.1]\n");
     let w = Wharf::start_with(&[&write_config(dir.path(), &proxied)], &[]);
     let attacker = [("X-Forwarded-For", "198.51.100.66")];
@@ -142,7 +121,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_count() {
     // Without the setting the header is ignored: everyone behind the address shares its count.
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &basic_yaml(&pw, ""))], &[]);
     let guesser = Registry::with_basic(&w, "alice", "wrong");
     for _ in 0..5 {
@@ -158,7 +137,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_count() {
 async fn a_deleted_or_broken_htpasswd_file_refuses_every_login() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &basic_yaml(&pw, ""))], &[]);
     let alice = Registry::with_basic(&w, "alice", "alice-pw");
     alice.get("/v2/").await.expect(200);
@@ -166,21 +145,21 @@ async fn a_deleted_or_broken_htpasswd_file_refuses_every_login() {
     // The file is checked at most once a second.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     alice.get("/v2/").await.expect(401);
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     alice.get("/v2/").await.expect(200);
     std::fs::write(&pw, "this line has no colon\n").unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     alice.get("/v2/").await.expect(401);
     // A SIGHUP with the file still broken cannot bring the old users back either.
-    hangup(&w);
+    w.hangup();
     tokio::time::sleep(Duration::from_millis(500)).await;
     alice.get("/v2/").await.expect(401);
 
     // keeponerror: the users loaded before stay.
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let kept = basic_yaml(&pw, "").replace("    realm: test\n", "    realm: test\n    keeponerror: true\n");
     let w = Wharf::start_with(&[&write_config(dir.path(), &kept)], &[]);
     let alice = Registry::with_basic(&w, "alice", "alice-pw");
@@ -194,7 +173,7 @@ async fn a_deleted_or_broken_htpasswd_file_refuses_every_login() {
 async fn a_deleted_token_server_htpasswd_refuses_logins() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &token_yaml(&pw))], &[]);
     let alice = Registry::with_basic(&w, "alice", "alice-pw");
     alice.get("/auth/token?service=limits-test").await.expect(200);
@@ -227,7 +206,7 @@ fn header_of(head: &str, name: &str) -> String {
 fn a_host_that_is_not_host_port_never_reaches_the_realm_or_a_location() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("htpasswd");
-    htpasswd(&pw, &[("alice", "alice-pw")]);
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
     let w = Wharf::start_with(&[&write_config(dir.path(), &token_yaml(&pw))], &[]);
     let evil = raw_request(&w.addr, "GET /v2/ HTTP/1.1\r\nHost: evil.example/x?\r\nConnection: close\r\n\r\n");
     assert!(evil.starts_with("HTTP/1.1 401"), "{evil}");
@@ -303,7 +282,7 @@ async fn a_ca_file_with_a_private_key_is_refused_and_never_served() {
     assert!(!body.contains("Issuer: our CA") && !body.contains("PRIVATE KEY"), "{body}");
     // The key added later and a reload: refused, and the key is still not served.
     std::fs::write(&clean, format!("{cert}{key}")).unwrap();
-    hangup(&w);
+    w.hangup();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = anyone.get("/.well-known/wharf/ca.crt").await;
     assert!(!String::from_utf8_lossy(&after.body).contains("PRIVATE KEY"));

@@ -9,22 +9,13 @@ mod common;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::api::Registry;
-use common::Wharf;
+use common::{write_htpasswd, Wharf};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const SERVICE: &str = "tokens-test";
 const ISSUER: &str = "tokens-test-issuer";
-
-fn htpasswd(path: &Path, users: &[(&str, &str)]) {
-    let lines: String = users
-        .iter()
-        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
-        .collect();
-    std::fs::write(path, lines).unwrap();
-}
 
 /// wharf as its own token server; `rules` is the access section's rule list.
 fn token_config(dir: &Path, rules: &str) -> String {
@@ -39,19 +30,6 @@ fn token_config(dir: &Path, rules: &str) -> String {
 
 const ALICE_AND_READER: &str = "    - {repositories: ['**'], users: [alice], allow: [pull, push]}\n    - {repositories: ['team/**'], users: [reader], allow: [pull]}\n";
 const ALICE_ONLY: &str = "    - {repositories: ['**'], users: [alice], allow: [pull, push]}\n";
-
-fn hangup(w: &Wharf) {
-    // SAFETY: kill(2) with a PID this test started and a valid signal number.
-    assert_eq!(unsafe { libc::kill(w.pid() as i32, libc::SIGHUP) }, 0);
-}
-
-fn wait_for(w: &Wharf, line: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while w.output().matches(line).count() < n {
-        assert!(Instant::now() < deadline, "no {line:?} after 20s:\n{}", w.output());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A token from wharf's endpoint for `user` with `scope`.
 async fn token(w: &Wharf, user: &str, password: &str, scope: &str) -> String {
@@ -75,7 +53,7 @@ fn bearer(w: &Wharf, token: &str) -> Registry {
 async fn a_token_issued_before_a_restart_is_accepted_after_it_until_the_key_is_rotated() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    htpasswd(&dir.path().join("htpasswd"), &[("alice", "alice-pw")]);
+    write_htpasswd(&dir.path().join("htpasswd"), &[("alice", "alice-pw")]);
     let cfg = token_config(dir.path(), ALICE_AND_READER);
     let root = dir.path().join("data");
     let mut w = Wharf::start_on_root(&root, &[&cfg], &[]);
@@ -103,8 +81,8 @@ async fn a_token_issued_before_a_restart_is_accepted_after_it_until_the_key_is_r
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(said.contains(&key.display().to_string()) && said.contains("SIGHUP"), "{said}");
     bearer(&w, &before).get("/v2/").await.expect(200);
-    hangup(&w);
-    wait_for(&w, "configuration reloaded", 1);
+    w.hangup();
+    w.wait_for_output("configuration reloaded", 1);
     let refused = bearer(&w, &before).get("/v2/").await;
     refused.expect(401);
     assert!(refused.must("www-authenticate").contains("error=\"invalid_token\""));
@@ -120,7 +98,7 @@ async fn a_token_issued_before_a_restart_is_accepted_after_it_until_the_key_is_r
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sighup_that_removes_a_right_is_applied_to_the_next_token() {
     let dir = tempfile::tempdir().unwrap();
-    htpasswd(&dir.path().join("htpasswd"), &[("alice", "alice-pw"), ("reader", "reader-pw")]);
+    write_htpasswd(&dir.path().join("htpasswd"), &[("alice", "alice-pw"), ("reader", "reader-pw")]);
     let cfg = token_config(dir.path(), ALICE_AND_READER);
     let w = Wharf::start_with(&[&cfg], &[]);
     let pusher = token(&w, "alice", "alice-pw", "repository:team/app:pull,push").await;
@@ -130,8 +108,8 @@ async fn a_sighup_that_removes_a_right_is_applied_to_the_next_token() {
     bearer(&w, &granted).get_manifest("team/app", "v1").await.expect(200);
 
     token_config(dir.path(), ALICE_ONLY);
-    hangup(&w);
-    wait_for(&w, "configuration reloaded", 1);
+    w.hangup();
+    w.wait_for_output("configuration reloaded", 1);
     let next = token(&w, "reader", "reader-pw", "repository:team/app:pull").await;
     assert_eq!(claims_of(&next)["access"][0]["actions"], json!([]), "{}", claims_of(&next));
     let refused = bearer(&w, &next).get_manifest("team/app", "v1").await;

@@ -148,6 +148,21 @@ impl Wharf {
         self.stdout.lock().unwrap().join("\n")
     }
 
+    /// Sends the server SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) with the PID of the child this harness started and a valid signal.
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, libc::SIGHUP) }, 0, "SIGHUP to wharf");
+    }
+
+    /// Waits (up to 20 s) until the server printed `line` at least `n` times.
+    pub fn wait_for_output(&self, line: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.output().matches(line).count() < n {
+            assert!(Instant::now() < deadline, "no {line:?} after 20s:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -210,4 +225,13 @@ pub fn free_port() -> u16 {
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Writes an htpasswd file for `users` (user, password), bcrypt cost 4 so tests stay fast.
+pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let lines: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).expect("bcrypt")))
+        .collect();
+    std::fs::write(path, lines).expect("write htpasswd");
 }
