@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod kube;
+pub mod mdns;
 pub mod oci;
 pub mod registry;
 pub mod store;
