@@ -82,7 +82,10 @@ pub fn with_tls_name(mdns: Option<&str>, mut names: Vec<String>) -> anyhow::Resu
 pub fn start_for_serve(mdns: Option<&str>, port: u16, tls: bool) -> anyhow::Result<Option<Advertisement>> {
     let Some(name) = mdns else { return Ok(None) };
     let ad = advertise(name, port, tls)?;
-    println!("wharf: mDNS: answering for {} on the LAN interfaces; clients use {}:{port}", ad.host, ad.host);
+    println!(
+        "wharf: mDNS: answering for {} on the LAN interfaces; clients use {}:{port}",
+        ad.host, ad.host
+    );
     Ok(Some(ad))
 }
 
@@ -129,9 +132,14 @@ pub fn diagnose(host: &str) -> Option<Result<String, String>> {
         Err(e) => return Some(Err(format!("cannot query mDNS: {e:#}"))),
     };
     let shown: Vec<String> = over_mdns.iter().map(IpAddr::to_string).collect();
-    let system = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).map(|a| a.count() > 0).unwrap_or(false);
+    let system = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+        .map(|a| a.count() > 0)
+        .unwrap_or(false);
     Some(if system {
-        Ok(format!("{host} resolves over mDNS ({}) and through this machine's resolver", shown.join(", ")))
+        Ok(format!(
+            "{host} resolves over mDNS ({}) and through this machine's resolver",
+            shown.join(", ")
+        ))
     } else {
         Err(format!(
             "{host} answers over mDNS ({}) but this machine's resolver does not use mDNS, so Docker and containerd cannot \

@@ -32,11 +32,21 @@ fn name_local_resolves_from_another_namespace() {
     let name = format!("wharf{}", std::process::id());
     let port = 5000 + (std::process::id() % 1000) as u16;
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &host.ns, wharf_bin(), "serve", "--addr", &format!("0.0.0.0:{port}"), "--mdns", &name])
-        .arg("--root")
-        .arg(tmp.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "netns",
+        "exec",
+        &host.ns,
+        wharf_bin(),
+        "serve",
+        "--addr",
+        &format!("0.0.0.0:{port}"),
+        "--mdns",
+        &name,
+    ])
+    .arg("--root")
+    .arg(tmp.path().join("data"))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
@@ -57,11 +67,19 @@ fn name_local_resolves_from_another_namespace() {
     eprintln!("mDNS from the other namespace: {found}");
     assert_eq!(found["A"], serde_json::json!([host.ip]), "{local} -> the test host's address");
     assert!(
-        found["SRV"].as_array().unwrap().iter().any(|s| s.as_str() == Some(&format!("{local}:{port}"))),
+        found["SRV"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str() == Some(&format!("{local}:{port}"))),
         "the registry as a DNS-SD service: {found}"
     );
     assert!(
-        found["PTR"].as_array().unwrap().iter().any(|p| p.as_str() == Some(&format!("{name}.{service}"))),
+        found["PTR"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str() == Some(&format!("{name}.{service}"))),
         "{found}"
     );
 
