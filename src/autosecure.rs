@@ -122,7 +122,7 @@ fn needs_renewal(cert_pem: &str, names: &Names) -> bool {
 }
 
 /// Writes an htpasswd file with the `admin` user and a random password; returns the password.
-fn create_admin(path: &Path) -> anyhow::Result<String> {
+pub fn create_admin(path: &Path) -> anyhow::Result<String> {
     use rand::distributions::{Alphanumeric, DistString};
     let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
     let hash = bcrypt::hash_with_result(&password, bcrypt::DEFAULT_COST)?.format_for_version(bcrypt::Version::TwoY);
@@ -130,7 +130,7 @@ fn create_admin(path: &Path) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", dir.display()))?;

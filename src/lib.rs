@@ -9,6 +9,8 @@ pub mod autosecure;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod kube;
+pub mod mdns;
 pub mod oci;
 pub mod registry;
 pub mod store;

@@ -20,6 +20,8 @@ pub enum CertCommand {
     Client(ClientArgs),
     /// Create a private key and a certificate signing request for an outside CA.
     Csr(CsrArgs),
+    /// Install the certificate an outside CA signed for `wharf cert csr` (from `kubectl get csr -o json`, PEM or base64).
+    InstallSigned(InstallSignedArgs),
     /// Show a certificate chain and everything about it that clients will reject.
     Inspect(InspectArgs),
 }
@@ -113,7 +115,28 @@ pub struct CsrArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub names: Names,
+    /// For Kubernetes' kubernetes.io/kubelet-serving signer (the cluster CA every node trusts):
+    /// subject O=system:nodes, CN=system:node:NAME, and DIR/csr.yaml, the CertificateSigningRequest to create.
+    #[arg(long, value_name = "NAME")]
+    pub kubelet_serving: Option<String>,
     /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallSignedArgs {
+    /// The directory `wharf cert csr --out` wrote server.key to; server.crt is written there.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The signed certificate: `kubectl get csr NAME -o json` output, .status.certificate, or PEM; `-` reads standard input.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// The signing CA's certificate, appended so server.crt is the full chain
+    /// (the cluster CA: kubectl get configmap kube-root-ca.crt -o jsonpath='{.data.ca\.crt}').
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Replace an existing server.crt.
     #[arg(long)]
     pub force: bool,
 }
@@ -133,6 +156,7 @@ pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Issue(args) => issue(args),
         CertCommand::Client(args) => client(args),
         CertCommand::Csr(args) => csr(args),
+        CertCommand::InstallSigned(args) => install_signed(args),
         CertCommand::Inspect(args) => inspect_cmd(args),
     }
 }
@@ -224,10 +248,28 @@ fn client(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 fn csr(args: CsrArgs) -> anyhow::Result<()> {
+    use crate::kube::csr as kcsr;
     let (ips, dns) = args.names.collect()?;
     let (csr_path, key) = (args.out.join("server.csr"), CertKey::key_path(&args.out, "server"));
-    refuse_overwrite(&[&csr_path, &key], args.force, "")?;
-    let (csr_pem, key_pem) = certs::csr(&ips, &dns)?;
+    let manifest_path = args.out.join("csr.yaml");
+    let mut outputs = vec![csr_path.as_path(), key.as_path()];
+    if args.kubelet_serving.is_some() {
+        outputs.push(&manifest_path);
+    }
+    refuse_overwrite(&outputs, args.force, "")?;
+    let subject = match &args.kubelet_serving {
+        Some(node) => {
+            // It names the CertificateSigningRequest object too.
+            crate::kube::check_subdomain("--kubelet-serving", node)?;
+            Some(kcsr::kubelet_serving_subject(node))
+        }
+        None => None,
+    };
+    let (csr_pem, key_pem) = certs::csr_with_subject(&ips, &dns, subject.as_ref())?;
+    if subject.is_some() {
+        // Checked here rather than by a signer that only logs why it refused.
+        kcsr::check_kubelet_serving(&csr_pem, &kcsr::USAGES)?;
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     certs::write_atomic(&key, key_pem.as_bytes(), 0o600)?;
     certs::write_atomic(&csr_path, csr_pem.as_bytes(), 0o644)?;
@@ -241,22 +283,43 @@ fn csr(args: CsrArgs) -> anyhow::Result<()> {
     println!("Created a private key and a certificate signing request for: {}", names.join(", "));
     println!("  {}   private key (mode 0600): it never leaves this machine", key.display());
     println!("  {}   signing request: send it to your CA", csr_path.display());
-    println!();
-    println!("Next steps:");
-    println!("  1. Have the CA sign it for server authentication. With the Kubernetes CSR API:");
-    println!("       request=$(base64 -w0 {}) && kubectl apply -f - <<EOF", csr_path.display());
-    println!("       apiVersion: certificates.k8s.io/v1");
-    println!("       kind: CertificateSigningRequest");
-    println!("       metadata: {{name: wharf-registry}}");
-    println!("       spec: {{request: $request, signerName: SIGNER, usages: [digital signature, key encipherment, server auth]}}");
-    println!("       EOF");
-    println!("       kubectl certificate approve wharf-registry");
-    println!(
-        "       kubectl get csr wharf-registry -o jsonpath='{{.status.certificate}}' | base64 -d > {}",
-        crt.display()
-    );
-    println!("  2. Append the CA's certificate (cat ca.crt >> server.crt), then check the result:");
-    println!("       wharf cert inspect {} --host HOST:PORT", crt.display());
+    let out = absolute(&args.out);
+    match &args.kubelet_serving {
+        Some(node) => {
+            let manifest = kcsr::manifest(node, &csr_pem, kcsr::KUBELET_SERVING, &kcsr::USAGES);
+            certs::write_atomic(&manifest_path, manifest.as_bytes(), 0o644)?;
+            println!(
+                "  {}   the CertificateSigningRequest (subject O={}, CN={}{node}; signer {})",
+                absolute(&manifest_path).display(),
+                kcsr::NODES_GROUP,
+                kcsr::NODE_PREFIX,
+                kcsr::KUBELET_SERVING
+            );
+            println!();
+            println!("Next steps:");
+            println!("  1. Have the cluster sign it (the signer never approves these by itself):");
+            println!("       kubectl create -f {}", absolute(&manifest_path).display());
+            println!("       kubectl certificate approve {node}");
+            println!("  2. Take the certificate back, with the cluster CA after it (the full chain):");
+            println!(
+                "       kubectl get configmap kube-root-ca.crt -o jsonpath='{{.data.ca\\.crt}}' > {}/cluster-ca.crt",
+                out.display()
+            );
+            println!(
+                "       kubectl get csr {node} -o json | wharf cert install-signed --dir {} --ca {}/cluster-ca.crt",
+                out.display(),
+                out.display()
+            );
+            println!("       kubectl delete csr {node}");
+        }
+        None => {
+            println!();
+            println!("Next steps:");
+            println!("  1. Have the CA sign it for server authentication (with Kubernetes' CSR API: pass --kubelet-serving NAME");
+            println!("     for a request the cluster CA's kubelet-serving signer accepts), then install what it returns:");
+            println!("       wharf cert install-signed --dir {} --ca ca.crt signed.crt", out.display());
+        }
+    }
     println!("  3. Serve it:");
     println!(
         "       REGISTRY_HTTP_TLS_CERTIFICATE={} REGISTRY_HTTP_TLS_KEY={} wharf serve",
@@ -266,15 +329,72 @@ fn csr(args: CsrArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
-    let pem = if args.file.as_os_str() == "-" {
+fn install_signed(args: InstallSignedArgs) -> anyhow::Result<()> {
+    let input = read_input(&args.input)?;
+    let mut pem = crate::kube::csr::certificate_from_status(&input)?;
+    let key_path = CertKey::key_path(&args.dir, "server");
+    let crt_path = CertKey::cert_path(&args.dir, "server");
+    refuse_overwrite(&[&crt_path], args.force, "a running wharf would switch to the new certificate")?;
+    let key_pem = std::fs::read_to_string(&key_path).with_context(|| {
+        format!(
+            "reading {} (the key `wharf cert csr --out {}` made)",
+            key_path.display(),
+            args.dir.display()
+        )
+    })?;
+    if let Some(ca) = &args.ca {
+        let ca_pem = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+        pem.push_str(ca_pem.trim_end());
+        pem.push('\n');
+    }
+    // Loading the pair checks that the certificate is for this key (not another request's).
+    let pair = CertKey { cert_pem: pem, key_pem };
+    if !certs::key_matches_cert(&pair.cert_pem, &pair.key_pem)? {
+        bail!(
+            "the signed certificate is not for {} (it answers another signing request): nothing was installed",
+            key_path.display()
+        );
+    }
+    certs::write_atomic(&crt_path, pair.cert_pem.as_bytes(), 0o644)?;
+    let crt_path = absolute(&crt_path);
+    println!("Installed the signed certificate: {}", crt_path.display());
+    print_identity(&pair.cert_pem)?;
+    let report = inspect::inspect(&pair.cert_pem, None)?;
+    println!("  names: {}", names_of(&report).join(", "));
+    let errors: Vec<&inspect::Finding> = report.findings.iter().filter(|f| f.severity == inspect::Severity::Error).collect();
+    if !errors.is_empty() {
+        print!("{report}");
+        bail!("{}: {} problem(s) that clients will reject", crt_path.display(), errors.len());
+    }
+    if args.ca.is_none() {
+        println!("  (no --ca: server.crt holds the certificate alone; clients need the CA installed, e.g. with wharf trust --ca)");
+    }
+    println!();
+    println!("Serve it:");
+    println!(
+        "  REGISTRY_HTTP_TLS_CERTIFICATE={} REGISTRY_HTTP_TLS_KEY={} wharf serve",
+        crt_path.display(),
+        absolute(&key_path).display()
+    );
+    Ok(())
+}
+
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
-        s
+        Ok(s)
     } else {
-        let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
+    let pem = read_input(&args.file)?;
     let report = inspect::inspect(&pem, args.host.as_deref()).with_context(|| args.file.display().to_string())?;
     print!("{report}");
     let errors = report.findings.iter().filter(|f| f.severity == inspect::Severity::Error).count();

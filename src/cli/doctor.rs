@@ -107,6 +107,9 @@ impl Doctor {
     async fn diagnose(&mut self, input: &str) {
         let Some(target) = self.address(input) else { return };
         self.target = Some(target);
+        if let Some(outcome) = crate::mdns::diagnose(&self.t().host) {
+            self.push(outcome.map_or_else(|e| Step::fail("mdns", e), |m| Step::ok("mdns", m)));
+        }
         let (step, addrs) = net::resolve(self.t(), self.timeout).await;
         self.push(step);
         if addrs.is_empty() {

@@ -4,6 +4,7 @@ pub mod cert;
 pub mod config;
 pub mod doctor;
 pub mod htpasswd;
+pub mod kube;
 pub mod serve;
 pub mod token;
 pub mod trust;
@@ -42,6 +43,9 @@ enum Command {
     Trust(trust::TrustArgs),
     /// Diagnose a client's connection to a registry step by step, with the fix for each failure.
     Doctor(doctor::DoctorArgs),
+    /// Run the registry in Kubernetes: manifests, kustomize base, pull secrets, node trust.
+    #[command(subcommand)]
+    Kube(kube::KubeCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Trust(args) => trust::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Kube(cmd) => kube::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

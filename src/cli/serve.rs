@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Extra DNS name or IP address for the automatic server certificate (repeatable).
     #[arg(long = "tls-name", value_name = "NAME")]
     pub tls_names: Vec<String>,
+    /// Answer for NAME.local on the LAN (mDNS) and publish the registry there (DNS-SD); the
+    /// automatic certificate covers NAME.local.
+    #[arg(long, value_name = "NAME")]
+    pub mdns: Option<String>,
 }
 
 /// Where the configuration comes from, kept to read it again on SIGHUP.
@@ -44,6 +48,7 @@ struct Source {
     path: Option<PathBuf>,
     addr: Option<String>,
     root: Option<PathBuf>,
+    mdns: Option<String>,
 }
 
 impl Source {
@@ -71,10 +76,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         path: args.config,
         addr: args.addr,
         root: args.root,
+        mdns: args.mdns,
     };
     let mut cfg = source.load()?;
     init_logging(&cfg);
-    let auto = auto_security(&mut cfg, args.insecure, &args.tls_names)?;
+    let tls_names = crate::mdns::with_tls_name(source.mdns.as_deref(), args.tls_names)?;
+    let auto = auto_security(&mut cfg, args.insecure, &tls_names)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,6 +185,7 @@ async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow
         }
     })?;
     let local = listener.local_addr()?;
+    let _mdns = crate::mdns::start_for_serve(source.mdns.as_deref(), local.port(), tls.is_some())?;
 
     let root = cfg.root_directory();
     let store = FsStore::new(&root).with_context(|| format!("cannot use {} as the storage root", root.display()))?;

@@ -146,16 +146,47 @@ pub fn issue_client(ca: &CertKey, common_name: &str, validity_days: u32) -> Resu
 /// A certificate signing request for a server certificate, for an outside CA (a company CA, the
 /// Kubernetes CSR API, ...). Returns (CSR PEM, private key PEM).
 pub fn csr(ips: &[IpAddr], dns: &[String]) -> Result<(String, String)> {
+    csr_with_subject(ips, dns, None)
+}
+
+/// The subject a signer requires, instead of a Common Name taken from the first name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub organization: String,
+    pub common_name: String,
+}
+
+/// A signing request like [`csr`]'s, with `subject` (when given) as its distinguished name:
+/// Kubernetes' `kubelet-serving` signer, for one, requires `O=system:nodes, CN=system:node:NAME`.
+pub fn csr_with_subject(ips: &[IpAddr], dns: &[String], subject: Option<&Subject>) -> Result<(String, String)> {
     let sans = subject_alt_names(ips, dns)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = common_name_dn(&common_name_for(&sans));
+    params.distinguished_name = match subject {
+        None => common_name_dn(&common_name_for(&sans)),
+        Some(s) => {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::OrganizationName, s.organization.as_str());
+            dn.push(DnType::CommonName, s.common_name.as_str());
+            dn
+        }
+    };
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let request = params.serialize_request(&key)?;
     Ok((request.pem()?, key.serialize_pem()))
+}
+
+/// Whether the first certificate of `cert_pem` is for the private key `key_pem` (a signed
+/// certificate coming back for the request this key made, not another's).
+pub fn key_matches_cert(cert_pem: &str, key_pem: &str) -> Result<bool> {
+    use rcgen::PublicKeyData;
+    let der = first_cert_der(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| TlsError::Invalid(format!("certificate: {e}")))?;
+    let key = keys::rcgen_key_pair(key_pem)?;
+    Ok(cert.public_key().subject_public_key.data.as_ref() == key.der_bytes())
 }
 
 fn sign_with_ca(ca: &CertKey, mut params: CertificateParams, key: KeyPair) -> Result<CertKey> {
