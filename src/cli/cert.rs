@@ -315,8 +315,13 @@ fn csr(args: CsrArgs) -> anyhow::Result<()> {
         None => {
             println!();
             println!("Next steps:");
-            println!("  1. Have the CA sign it for server authentication (with Kubernetes' CSR API: pass --kubelet-serving NAME");
-            println!("     for a request the cluster CA's kubelet-serving signer accepts), then install what it returns:");
+            println!("  1. Have the CA sign it for server authentication, e.g. with an openssl CA:");
+            println!(
+                "       openssl x509 -req -in {} -CA ca.crt -CAkey ca.key -copy_extensions copy -days 365 -out signed.crt",
+                csr_path.display()
+            );
+            println!("     (for the Kubernetes cluster CA, run this again with --kubelet-serving NODE-NAME)");
+            println!("  2. Install what it returns, with the CA after it (the full chain):");
             println!("       wharf cert install-signed --dir {} --ca ca.crt signed.crt", out.display());
         }
     }

@@ -1,5 +1,7 @@
-//! `wharf config check`: print the effective configuration.
+//! `wharf config check`: print the effective configuration, warn about what wharf ignores, and
+//! check that every file it names can be read.
 
+use crate::config::Config;
 use clap::Subcommand;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,59 @@ fn check(path: Option<&Path>, out: &mut impl Write, err: &mut impl Write) -> any
         writeln!(err, "wharf: warning: {warning}")?;
     }
     out.write_all(loaded.config.redacted_yaml().as_bytes())?;
+    let problems = file_problems(&loaded.config);
+    for p in &problems {
+        writeln!(err, "wharf: error: {p}")?;
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} file{} named by the configuration cannot be used",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
+}
+
+/// The files the configuration names, by key.
+fn named_files(cfg: &Config) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    if let Some(t) = &cfg.http.tls {
+        for (key, value) in [("certificate", &t.certificate), ("key", &t.key), ("cafile", &t.cafile)] {
+            files.push((format!("http.tls.{key}"), PathBuf::from(value)));
+        }
+        for (i, ca) in t.clientcas.iter().enumerate() {
+            files.push((format!("http.tls.clientcas.{i}"), PathBuf::from(ca)));
+        }
+    }
+    if let Some(h) = &cfg.auth.htpasswd {
+        files.push(("auth.htpasswd.path".into(), h.path.clone()));
+    }
+    if let Some(t) = &cfg.auth.token {
+        files.push(("auth.token.rootcertbundle".into(), t.rootcertbundle.clone()));
+        files.push(("auth.token.htpasswd".into(), t.htpasswd.clone()));
+    }
+    files.retain(|(_, p)| !p.as_os_str().is_empty());
+    files
+}
+
+/// Each named file that does not exist, is not a regular file, or cannot be read, as
+/// `key: path: why`.
+fn file_problems(cfg: &Config) -> Vec<String> {
+    named_files(cfg)
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let why = match std::fs::metadata(&path) {
+                Err(e) => e.to_string(),
+                Ok(m) if m.is_dir() => "is a directory, not a file".into(),
+                Ok(_) => match std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1])) {
+                    Ok(_) => return None,
+                    Err(e) => format!("cannot be read: {e}"),
+                },
+            };
+            Some(format!("{key}: {}: {why}", path.display()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! a temporary file in the same directory, synced, then renamed over the old one. A new file is
 //! created with mode 0600; an existing file keeps its mode (and owner, when run as root), so a
 //! registry running as another user can still read it.
+//!
+//! `wharf htpasswd -Bbn USER PASS` and the other forms of Apache's command line are handled by
+//! `apache`, which is also the container image's `htpasswd`.
+
+pub mod apache;
 
 use crate::auth::htpasswd::{parse_line, HashKind, Line};
 use anyhow::{anyhow, bail, Context};
@@ -17,6 +22,10 @@ use std::path::{Path, PathBuf};
 const MAX_PASSWORD_BYTES: usize = 72;
 /// Length of generated passwords (letters and digits: about 143 bits).
 const GENERATED_LEN: usize = 24;
+
+/// The names of wharf's own subcommands; anything else after `wharf htpasswd` is Apache's
+/// command line (`wharf htpasswd -Bbn USER PASS`).
+pub const SUBCOMMANDS: &[&str] = &["add", "set", "remove", "verify", "list"];
 
 #[derive(Subcommand, Debug)]
 pub enum HtpasswdCommand {
@@ -387,6 +396,14 @@ mod tests {
     use super::*;
 
     const FILE: &str = "# registry users\nalice:$2y$04$aaa\n\n  # keep me\nbob:$2y$04$bbb\n";
+
+    #[test]
+    fn subcommand_names_are_the_commands() {
+        use clap::Subcommand;
+        let cmd = HtpasswdCommand::augment_subcommands(clap::Command::new("htpasswd"));
+        let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(names, SUBCOMMANDS);
+    }
 
     #[test]
     fn set_replaces_in_place_and_keeps_other_lines() {

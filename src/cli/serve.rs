@@ -31,17 +31,32 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Serve plain HTTP without authentication even on a non-loopback address. Without this,
-    /// wharf sets up TLS and an admin account by itself when none is configured.
+    /// wharf started its own way sets up TLS and an admin account by itself when none is
+    /// configured.
     #[arg(long)]
     pub insecure: bool,
-    /// Extra DNS name or IP address for the automatic server certificate (repeatable).
-    #[arg(long = "tls-name", value_name = "NAME")]
+    /// wharf's automatic TLS and admin account also when a registry:2 configuration file or
+    /// REGISTRY_* variables configure the server (which otherwise serve plain HTTP, as
+    /// registry:2 does); `false` turns the automatic set-up off everywhere.
+    #[arg(long = "auto-tls", env = AUTO_TLS_VAR, value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_tls: Option<bool>,
+    /// Extra DNS name or IP address for the automatic server certificate (repeatable, or
+    /// comma-separated in WHARF_TLS_NAMES: the names and addresses clients use, which a
+    /// container cannot see by itself).
+    #[arg(long = "tls-name", value_name = "NAME", env = TLS_NAMES_VAR, value_delimiter = ',')]
     pub tls_names: Vec<String>,
     /// Answer for NAME.local on the LAN (mDNS) and publish the registry there (DNS-SD); the
     /// automatic certificate covers NAME.local.
     #[arg(long, value_name = "NAME")]
     pub mdns: Option<String>,
 }
+
+/// Turns wharf's automatic TLS and account on (`true`) or off (`false`) whatever configures
+/// the server; the container image's switch.
+pub const AUTO_TLS_VAR: &str = "WHARF_AUTO_TLS";
+/// Comma-separated names and addresses for the automatic certificate, e.g. the host's.
+pub const TLS_NAMES_VAR: &str = "WHARF_TLS_NAMES";
 
 /// Where the configuration comes from, kept to read it again on SIGHUP.
 struct Source {
@@ -54,10 +69,16 @@ struct Source {
 impl Source {
     /// The configuration file and `REGISTRY_*` variables, then the command line's overrides.
     fn load(&self) -> anyhow::Result<Config> {
+        Ok(self.load_with_origin()?.0)
+    }
+
+    /// The configuration, and whether registry:2's configuration (file or variables) made it.
+    fn load_with_origin(&self) -> anyhow::Result<(Config, bool)> {
         let loaded = config::load(self.path.as_deref())?;
         for w in &loaded.warnings {
             eprintln!("wharf: warning: {w}");
         }
+        let registry2 = loaded.registry2;
         let mut cfg = loaded.config;
         if let Some(addr) = &self.addr {
             cfg.http.addr = addr.clone();
@@ -67,7 +88,7 @@ impl Source {
                 rootdirectory: root.clone(),
             });
         }
-        Ok(cfg)
+        Ok((cfg, registry2))
     }
 }
 
@@ -78,15 +99,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         root: args.root,
         mdns: args.mdns,
     };
-    let mut cfg = source.load()?;
+    let (cfg, registry2) = source.load_with_origin()?;
     init_logging(&cfg);
-    let tls_names = crate::mdns::with_tls_name(source.mdns.as_deref(), args.tls_names)?;
-    let auto = auto_security(&mut cfg, args.insecure, &tls_names)?;
+    let security = Security {
+        registry2,
+        insecure: args.insecure,
+        auto_tls: args.auto_tls,
+        names: crate::mdns::with_tls_name(source.mdns.as_deref(), args.tls_names)?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(cfg, auto, source));
+    let result = runtime.block_on(serve(cfg, security, source));
     // Requests still running past the drain deadline are cut here, not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -112,27 +137,53 @@ fn init_logging(cfg: &Config) {
         let _ = LOG_FILTER.set(handle);
     }
     let json = cfg.log.formatter == "json";
-    let text = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    // Colour codes only on a terminal: in a file or a container log they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = (!json).then(|| tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr));
     let json = json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
     tracing_subscriber::registry().with(filter).with(text).with(json).init();
 }
 
+/// What decides whether wharf sets up TLS and an account by itself.
+struct Security {
+    /// A registry:2 file or `REGISTRY_*` variables configured the server.
+    registry2: bool,
+    insecure: bool,
+    /// `--auto-tls` / `WHARF_AUTO_TLS`: `Some(true)` asks for the automatic set-up whatever
+    /// configured the server, `Some(false)` refuses it.
+    auto_tls: Option<bool>,
+    names: Vec<String>,
+}
+
+/// Whether TLS or auth is configured explicitly (then the automatic set-up never applies).
+fn explicitly_secured(cfg: &Config) -> bool {
+    cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) || cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some()
+}
+
 /// Sets up TLS and an admin account when the registry would otherwise be open to the network
-/// (see `autosecure`). Explicit configuration always wins; `--insecure` opts out.
-fn auto_security(cfg: &mut Config, insecure: bool, names: &[String]) -> anyhow::Result<Option<Provisioned>> {
-    let addr = cfg.listen_addr()?;
-    let configured =
-        cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) || cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some();
-    if configured || autosecure::is_loopback_only(&addr) {
+/// (see `autosecure`). Explicit configuration always wins; `--insecure` opts out; a registry:2
+/// configuration gets registry:2's plain HTTP unless `WHARF_AUTO_TLS=true` asks for more.
+fn auto_security(cfg: &mut Config, s: &Security, addr: &std::net::SocketAddr) -> anyhow::Result<Option<Provisioned>> {
+    if explicitly_secured(cfg) {
         return Ok(None);
     }
-    if insecure {
+    let asked = s.auto_tls == Some(true);
+    if !asked && autosecure::is_loopback_only(addr) {
+        return Ok(None);
+    }
+    if s.insecure || s.auto_tls == Some(false) {
+        let why = if s.insecure { "--insecure" } else { "WHARF_AUTO_TLS=false" };
+        eprintln!("wharf: warning: {why}: serving plain HTTP without authentication on {addr}; anyone who can reach it can push and pull");
+        return Ok(None);
+    }
+    if s.registry2 && !asked {
         eprintln!(
-            "wharf: warning: --insecure: serving plain HTTP without authentication on {addr}; anyone who can reach it can push and pull"
+            "wharf: warning: serving plain HTTP without authentication on {addr}, as registry:2 does with this configuration (no http.tls); \
+             for wharf's automatic TLS and admin password set {AUTO_TLS_VAR}=true (and {TLS_NAMES_VAR}=host,ip,... with the names clients use)"
         );
         return Ok(None);
     }
-    let p = autosecure::provision(&cfg.root_directory(), autosecure::Names::local(names))?;
+    let p = autosecure::provision(&cfg.root_directory(), autosecure::Names::local(&s.names))?;
     apply_provisioned(cfg, &p);
     Ok(Some(p))
 }
@@ -159,13 +210,16 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
         "wharf: TLS and authentication were set up automatically (files in {})",
         p.dir.display()
     );
-    if let Some(pw) = &p.new_admin_password {
-        println!("wharf: created user {} with password {pw}", autosecure::ADMIN_USER);
-        println!(
-            "wharf:   (shown only now; change it with: wharf htpasswd set {} {})",
-            p.htpasswd_path.display(),
+    let reset = format!("wharf htpasswd set {} {}", p.htpasswd_path.display(), autosecure::ADMIN_USER);
+    match &p.new_admin_password {
+        Some(pw) => {
+            println!("wharf: created user {} with password {pw}", autosecure::ADMIN_USER);
+            println!("wharf:   (shown only now; change it with: {reset})");
+        }
+        None => println!(
+            "wharf: user {} exists (its password was shown when it was created; set a new one with: {reset})",
             autosecure::ADMIN_USER
-        );
+        ),
     }
     println!("wharf: CA fingerprint (SHA-256): {}", p.ca_fingerprint);
     println!("wharf: on each client, run:");
@@ -173,9 +227,9 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
     println!("wharf:   docker login {host} -u {}", autosecure::ADMIN_USER);
 }
 
-async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow::Result<()> {
-    let tls = tls_config(&cfg)?;
-    let auth = auth_state(&cfg, tls.is_some(), None)?;
+async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::Result<()> {
+    // Bind first: a start that cannot listen must fail before it creates an account whose
+    // password it would then never show.
     let addr = cfg.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -185,7 +239,6 @@ async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow
         }
     })?;
     let local = listener.local_addr()?;
-    let _mdns = crate::mdns::start_for_serve(source.mdns.as_deref(), local.port(), tls.is_some())?;
 
     let root = cfg.root_directory();
     let store = FsStore::new(&root).with_context(|| format!("cannot use {} as the storage root", root.display()))?;
@@ -200,15 +253,21 @@ async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow
         .await
         .with_context(|| format!("cannot index the repositories under {}", root_shown.display()))?;
     let reg = Arc::new(Registry::new(Arc::new(store), options));
+    let auto = auto_security(&mut cfg, &security, &local)?;
+    let tls = tls_config(&cfg)?;
+    let auth = auth_state(&cfg, tls.is_some(), None)?;
+    let _mdns = crate::mdns::start_for_serve(source.mdns.as_deref(), local.port(), tls.is_some())?;
     let purging = &cfg.storage.maintenance.uploadpurging;
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
+    let debug = start_debug_server(&cfg).await?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
     if let Some(p) = &auto {
         print_auto_security(p, &local);
+        autosecure::password_shown(p);
         autosecure::spawn_renewal(p);
     }
 
@@ -231,6 +290,11 @@ async fn serve(cfg: Config, auto: Option<Provisioned>, source: Source) -> anyhow
         drain_deadline,
         header_timeout: cfg.http.timeouts.header,
         body_timeout: cfg.http.timeouts.body,
+        observe: http::Observe {
+            access_log: cfg.access_log_enabled(),
+            metrics: debug,
+            prefix: http_prefix(&cfg),
+        },
     };
     http::server::serve(listener, app, opts, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -249,6 +313,7 @@ fn app_state(
         host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
         relative: cfg.http.relativeurls,
         tls,
+        prefix: http_prefix(cfg),
     };
     let ca_pem = match auto {
         Some(p) => Some(p.ca_pem.clone()),
@@ -259,7 +324,64 @@ fn app_state(
         urls,
         auth,
         ca_pem,
+        headers: configured_headers(cfg)?,
     })
+}
+
+/// `http.prefix` as a path prefix without its trailing slash (`/registry/` → `/registry`).
+fn http_prefix(cfg: &Config) -> String {
+    let p = cfg.http.prefix.trim().trim_end_matches('/');
+    match p {
+        "" => String::new(),
+        p if p.starts_with('/') => p.to_string(),
+        p => format!("/{p}"),
+    }
+}
+
+/// `http.headers`, checked once: a name or value HTTP cannot carry is an error naming it.
+fn configured_headers(cfg: &Config) -> anyhow::Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>> {
+    let mut out = Vec::new();
+    for (name, values) in &cfg.http.headers {
+        let header = axum::http::HeaderName::try_from(name.as_str()).with_context(|| format!("http.headers.{name}: not a header name"))?;
+        for value in values {
+            let v = axum::http::HeaderValue::try_from(value.as_str())
+                .with_context(|| format!("http.headers.{name}: {value:?} is not a header value"))?;
+            out.push((header.clone(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// `http.debug.addr`: registry:2's debug server with `/debug/health` (and the storage check of
+/// `health.storagedriver`) and, with `http.debug.prometheus.enabled`, the metrics. Returns the
+/// metrics the API server must feed.
+async fn start_debug_server(cfg: &Config) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
+    let Some(debug) = cfg.debug_server() else { return Ok(None) };
+    let addr = config::resolve_listen_addr("http.debug.addr", &debug.addr)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (http.debug.addr)"))?;
+    let local = listener.local_addr()?;
+    let health = Arc::new(http::metrics::Health::default());
+    let (enabled, interval, threshold) = cfg.storage_health();
+    let check = http::metrics::StorageCheck {
+        enabled,
+        interval,
+        threshold,
+    };
+    health.spawn_storage_check(cfg.root_directory(), check);
+    let metrics = debug.metrics_path.as_ref().map(|_| http::metrics::Metrics::new());
+    let router = http::metrics::debug_router(health, metrics.clone().zip(debug.metrics_path.clone()));
+    println!(
+        "wharf: debug server on http://{local} (/debug/health{})",
+        debug.metrics_path.as_ref().map(|p| format!(", {p}")).unwrap_or_default()
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the debug server stopped");
+        }
+    });
+    Ok(metrics)
 }
 
 /// A router that hands each request to whichever router is current, so a reload applies to
@@ -309,9 +431,7 @@ impl Reloader {
     fn reload(&mut self) -> anyhow::Result<()> {
         let mut cfg = self.source.load()?;
         if let Some(p) = &self.auto {
-            let explicit =
-                cfg.http.tls.as_ref().is_some_and(|t| !t.certificate.is_empty()) || cfg.auth.htpasswd.is_some() || cfg.auth.token.is_some();
-            if !explicit {
+            if !explicitly_secured(&cfg) {
                 apply_provisioned(&mut cfg, p);
             }
         }
@@ -325,6 +445,17 @@ impl Reloader {
         cfg.log.formatter = self.running.log.formatter.clone();
         let tls = self.state.urls.tls;
         tls_config(&cfg)?;
+        // A running server switches to a new password file only when it reads: the start
+        // waits for a broken one (as registry:2 does), a reload keeps the working one.
+        let password_files = cfg
+            .auth
+            .htpasswd
+            .iter()
+            .map(|h| &h.path)
+            .chain(cfg.auth.token.iter().map(|t| &t.htpasswd));
+        for path in password_files.filter(|p| !p.as_os_str().is_empty()) {
+            Htpasswd::open(path)?;
+        }
         // The login limiter and bcrypt pool carry over: a reload must not wipe a lockout.
         let auth = auth_state(&cfg, tls, self.state.auth.as_deref())?.map(Arc::new);
         let state = Arc::new(app_state(&cfg, self.state.registry.clone(), auth, tls, self.auto.as_ref())?);
@@ -464,7 +595,7 @@ fn login(realm: String, htpasswd: &std::path::Path, options: LoginOptions, kept:
     };
     Ok(Login {
         realm,
-        htpasswd: Arc::new(Htpasswd::open_with(htpasswd, on_error)?),
+        htpasswd: Arc::new(Htpasswd::open_or_wait(htpasswd, on_error)),
         limiter,
         bcrypt,
     })
@@ -520,6 +651,7 @@ fn token_auth(t: &crate::config::TokenAuth, cfg: &Config, tls: bool, kept: Optio
         host: Some(cfg.http.host.clone()).filter(|h| !h.is_empty()),
         relative: false,
         tls,
+        prefix: http_prefix(cfg),
     };
     Ok(TokenAuth {
         realm: t.realm.clone(),

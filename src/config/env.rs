@@ -11,7 +11,7 @@ use super::schema::{field, Field, Kind, ROOT};
 use super::ConfigError;
 use serde_yaml_ng::{Mapping, Value};
 
-const PREFIX: &str = "REGISTRY_";
+pub(crate) const PREFIX: &str = "REGISTRY_";
 /// Names the configuration file; never an override.
 pub const PATH_VAR: &str = "REGISTRY_CONFIGURATION_PATH";
 

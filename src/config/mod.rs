@@ -23,8 +23,12 @@ use std::time::Duration;
 /// Where data goes when nothing says otherwise (registry:2 uses /var/lib/registry in its image;
 /// a binary run by hand keeps its data next to where it was started).
 pub const DEFAULT_ROOT: &str = "./data";
-/// registry:2 listens on :5000; wharf binds loopback by default so a first run exposes nothing.
+/// wharf started its own way (no registry:2 file or variable) binds loopback, so a first run
+/// exposes nothing.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// registry:2's default, used whenever a registry:2 file or `REGISTRY_*` variable configures
+/// the server: every address, port 5000 (what a published container port must reach).
+pub const REGISTRY2_DEFAULT_ADDR: &str = ":5000";
 /// The only configuration version registry:2 (and so wharf) understands.
 pub const VERSION: &str = "0.1";
 
@@ -61,6 +65,10 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// The file read, if any.
     pub source: Option<PathBuf>,
+    /// Whether registry:2's configuration (a file, or any `REGISTRY_*` variable) set the server
+    /// up: then wharf behaves as registry:2 does with it (plain HTTP without `http.tls`, `:5000`,
+    /// no generated account) unless wharf's automatic set-up is asked for.
+    pub registry2: bool,
 }
 
 /// Loads the configuration: the file at `path`, else at `REGISTRY_CONFIGURATION_PATH`, else
@@ -90,7 +98,10 @@ pub fn load_from(yaml: Option<&str>, env: &[(String, String)]) -> Result<Loaded,
     let applied = env::apply(&mut tree, env)?;
     let mut warnings = validate::check(&mut tree, &applied.origins)?;
     warnings.extend(applied.warnings);
+    warnings.extend(validate::unimplemented(&tree));
+    let registry2 = yaml.is_some() || env.iter().any(|(k, _)| k.starts_with(env::PREFIX));
     default_storage(&mut tree);
+    default_addr(&mut tree, registry2);
     let mut config: Config = serde_yaml_ng::from_value(tree).map_err(|e| ConfigError::Yaml(e.to_string()))?;
     if config.version.is_empty() {
         config.version = VERSION.into();
@@ -99,7 +110,24 @@ pub fn load_from(yaml: Option<&str>, env: &[(String, String)]) -> Result<Loaded,
         config,
         warnings,
         source: None,
+        registry2,
     })
+}
+
+/// registry:2 listens on `:5000` when `http.addr` is not set; wharf started without registry:2
+/// configuration keeps to loopback (`DEFAULT_ADDR`, the serde default).
+fn default_addr(tree: &mut Value, registry2: bool) {
+    if !registry2 {
+        return;
+    }
+    let Some(root) = tree.as_mapping_mut() else { return };
+    let http = root.entry(Value::from("http")).or_insert(Value::Mapping(Mapping::new()));
+    if let Some(http) = http.as_mapping_mut() {
+        let addr = http.entry(Value::from("addr")).or_insert(Value::Null);
+        if addr.as_str().is_none_or(str::is_empty) {
+            *addr = Value::from(REGISTRY2_DEFAULT_ADDR);
+        }
+    }
 }
 
 /// Parses a configuration file and checks its version, before any variable applies.
@@ -482,24 +510,48 @@ impl Config {
     /// a host name is resolved, preferring IPv4 (`localhost:5000` is 127.0.0.1:5000).
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         let addr = if self.http.addr.is_empty() { DEFAULT_ADDR } else { &self.http.addr };
-        let invalid = |reason: String| ConfigError::Invalid {
-            key: "http.addr".into(),
-            value: format!("{addr:?}"),
-            reason,
-            origin: None,
-        };
-        let (host, port) = validate::split_host_port(addr).ok_or_else(|| invalid("expected host:port or :port".into()))?;
-        let host = if host.is_empty() { "0.0.0.0" } else { host };
-        let found: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| invalid(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        found
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(found.first())
-            .copied()
-            .ok_or_else(|| invalid(format!("{host} resolves to no address")))
+        resolve_listen_addr("http.addr", addr)
+    }
+
+    /// `http.debug`: registry:2's debug server, when `addr` is set.
+    pub fn debug_server(&self) -> Option<DebugServer> {
+        let debug = self.http.debug.as_ref()?;
+        let addr = debug.get("addr").and_then(Value::as_str).filter(|a| !a.is_empty())?;
+        let prometheus = debug.get("prometheus");
+        let enabled = prometheus.and_then(|p| p.get("enabled")).is_some_and(truthy);
+        let path = prometheus
+            .and_then(|p| p.get("path"))
+            .and_then(Value::as_str)
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or("/metrics");
+        Some(DebugServer {
+            addr: addr.to_string(),
+            metrics_path: enabled.then(|| path.to_string()),
+        })
+    }
+
+    /// `health.storagedriver`: (enabled, interval, threshold) with registry:2's defaults (off;
+    /// every 10 s; unhealthy at the first failure).
+    pub fn storage_health(&self) -> (bool, Duration, u32) {
+        let check = self.health.as_ref().and_then(|h| h.get("storagedriver"));
+        let enabled = check.and_then(|c| c.get("enabled")).is_some_and(truthy);
+        let interval = match check.and_then(|c| c.get("interval")) {
+            Some(Value::String(s)) => duration_str::parse_go(s).ok(),
+            Some(Value::Number(n)) => n.as_u64().map(Duration::from_nanos),
+            _ => None,
+        }
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(10));
+        let threshold = check
+            .and_then(|c| c.get("threshold"))
+            .and_then(Value::as_u64)
+            .map_or(1, |t| t.clamp(1, u32::MAX as u64) as u32);
+        (enabled, interval, threshold)
+    }
+
+    /// Whether requests are logged (`log.accesslog.disabled` turns it off).
+    pub fn access_log_enabled(&self) -> bool {
+        !self.log.accesslog.as_ref().and_then(|a| a.get("disabled")).is_some_and(truthy)
     }
 
     /// The configuration as YAML with every secret (`http.secret`, passwords, keys of
@@ -508,6 +560,49 @@ impl Config {
         let mut tree = serde_yaml_ng::to_value(self).unwrap_or(Value::Null);
         redact(&mut tree);
         serde_yaml_ng::to_string(&tree).unwrap_or_default()
+    }
+}
+
+/// The socket address a listen address such as `:5000`, `0.0.0.0:5000` or `localhost:5000`
+/// names (`key` is the configuration key, for errors).
+pub fn resolve_listen_addr(key: &str, addr: &str) -> Result<SocketAddr, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{addr:?}"),
+        reason,
+        origin: None,
+    };
+    let (host, port) = validate::split_host_port(addr).ok_or_else(|| invalid("expected host:port or :port".into()))?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| invalid(format!("{host} resolves to no address")))
+}
+
+/// `http.debug` as wharf serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugServer {
+    pub addr: String,
+    /// Where the metrics are served, when `http.debug.prometheus.enabled`.
+    pub metrics_path: Option<String>,
+}
+
+/// A YAML boolean as Go reads it (YAML 1.1 `yes`/`on` included).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => matches!(
+            s.as_str(),
+            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y"
+        ),
+        _ => false,
     }
 }
 
@@ -712,6 +807,21 @@ auth:
         // Defaults fill what the file leaves out.
         assert!(c.storage.maintenance.uploadpurging.enabled);
         assert_eq!(c.storage.maintenance.uploadpurging.age, Duration::from_secs(168 * 3600));
+    }
+
+    #[test]
+    fn registry2_configuration_listens_on_5000_everywhere_by_default() {
+        let from_env = load_ok(None, &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")]);
+        assert!(from_env.registry2);
+        assert_eq!(from_env.config.listen_addr().unwrap(), "0.0.0.0:5000".parse().unwrap());
+        let from_file = load_ok(Some("version: 0.1\n"), &[]);
+        assert!(from_file.registry2);
+        assert_eq!(from_file.config.http.addr, REGISTRY2_DEFAULT_ADDR);
+        let set = load_ok(Some("version: 0.1\nhttp: {addr: '127.0.0.1:6000'}\n"), &[]);
+        assert_eq!(set.config.http.addr, "127.0.0.1:6000", "an address given is kept");
+        let own = load_ok(None, &[("PATH", "/bin")]);
+        assert!(!own.registry2);
+        assert_eq!(own.config.http.addr, DEFAULT_ADDR, "wharf's own start keeps to loopback");
     }
 
     #[test]
@@ -951,7 +1061,11 @@ auth:
                 ("REGISTRY_CONFIGURATION_PATH", "/etc/docker/registry/config.yml"),
             ],
         );
-        assert_eq!(l.config.http.addr, DEFAULT_ADDR);
+        assert_eq!(
+            l.config.http.addr, REGISTRY2_DEFAULT_ADDR,
+            "registry:2 variables: registry:2's default"
+        );
+        assert!(l.registry2);
         let w = l.warnings.join("\n");
         for var in ["REGISTRY_HTTP_ADDRESS", "REGISTRY_NOSUCH", "REGISTRY_http_addr"] {
             assert!(w.contains(var), "no warning for {var}: {w}");
@@ -1004,7 +1118,27 @@ catalog: {maxentries: 100}
 policy: {repository: {classes: [image]}}
 ";
         let l = load_ok(Some(yaml), &[("REGISTRY_REDIS_POOL_MAXIDLE", "16")]);
-        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        // Accepted without error; what wharf ignores is named in one warning each.
+        let w = l.warnings.join("\n");
+        for key in [
+            "proxy",
+            "notifications",
+            "middleware",
+            "redis",
+            "reporting",
+            "validation",
+            "policy",
+            "catalog",
+            "http.http2",
+            "http.tls.letsencrypt",
+            "http.tls.ciphersuites",
+        ] {
+            assert!(
+                w.contains(&format!("setting {key} is not implemented")),
+                "no warning for {key}:\n{w}"
+            );
+        }
+        assert!(!w.contains("setting health") && !w.contains("setting storage"), "{w}");
         let c = &l.config;
         assert_eq!(c.log.level, "debug", "deprecated top-level loglevel still applies");
         assert_eq!(c.log.formatter, "json");

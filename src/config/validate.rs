@@ -284,3 +284,48 @@ pub(crate) fn show(v: &Value) -> String {
         Value::Tagged(t) => format!("{} {}", t.tag, show(&t.value)),
     }
 }
+
+/// registry:2 sections and keys that wharf accepts but does not act on, with what registry:2
+/// would have done with them: each present one is a warning at start and in `config check`, so
+/// nobody believes a pull-through cache or a webhook is running when it is not.
+const UNIMPLEMENTED: &[(&str, &str)] = &[
+    ("proxy", "pull-through cache of a remote registry"),
+    ("notifications", "webhook notifications of pushes and pulls"),
+    ("middleware", "registry, repository and storage middleware (CloudFront, redirects)"),
+    ("redis", "the Redis blob descriptor cache"),
+    ("reporting", "error reporting to Bugsnag or New Relic"),
+    ("validation", "manifest URL validation rules"),
+    ("policy", "repository class policy"),
+    ("catalog", "catalog.maxentries (wharf pages the catalog by n, up to its own limit)"),
+    ("log.hooks", "log hooks (mail on errors)"),
+    ("log.reportcaller", "the caller of each log line"),
+    ("http.http2", "HTTP/2 settings (wharf speaks HTTP/2 when a client asks)"),
+    ("http.tls.letsencrypt", "Let's Encrypt certificates"),
+    ("http.tls.ciphersuites", "a cipher suite list (wharf uses rustls' safe defaults)"),
+    ("health.file", "file health checks"),
+    ("health.http", "HTTP health checks"),
+    ("health.tcp", "TCP health checks"),
+];
+
+/// The warnings for registry:2 settings wharf ignores (see `UNIMPLEMENTED`); `http.net` other
+/// than `tcp` too, since wharf would listen on TCP instead.
+pub(crate) fn unimplemented(tree: &Value) -> Vec<String> {
+    let lookup = |dotted: &str| dotted.split('.').try_fold(tree, |v, key| v.get(key));
+    let set = |v: &Value| match v {
+        Value::Null => false,
+        Value::Mapping(m) => !m.is_empty(),
+        Value::Sequence(s) => !s.is_empty(),
+        _ => true,
+    };
+    let mut out: Vec<String> = UNIMPLEMENTED
+        .iter()
+        .filter(|(key, _)| lookup(key).is_some_and(set))
+        .map(|(key, what)| format!("registry:2 setting {key} is not implemented by wharf and is ignored ({what})"))
+        .collect();
+    if let Some(net) = lookup("http.net").and_then(Value::as_str).filter(|n| !n.is_empty() && *n != "tcp") {
+        out.push(format!(
+            "registry:2 setting http.net: {net} is not implemented by wharf and is ignored (wharf listens on TCP at http.addr)"
+        ));
+    }
+    out
+}

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per area. `dispatch` reads the route from the path (names contain
 //! slashes, so axum's per-segment routing does not fit) and hands over to the area's handler.
 
+mod access;
 pub mod auth;
 mod base;
 mod blobs;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod forwarded;
 mod idle;
 mod manifests;
+pub mod metrics;
 mod referrers;
 pub mod request;
 pub mod server;
@@ -20,6 +22,7 @@ mod uploads;
 
 use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::Registry;
+pub use access::{Observe, User};
 use auth::Caller;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -39,6 +42,8 @@ pub struct AppState {
     /// The CA that signed the server certificate, served unauthenticated so clients can
     /// install it (`wharf trust`); only when wharf made the CA itself.
     pub ca_pem: Option<String>,
+    /// `http.headers`: added to every API response, as registry:2 does.
+    pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 impl AppState {
@@ -56,10 +61,19 @@ pub struct Urls {
     pub host: Option<String>,
     pub relative: bool,
     pub tls: bool,
+    /// `http.prefix` without its trailing `/` (empty: none): the API lives under it.
+    pub prefix: String,
 }
 
 impl Urls {
     pub fn location(&self, headers: &HeaderMap, path: &str) -> String {
+        let prefixed;
+        let path = if self.prefix.is_empty() {
+            path
+        } else {
+            prefixed = format!("{}{path}", self.prefix);
+            &prefixed
+        };
         if self.relative {
             return path.to_string();
         }
@@ -122,11 +136,17 @@ async fn api_version_header(mut resp: Response) -> Response {
     resp
 }
 
-async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Response {
+    if !state.urls.prefix.is_empty() && req.uri().path() != crate::autosecure::CA_PATH {
+        match without_prefix(req.uri(), &state.urls.prefix) {
+            Some(uri) => *req.uri_mut() = uri,
+            None => return with_configured_headers(&state, not_found()),
+        }
+    }
     let sent_body = req.version() < axum::http::Version::HTTP_2
         && (req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
             || req.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v != "0"));
-    let mut resp = route_request(state, req).await;
+    let mut resp = route_request(state.clone(), req).await;
     if sent_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         // An error may be answered before the body was read (a refused chunk, a full disk, a
         // failed login). The rest is read out after the answer (`body_drain`), but only up to a
@@ -135,7 +155,31 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         resp.headers_mut()
             .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    with_configured_headers(&state, resp)
+}
+
+fn with_configured_headers(state: &AppState, mut resp: Response) -> Response {
+    for (name, value) in &state.headers {
+        resp.headers_mut().append(name.clone(), value.clone());
+    }
     resp
+}
+
+/// The request's URI with `http.prefix` taken off its path; `None` when the path is not under it.
+fn without_prefix(uri: &axum::http::Uri, prefix: &str) -> Option<axum::http::Uri> {
+    let rest = uri.path().strip_prefix(prefix)?;
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let target = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    target.parse().ok()
+}
+
+fn not_found() -> Response {
+    error::json_error(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such API endpoint")
 }
 
 async fn route_request(state: Arc<AppState>, req: Request) -> Response {
@@ -162,6 +206,11 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
             }
         }
     };
+    let user = match &caller {
+        Caller::User(name) => Some(User(name.clone())),
+        Caller::Token(bearer) => bearer.claims.subject.clone().map(User),
+        _ => None,
+    };
     let result = match (&route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(base::get()),
         (Route::Catalog, &Method::GET) => catalog::get(&state, &caller, req).await,
@@ -177,13 +226,17 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
-        (Route::NotFound, _) => Ok(error::json_error(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such API endpoint")),
+        (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,
             format!("method {method} is not allowed here"),
         )),
     };
-    without_body_for_head(result.unwrap_or_else(IntoResponse::into_response), &method)
+    let mut resp = without_body_for_head(result.unwrap_or_else(IntoResponse::into_response), &method);
+    if let Some(user) = user {
+        resp.extensions_mut().insert(user);
+    }
+    resp
 }
 
 /// HEAD answers carry GET's headers (Content-Length included) but never a body.

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     /// A request body that sends nothing for this long fails, and a client that reads none of
     /// its response for this long is dropped (zero: no limit).
     pub body_timeout: Duration,
+    /// The access log and request metrics.
+    pub observe: super::access::Observe,
 }
 
 pub async fn serve(
@@ -71,11 +73,12 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
                 let limits = Limits { header: opts.header_timeout, body: opts.body_timeout };
+                let observe = opts.observe.clone();
                 tokio::spawn(async move {
                     match acceptor {
-                        None => serve_connection(stream, peer, app, watcher, limits).await,
+                        None => serve_connection(stream, peer, app, watcher, limits, observe).await,
                         Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => serve_connection(tls, peer, app, watcher, limits).await,
+                            Ok(Ok(tls)) => serve_connection(tls, peer, app, watcher, limits, observe).await,
                             Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                         },
@@ -136,14 +139,21 @@ fn head_too_large_response() -> axum::response::Response {
     resp
 }
 
-async fn serve_connection<IO>(io: IO, peer: SocketAddr, app: axum::Router, watcher: hyper_util::server::graceful::Watcher, limits: Limits)
-where
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    app: axum::Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: Limits,
+    observe: super::access::Observe,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = idle::Activity::new();
     let tracked = activity.clone();
     let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
         let in_flight = tracked.begin();
+        let observed = observe.begin(req.method(), req.uri(), req.headers(), peer);
         let oversized = head_too_large(&req);
         let http1 = req.version() < axum::http::Version::HTTP_2;
         let mut req = req.map(|b| request_body(b, limits.body, http1));
@@ -153,6 +163,10 @@ where
             let resp = match oversized {
                 true => head_too_large_response(),
                 false => app.oneshot(req).await?,
+            };
+            let resp = match observed {
+                Some(o) => o.wrap(resp),
+                None => resp,
             };
             Ok::<_, std::convert::Infallible>(resp.map(|b| axum::body::Body::new(idle::TrackedBody::new(b, in_flight))))
         }

@@ -1,12 +1,13 @@
 //! TLS for the registry: certificate generation (`certs`), certificate inspection that explains
 //! what container clients will reject (`inspect`), and the rustls server side with certificate
-//! reload (`server`).
+//! reload (`server`), and the client side of probes (`client`).
 //!
 //! Every function here uses the ring provider explicitly; nothing depends on a process-default
 //! rustls `CryptoProvider`.
 
 pub mod ca_file;
 pub mod certs;
+pub mod client;
 pub mod inspect;
 mod keys;
 pub mod server;

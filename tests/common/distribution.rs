@@ -31,11 +31,16 @@ impl Distribution {
 
     /// Serves `root` (the directory holding `docker/registry/v2`) with deletes enabled.
     pub fn start(root: &Path) -> Distribution {
+        Self::start_with(root, "")
+    }
+
+    /// Serves `root` with `extra` (top-level YAML sections, e.g. `auth:`) added to the configuration.
+    pub fn start_with(root: &Path, extra: &str) -> Distribution {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = super::free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(root, &addr)).expect("write config.yml");
+        std::fs::write(&config, config_yaml(root, &addr) + extra).expect("write config.yml");
         let log = dir.path().join("registry.log");
         let out = File::create(&log).expect("registry log");
         let mut cmd = Command::new(DISTRIBUTION_BIN);

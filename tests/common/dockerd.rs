@@ -1,6 +1,13 @@
 //! A private Docker daemon for one test: its own data root, exec root, socket, client config and
 //! the containerd it manages, all in a short temporary directory under /tmp. Stopped by PID on
 //! drop, also when the test panics.
+//!
+//! `start` gives a daemon without networking (`--bridge=none`), enough to build, push and pull.
+//! `start_bridged` gives one whose containers get addresses, so `docker run -p` and
+//! docker-compose publish ports: it uses a bridge of its own (never `docker0`, which another
+//! daemon may own) with addresses from 198.19.0.0/16 (the benchmarking range, never routed
+//! outside) and takes compose networks from the same /24. Both the bridge and every network
+//! interface left in that range are removed on drop.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -15,6 +22,8 @@ pub const DOCKER: &str = "/usr/bin/docker";
 
 pub struct Dockerd {
     child: Option<Child>,
+    /// The bridge `start_bridged` made, and the /24 it and the compose networks use.
+    bridge: Option<Bridge>,
     dir: tempfile::TempDir,
     /// `unix:///tmp/.../docker.sock`
     pub host: String,
@@ -28,6 +37,19 @@ impl Dockerd {
     /// Starts dockerd as root. Returns None (after printing SKIP) when not root or dockerd is
     /// missing outside CI; panics in CI.
     pub fn start() -> Option<Dockerd> {
+        Self::launch(None)
+    }
+
+    /// A daemon with a bridge network: `-p` publishing and docker-compose work.
+    pub fn start_bridged() -> Option<Dockerd> {
+        if !super::is_root() || !super::require_tool("ip") {
+            return Self::launch(None);
+        }
+        let bridge = Bridge::create();
+        Self::launch(Some(bridge))
+    }
+
+    fn launch(bridge: Option<Bridge>) -> Option<Dockerd> {
         if !super::is_root() {
             if super::in_ci() {
                 panic!("dockerd tests must run as root in CI");
@@ -50,10 +72,21 @@ impl Dockerd {
         std::fs::write(&daemon_json, b"{}").unwrap();
         let sock = dir.path().join("docker.sock");
         let log = File::create(dir.path().join("dockerd.log")).expect("dockerd log");
+        let network: Vec<String> = match &bridge {
+            None => vec!["--bridge=none".into()],
+            // Published ports go through docker-proxy (no iptables): it listens on the host
+            // and connects to the container across the bridge.
+            Some(b) => vec![
+                format!("--bridge={}", b.name),
+                format!("--default-address-pool=base={},size=28", b.pool),
+                "--userland-proxy=true".into(),
+            ],
+        };
         let child = Command::new("dockerd")
             .arg("--config-file")
             .arg(&daemon_json)
-            .args(["--storage-driver=vfs", "--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .args(["--storage-driver=vfs", "--iptables=false", "--ip-masq=false"])
+            .args(&network)
             .arg("--data-root")
             .arg(&data_root)
             .arg("--exec-root")
@@ -69,6 +102,7 @@ impl Dockerd {
             .expect("spawn dockerd");
         let d = Dockerd {
             child: Some(child),
+            bridge,
             host: format!("unix://{}", sock.display()),
             exec_root,
             data_root,
@@ -99,6 +133,21 @@ impl Dockerd {
         let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The directory the daemon's files live in (short, under /tmp), for a test's own files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `docker-compose` command (Debian's 1.29) bound to this daemon.
+    pub fn compose(&self) -> Command {
+        let mut c = Command::new("docker-compose");
+        c.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.client_config)
+            .env("DOCKER_BUILDKIT", "0")
+            .env("COMPOSE_DOCKER_CLI_BUILD", "0");
+        c
     }
 
     /// A `docker` command bound to this daemon, with the legacy builder (no BuildKit).
@@ -160,7 +209,75 @@ impl Dockerd {
                 wait_until(Duration::from_secs(5), || !pid_alive(pid));
             }
         }
+        if let Some(b) = self.bridge.take() {
+            b.remove();
+        }
     }
+}
+
+/// A Linux bridge for one daemon, `198.19.N.1/26`, with `198.19.N.64/26` for the networks
+/// the daemon creates (compose's).
+struct Bridge {
+    name: String,
+    /// `198.19.N.0/24`: everything this daemon's networks use.
+    range: String,
+    pool: String,
+}
+
+impl Bridge {
+    fn create() -> Bridge {
+        let pid = std::process::id();
+        for attempt in 0..64u32 {
+            let n = (pid.wrapping_add(attempt.wrapping_mul(37))) % 200 + 20;
+            let range = format!("198.19.{n}.0/24");
+            if !interfaces_in(&range).is_empty() {
+                continue;
+            }
+            let name = format!("whbr{}", (pid + attempt) % 100_000_000);
+            let b = Bridge {
+                name: name.clone(),
+                range,
+                pool: format!("198.19.{n}.64/26"),
+            };
+            let addr = format!("198.19.{n}.1/26");
+            let ok = [
+                vec!["link", "add", name.as_str(), "type", "bridge"],
+                vec!["addr", "add", addr.as_str(), "dev", name.as_str()],
+                vec!["link", "set", name.as_str(), "up"],
+            ]
+            .iter()
+            .all(|args| run_unchecked(Command::new("ip").args(args)).status.success());
+            if ok {
+                return b;
+            }
+            b.remove();
+        }
+        panic!("could not create a bridge for dockerd in 198.19.0.0/16");
+    }
+
+    /// Deletes the bridge and any interface left with an address in the range (networks the
+    /// daemon made and did not remove).
+    fn remove(&self) {
+        let mut names = interfaces_in(&self.range);
+        names.push(self.name.clone());
+        for name in names {
+            let _ = Command::new("ip")
+                .args(["link", "del", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Interfaces with an IPv4 address in `range`.
+fn interfaces_in(range: &str) -> Vec<String> {
+    let out = run_unchecked(Command::new("ip").args(["-o", "-4", "addr", "show", "to", range]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|n| n.trim_end_matches(':').to_string())
+        .collect()
 }
 
 /// Checks the process's command line names our exec root, so a recycled PID is never signalled.

@@ -44,9 +44,28 @@ pub fn run_unchecked(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd` with `input` on its standard input (a password for `--password-stdin`) and
+/// panics, printing its output, unless it exits successfully.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", describe(cmd)));
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    succeeded(cmd, child.wait_with_output().expect("wait"))
+}
+
 /// Runs `cmd` and panics, printing its stdout and stderr, unless it exits successfully.
 pub fn run(cmd: &mut Command) -> Output {
     let out = run_unchecked(cmd);
+    succeeded(cmd, out)
+}
+
+/// `out`, after panicking with it unless `cmd` exited successfully.
+fn succeeded(cmd: &Command, out: Output) -> Output {
     if !out.status.success() {
         panic!(
             "`{}` failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",

@@ -21,6 +21,8 @@ pub struct Wharf {
     pub url: String,
     /// Every line the server printed on stdout so far (the one-time admin password is there).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every line the server printed on stderr so far (warnings and the log).
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The storage root (`--root`); kept alive for the lifetime of the server unless `keep_root`.
     pub root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -81,6 +83,26 @@ impl Wharf {
     /// Starts `prefix... wharf serve --addr <addr> --root <root> extra_args...`; `prefix` runs it
     /// elsewhere, e.g. `ip netns exec NS` for a registry on a non-loopback test address.
     pub fn launch(prefix: &[&str], addr: &str, root: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Wharf {
+        let root_arg = root.display().to_string();
+        let mut args = vec!["--addr", addr, "--root", &root_arg];
+        args.extend_from_slice(extra_args);
+        let mut w = Self::launch_args(prefix, &args, env);
+        w.root = root.to_path_buf();
+        w
+    }
+
+    /// Starts `prefix... wharf serve args...` with `env` added to the environment (the test
+    /// runner's own `REGISTRY_*` and `WHARF_*` variables removed) and waits for its listening
+    /// line; `root` is left empty for the caller to fill in when it matters.
+    pub fn launch_args(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Wharf {
+        match Self::try_launch_args(prefix, args, env) {
+            Ok(w) => w,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// As `launch_args`, but a server that exits or never listens is an `Err` with its output.
+    pub fn try_launch_args(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Result<Wharf, String> {
         let mut cmd = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -89,19 +111,27 @@ impl Wharf {
             }
             None => Command::new(wharf_bin()),
         };
-        cmd.arg("serve")
-            .arg("--addr")
-            .arg(addr)
-            .arg("--root")
-            .arg(root)
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.arg("serve").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("REGISTRY_") || k.starts_with("WHARF_") {
+                cmd.env_remove(k);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn wharf");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let err_seen = err_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[wharf stderr] {line}");
+                err_seen.lock().unwrap().push(line);
+            }
+        });
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = lines.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -125,22 +155,34 @@ impl Wharf {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                let _ = child.wait();
-                panic!("wharf did not print its listening address within 30s");
+                let status = child.wait();
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!(
+                    "wharf did not print its listening address within 30s ({status:?}); stdout:\n{}\nstderr:\n{}",
+                    lines.lock().unwrap().join("\n"),
+                    err_lines.lock().unwrap().join("\n")
+                ));
             }
         };
         let w = Wharf {
             child: Some(child),
             url: format!("{scheme}://{addr}"),
             addr,
-            root: root.to_path_buf(),
+            root: PathBuf::new(),
             stdout: lines,
+            stderr: err_lines,
             _tmp: None,
         };
         if prefix.is_empty() {
             w.wait_ready();
         }
-        w
+        Ok(w)
+    }
+
+    /// Everything the server printed on stderr so far, one string.
+    pub fn errors(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
     }
 
     /// All server output so far, one string.
