@@ -754,7 +754,7 @@ fn login_checks_the_password_first_and_merges_into_config_json() {
 }
 
 #[test]
-fn containerd_config_path_is_reported_and_set_only_on_request() {
+fn containerd_config_path_is_set_keeping_every_line_and_left_alone_on_request() {
     let pki = Pki::new(&["--ip", "127.0.0.1"]);
     let server = TlsWharf::start(&pki, Some(&pki.ca_file()), None);
     let root = fake_root();
@@ -773,14 +773,24 @@ fn containerd_config_path_is_reported_and_set_only_on_request() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let args = [server.addr.as_str(), "--fingerprint", &fp, "--root", r, "--runtimes", "containerd"];
 
-    let report = trust(&args, None, &[]);
+    let report = trust(&[&args[..], &["--keep-containerd-config"]].concat(), None, &[]);
     assert!(report.status.success());
     assert!(stdout(&report).contains("does not set config_path"), "{}", stdout(&report));
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), default, "not edited without the flag");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        default,
+        "not edited with --keep-containerd-config"
+    );
 
-    let configure = trust(&[&args[..], &["--configure-containerd"]].concat(), None, &[]);
+    let configure = trust(&args, None, &[]);
     assert!(configure.status.success(), "{}", stderr(&configure));
-    assert!(stdout(&configure).contains("restart containerd"));
+    let restart: Vec<String> = stdout(&configure)
+        .lines()
+        .filter(|l| l.contains("restart containerd"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(restart.len(), 1, "one line says how to restart: {}", stdout(&configure));
+    assert!(restart[0].ends_with("systemctl restart containerd"), "{restart:?}");
     let edited = std::fs::read_to_string(&config).unwrap();
     let changed: Vec<(&str, &str)> = default.lines().zip(edited.lines()).filter(|(a, b)| a != b).collect();
     assert_eq!(changed.len(), 1, "exactly one line changes: {changed:?}");
@@ -793,12 +803,13 @@ fn containerd_config_path_is_reported_and_set_only_on_request() {
         "original kept aside"
     );
 
-    let again = trust(&[&args[..], &["--configure-containerd"]].concat(), None, &[]);
+    let again = trust(&args, None, &[]);
     assert!(again.status.success());
-    assert!(stdout(&again).contains("config_path already includes"), "{}", stdout(&again));
-    let report = trust(&args, None, &[]);
+    assert!(stdout(&again).contains("no restart needed"), "{}", stdout(&again));
+    assert!(!stdout(&again).contains("restart containerd"), "{}", stdout(&again));
+    let report = trust(&[&args[..], &["--keep-containerd-config"]].concat(), None, &[]);
     assert!(
-        stdout(&report).contains("sets config_path = \"/etc/containerd/certs.d\""),
+        stdout(&report).contains("has config_path = \"/etc/containerd/certs.d\""),
         "{}",
         stdout(&report)
     );

@@ -11,7 +11,6 @@ mod probe;
 mod report;
 mod target;
 mod tls_steps;
-mod toml;
 mod trust;
 
 use anyhow::{bail, Context};

@@ -9,10 +9,10 @@
 //! itself.
 
 mod ca;
-mod containerd;
+pub mod containerd;
 mod fetch;
 mod login;
-mod plan;
+pub mod plan;
 mod script;
 mod target;
 
@@ -53,7 +53,7 @@ pub struct TrustArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Print a POSIX sh script that does the same, for machines without wharf.
-    #[arg(long, conflicts_with_all = ["dry_run", "login", "configure_containerd"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "login", "keep_containerd_config"])]
     pub script: bool,
     /// Also log in as USER: check the password against the registry and store it in ~/.docker/config.json.
     #[arg(long, value_name = "USER")]
@@ -70,9 +70,13 @@ pub struct TrustArgs {
         default_value = "docker,containerd,containers,system"
     )]
     pub runtimes: Vec<Runtime>,
-    /// Also set config_path in /etc/containerd/config.toml, without which containerd's CRI
-    /// plugin (Kubernetes) ignores certs.d; containerd must then be restarted.
+    /// Leave /etc/containerd/config.toml alone (only report whether its config_path covers
+    /// certs.d). By default wharf sets config_path when it does not, without which
+    /// containerd's CRI plugin (Kubernetes) ignores certs.d, and then restarts containerd.
     #[arg(long)]
+    pub keep_containerd_config: bool,
+    /// What wharf does by default now; kept so that older scripts still run.
+    #[arg(long, hide = true, conflicts_with = "keep_containerd_config")]
     pub configure_containerd: bool,
 }
 
@@ -322,52 +326,115 @@ fn refresh_store(store: &Store, ctx: &Ctx, out: &mut Report) {
 }
 
 fn containerd_config(args: &TrustArgs, ctx: &Ctx, out: &mut Report) {
+    let label = "containerd";
     let real = ctx.real(Path::new(containerd::CONFIG));
+    let dir = containerd::CERTS_D;
     let text = match std::fs::read_to_string(&real) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            out.fail("containerd", format!("reading {}: {e}", real.display()));
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "{label:<11}{} does not exist: containerd 2.x reads {dir} by default; containerd 1.x's CRI (Kubernetes) only \
+                 with config_path = \"{dir}\" there (containerd config default > {}, then run wharf trust again)",
+                real.display(),
+                containerd::CONFIG
+            );
             return;
         }
+        Err(e) => return out.fail(label, format!("reading {}: {e}", real.display())),
     };
-    let label = "containerd";
-    let dir = containerd::CERTS_D;
-    if args.configure_containerd {
-        match containerd::configure(text.as_deref()) {
-            Ok(None) => out.line(label, &Outcome::Unchanged, &real, &format!("config_path already includes {dir}")),
-            Ok(Some(new)) => match write_config(&real, text.as_deref(), &new, ctx) {
-                Ok(()) => {
-                    let o = if text.is_some() { Outcome::Replaced } else { Outcome::Wrote };
-                    out.line(label, &o, &real, &format!("config_path now includes {dir}"));
-                    println!("{label:<11}restart containerd for Kubernetes (CRI) to use it: systemctl restart containerd");
-                }
-                Err(e) => out.fail(label, format!("{e:#}")),
-            },
-            Err(e) => out.fail(label, format!("{e:#}")),
-        }
+    if args.keep_containerd_config {
+        report_config(&text, &real, label);
     } else {
-        let msg = match containerd::status(text.as_deref()) {
-            containerd::Status::Includes(v) => format!("{} sets config_path = \"{v}\": Kubernetes (CRI) uses these files", real.display()),
-            containerd::Status::NoFile => format!(
-                "{} does not exist: containerd 2.x reads {dir} by default; for 1.x, Kubernetes (CRI) needs \
-                 config_path = \"{dir}\" there (run again with --configure-containerd)",
-                real.display()
+        match containerd::config::configure(&text) {
+            Ok(None) => out.line(
+                label,
+                &Outcome::Unchanged,
+                &real,
+                &format!("config_path includes {dir}: no restart needed"),
             ),
-            containerd::Status::Unset => format!(
-                "{} does not set config_path: Kubernetes (CRI) will NOT use these files until it is \
-                 config_path = \"{dir}\" (run again with --configure-containerd, then restart containerd)",
-                real.display()
-            ),
-            containerd::Status::Elsewhere(v) => format!(
-                "{} sets config_path = \"{v}\", which leaves out {dir}: Kubernetes (CRI) will NOT use these files \
-                 (run again with --configure-containerd, then restart containerd)",
-                real.display()
-            ),
-        };
-        println!("{label:<11}{msg}");
+            Ok(Some(edit)) => apply_config_edit(&edit, &text, &real, ctx, out),
+            Err(e) => out.fail(label, format!("{}: {e:#}", real.display())),
+        }
     }
     println!("{label:<11}ctr needs --hosts-dir {dir} (nerdctl reads it by default)");
+}
+
+/// `--keep-containerd-config`: only says whether the CRI will read certs.d.
+fn report_config(text: &str, real: &Path, label: &str) {
+    use containerd::config::Status;
+    let dir = containerd::CERTS_D;
+    let msg = match containerd::config::status(Some(text)) {
+        Status::Includes(v) => format!("{} has config_path = \"{v}\": Kubernetes (CRI) uses these files", real.display()),
+        Status::NoFile => unreachable!("the file was read"),
+        Status::Invalid(e) => format!("{} is not valid TOML: {e}", real.display()),
+        Status::Unset => format!(
+            "{} does not set config_path: Kubernetes (CRI) will NOT use these files until it is config_path = \"{dir}\" \
+             (run again without --keep-containerd-config)",
+            real.display()
+        ),
+        Status::Elsewhere(v) => format!(
+            "{} sets config_path = \"{v}\", which leaves out {dir}: Kubernetes (CRI) will NOT use these files \
+             (run again without --keep-containerd-config)",
+            real.display()
+        ),
+    };
+    println!("{label:<11}{msg}");
+}
+
+/// Writes the moved hosts.toml files, then config.toml, then restarts containerd (or says how).
+fn apply_config_edit(edit: &containerd::config::Edit, old: &str, real: &Path, ctx: &Ctx, out: &mut Report) {
+    let label = "containerd";
+    let moved: Vec<(PathBuf, &containerd::config::HostsFile)> = edit
+        .moved
+        .iter()
+        .map(|m| (ctx.real(&Path::new(containerd::CERTS_D).join(&m.dir).join("hosts.toml")), m))
+        .collect();
+    if let Some((path, m)) = moved.iter().find(|(p, _)| p.exists()) {
+        return out.fail(
+            label,
+            format!(
+                "{} has {} (containerd refuses it together with config_path), and {} exists already: merge them by hand; nothing was changed",
+                real.display(),
+                m.from.join(", "),
+                path.display()
+            ),
+        );
+    }
+    for (path, m) in &moved {
+        let result = if ctx.dry_run {
+            Ok(())
+        } else {
+            plan::create_dirs(path.parent().expect("absolute path"))
+                .and_then(|()| plan::write_atomic(path, m.content.as_bytes(), plan::FILE_MODE))
+        };
+        match result {
+            Ok(()) => out.line(
+                label,
+                &Outcome::Wrote,
+                path,
+                &format!("moved from config.toml: {}", m.from.join(", ")),
+            ),
+            Err(e) => return out.fail(label, format!("{e:#}")),
+        }
+    }
+    if let Err(e) = write_config(real, Some(old), &edit.text, ctx) {
+        return out.fail(label, format!("{e:#}"));
+    }
+    let what = if edit.config_path_set {
+        format!("config_path now includes {}", containerd::CERTS_D)
+    } else {
+        "old-style registry blocks moved out".to_string()
+    };
+    out.line(
+        label,
+        &Outcome::Replaced,
+        real,
+        &format!("{what}; the original is kept as config.toml.before-wharf"),
+    );
+    match containerd::restart::after_config_change(ctx) {
+        Ok(line) => println!("{label:<11}{line}"),
+        Err(e) => out.fail(label, e),
+    }
 }
 
 /// Replaces config.toml atomically, keeping its mode and, once, a copy of the original.

@@ -4,12 +4,12 @@
 //! `--root` when given, and shown without it (the path to fix on a real machine).
 
 use super::target::Target;
-use super::toml;
 use ipnet_lite::Cidr;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use toml_edit::{DocumentMut, Item, TableLike};
 
 /// Reads client-side files, optionally below a fake root directory.
 pub struct ClientFs {
@@ -266,13 +266,19 @@ pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
 pub fn containerd(fs: &ClientFs, t: &Target) -> Containerd {
     let mut out = Containerd::default();
     if let Some(Ok(cfg)) = fs.read("/etc/containerd/config.toml") {
-        if cfg.contains("io.containerd.grpc.v1.cri") && !cfg.contains("config_path") {
-            out.notes.push(
-                "/etc/containerd/config.toml does not set config_path: containerd 1.x's CRI plugin (Kubernetes) then ignores \
-                 certs.d; add config_path = \"/etc/containerd/certs.d\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] \
-                 and restart containerd"
-                    .into(),
-            );
+        use crate::cli::trust::containerd::config::{status, Status};
+        let why = match status(Some(&cfg)) {
+            Status::Unset => Some("does not set config_path".to_string()),
+            Status::Elsewhere(v) => Some(format!("sets config_path = {v:?}, which leaves out {CONTAINERD_CERTS_D}")),
+            Status::Invalid(e) => Some(format!("is not valid TOML ({e})")),
+            Status::Includes(_) | Status::NoFile => None,
+        };
+        if let Some(why) = why {
+            out.notes.push(format!(
+                "/etc/containerd/config.toml {why}: containerd's CRI plugin (Kubernetes) then ignores certs.d and refuses the \
+                 registry with \"x509: certificate signed by unknown authority\" (ctr --hosts-dir still works); fix: sudo wharf trust {}",
+                t.registry_name()
+            ));
         }
     }
     let candidates = host_dirs(t).into_iter().chain(["_default".to_string()]);
@@ -302,33 +308,54 @@ pub fn containerd(fs: &ClientFs, t: &Target) -> Containerd {
 /// Applies the parts of hosts.toml that concern this registry's own address: the top level
 /// (`server`, or the default `https://HOST:PORT`) and `[host."URL"]` tables for it.
 fn read_hosts_toml(fs: &ClientFs, t: &Target, dir: &str, text: &str, out: &mut Containerd) {
-    let ours = |url: &str| url_authority(url).is_some_and(|a| a == t.host_port() || a == t.registry_name());
-    for table in toml::parse(text) {
-        let relevant = match table.path.as_slice() {
-            [] => table.get("server").and_then(toml::Value::as_str).is_none_or(ours),
-            [h, url] if h == "host" => ours(url),
-            _ => false,
-        };
-        if !relevant {
-            continue;
+    let doc: DocumentMut = match text.parse() {
+        Ok(doc) => doc,
+        Err(e) => {
+            out.problems
+                .push(format!("{dir}/hosts.toml is not valid TOML, so containerd refuses to pull: {e}"));
+            return;
         }
-        let url = match table.path.as_slice() {
-            [_, url] => Some(url.as_str()),
-            _ => table.get("server").and_then(toml::Value::as_str),
-        };
+    };
+    let ours = |url: &str| url_authority(url).is_some_and(|a| a == t.host_port() || a == t.registry_name());
+    let top = doc.as_table();
+    let server = top.get("server").and_then(Item::as_str);
+    let mut tables: Vec<(Option<&str>, &dyn TableLike)> = Vec::new();
+    if server.is_none_or(ours) {
+        tables.push((server, top));
+    }
+    if let Some(hosts) = top.get("host").and_then(Item::as_table_like) {
+        for (url, item) in hosts.iter() {
+            if let Some(table) = item.as_table_like().filter(|_| ours(url)) {
+                tables.push((Some(url), table));
+            }
+        }
+    }
+    for (url, table) in tables {
         if url.is_some_and(|u| u.starts_with("http://")) {
             out.plain_http = true;
         }
-        if table.get("skip_verify").and_then(toml::Value::as_bool) == Some(true) {
+        if table.get("skip_verify").and_then(Item::as_bool) == Some(true) {
             out.skip_verify = true;
         }
-        for ca in table.get("ca").map(toml::Value::strings).unwrap_or_default() {
+        for ca in strings(table.get("ca")) {
             let path = if ca.starts_with('/') { ca } else { format!("{dir}/{ca}") };
             match read_roots(fs, &path) {
                 Ok(r) => out.roots.extend(r),
                 Err(e) => out.problems.push(format!("hosts.toml names the CA {path}, but: {e}")),
             }
         }
+    }
+}
+
+/// A string, or the strings of an array (containerd accepts both for `ca`).
+fn strings(item: Option<&Item>) -> Vec<String> {
+    match item {
+        Some(i) if i.is_str() => i.as_str().map(str::to_owned).into_iter().collect(),
+        Some(i) => i
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
     }
 }
 
@@ -374,21 +401,22 @@ fn registries_conf_insecure(fs: &ClientFs, t: &Target) -> Option<String> {
     let name = t.registry_name();
     for file in files {
         let Some(Ok(text)) = fs.read(&file) else { continue };
-        for table in toml::parse(&text) {
-            let location = table.get("location").or_else(|| table.get("prefix")).and_then(toml::Value::as_str);
-            let insecure = table.get("insecure").and_then(toml::Value::as_bool) == Some(true);
-            if table.array && table.path == ["registry"] && insecure && location.is_some_and(|l| l == name) {
+        // containers/image refuses a file that does not parse; doctor reads what parses.
+        let Ok(doc) = text.parse::<DocumentMut>() else { continue };
+        let registries = doc.get("registry").and_then(Item::as_array_of_tables);
+        for table in registries.iter().flat_map(|a| a.iter()) {
+            let location = table.get("location").or_else(|| table.get("prefix")).and_then(Item::as_str);
+            let insecure = table.get("insecure").and_then(Item::as_bool) == Some(true);
+            if insecure && location.is_some_and(|l| l == name) {
                 return Some(format!("{file} marks {name} insecure"));
             }
-            if table.path == ["registries", "insecure"]
-                && table
-                    .get("registries")
-                    .map(toml::Value::strings)
-                    .unwrap_or_default()
-                    .contains(&name)
-            {
-                return Some(format!("{file} lists {name} in [registries.insecure]"));
-            }
+        }
+        let v1 = doc
+            .get("registries")
+            .and_then(|r| r.get("insecure"))
+            .and_then(|i| i.get("registries"));
+        if strings(v1).contains(&name) {
+            return Some(format!("{file} lists {name} in [registries.insecure]"));
         }
     }
     None
@@ -659,5 +687,31 @@ mod tests {
         )]);
         assert!(containers(&fs, &target("reg.lan:5000")).insecure.is_some());
         assert!(containers(&fs, &target("reg.lan:5001")).insecure.is_none());
+        let (_d, fs) = fs_with(&[(
+            "/etc/containers/registries.conf.d/old.conf",
+            "# version 1 format\n[registries.insecure]\nregistries = ['a:1', # first\n  \"reg.lan:5000\"]\n",
+        )]);
+        let why = containers(&fs, &target("reg.lan:5000")).insecure.unwrap();
+        assert!(why.contains("[registries.insecure]"), "{why}");
+    }
+
+    #[test]
+    fn containerd_hosts_toml_arrays_comments_and_errors() {
+        let ca = crate::tls::certs::new_ca("T", 10).unwrap().cert_pem;
+        let toml = "server = 'https://reg.lan:5000'   # the upstream\n\n[host.'https://reg.lan:5000']\n  capabilities = [\"pull\", \"resolve\",\n                  \"push\"]\n  ca = ['/etc/a.crt', \"b.crt\"]\n";
+        let (_d, fs) = fs_with(&[
+            ("/etc/containerd/certs.d/reg.lan:5000/hosts.toml", toml),
+            ("/etc/a.crt", &ca),
+            ("/etc/containerd/certs.d/reg.lan:5000/b.crt", &ca),
+        ]);
+        let c = containerd(&fs, &target("reg.lan:5000"));
+        assert_eq!(c.roots.len(), 2, "{:?}", c.problems);
+        assert!(!c.plain_http);
+        let (_d, fs) = fs_with(&[(
+            "/etc/containerd/certs.d/reg.lan:5000/hosts.toml",
+            "server = \"https://reg.lan:5000\n",
+        )]);
+        let c = containerd(&fs, &target("reg.lan:5000"));
+        assert!(c.problems[0].contains("not valid TOML"), "{:?}", c.problems);
     }
 }

@@ -115,8 +115,8 @@ impl Doctor {
             "containerd: configured to use plain HTTP for it".to_string()
         } else {
             format!(
-                "containerd (ctr, nerdctl, Kubernetes): refuses it unless {CONTAINERD_CERTS_D}/{name}/hosts.toml says \
-                 server = \"http://{name}\" (ctr: --plain-http)"
+                "containerd (ctr, nerdctl, Kubernetes): refuses it unless {CONTAINERD_CERTS_D}/{name}/hosts.toml has a \
+                 [host.\"http://{name}\"] section with capabilities (ctr: --plain-http)"
             )
         });
         step = step.detail(match &containers.insecure {
@@ -132,7 +132,10 @@ impl Doctor {
              or let each client use plain HTTP:\n\
              - Docker: add \"{name}\" to \"insecure-registries\" in {DAEMON_JSON} (Docker Desktop: Settings > Docker Engine), \
              then restart dockerd\n\
-             - containerd: {CONTAINERD_CERTS_D}/{name}/hosts.toml containing server = \"http://{name}\" (ctr: --plain-http)\n\
+             - containerd (a [host] section with capabilities: containerd 1.6 ignores a bare server = line): \
+             sudo mkdir -p {CONTAINERD_CERTS_D}/{name} && printf 'server = \"http://{name}\"\\n\\n[host.\"http://{name}\"]\\n  \
+             capabilities = [\"pull\", \"resolve\", \"push\"]\\n' | sudo tee {CONTAINERD_CERTS_D}/{name}/hosts.toml; Kubernetes (CRI) \
+             also needs config_path = \"{CONTAINERD_CERTS_D}\" in /etc/containerd/config.toml and a containerd restart (ctr: --plain-http)\n\
              - podman, skopeo, buildah: --tls-verify=false, or in /etc/containers/registries.conf: \
              [[registry]] location = \"{name}\" insecure = true",
             port = t.port,
