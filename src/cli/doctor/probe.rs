@@ -3,12 +3,12 @@
 
 use super::target::Target;
 use crate::tls;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::tls::client::RecordingVerifier;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ResolvesClientCert;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{AlertDescription, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{AlertDescription, ClientConfig, SignatureScheme};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,55 +18,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-/// Accepts any certificate chain and keeps it, so the diagnosis can go on past an untrusted
-/// certificate and judge it per client afterwards. Handshake signatures are still checked:
-/// the server must hold the key of the certificate it shows.
-#[derive(Debug)]
-pub struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = chain;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// Offers the client certificate Docker would (certs.d's `*.cert` / `*.key`), and notes
 /// whether the server asked for one at all.
@@ -91,17 +42,16 @@ impl ResolvesClientCert for ClientIdentity {
 pub struct TlsClient {
     pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
-    recorder: Option<Arc<Recorder>>,
+    recorder: Option<Arc<RecordingVerifier>>,
     identity: Arc<ClientIdentity>,
 }
 
 impl TlsClient {
     /// Accepts any certificate and records the chain (for diagnosis).
     pub fn recording(t: &Target, identity: Option<Arc<CertifiedKey>>) -> Result<TlsClient, String> {
-        let recorder = Arc::new(Recorder {
-            chain: Mutex::new(Vec::new()),
-            provider: tls::provider(),
-        });
+        // Accepts any chain and keeps it, so the diagnosis can go on past an untrusted
+        // certificate and judge it per client afterwards.
+        let recorder = RecordingVerifier::new();
         let mut c = Self::with_verifier(t, recorder.clone(), identity)?;
         c.recorder = Some(recorder);
         Ok(c)
@@ -134,10 +84,7 @@ impl TlsClient {
 
     /// The chain the server presented in the last handshake, server certificate first.
     pub fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.recorder
-            .as_ref()
-            .map(|r| r.chain.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .unwrap_or_default()
+        self.recorder.as_ref().map(|r| r.chain()).unwrap_or_default()
     }
 
     pub fn client_cert_requested(&self) -> bool {

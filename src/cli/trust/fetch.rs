@@ -6,16 +6,16 @@
 //! address, before anything but the public CA request is sent.
 
 use super::target::Target;
+use crate::tls::client::RecordingVerifier;
 use crate::tls::{inspect, provider};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use std::sync::{Arc, Mutex};
+use rustls::{CertificateError, RootCertStore};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -24,53 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A CA certificate is a few KiB; anything much larger is not one.
 const MAX_BODY: usize = 256 * 1024;
-
-/// Accepts any certificate chain during the handshake and keeps it for a later verdict.
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = chain;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
 
 /// An open TLS connection and the chain the server presented on it.
 pub struct Connection {
@@ -85,12 +38,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Connection> {
         .await
         .map_err(|_| anyhow!("cannot connect to {where_}: no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
         .map_err(|e| connect_error(&where_, e))?;
-    let provider = provider();
-    let recorder = Arc::new(Recorder {
-        chain: Mutex::new(Vec::new()),
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let recorder = RecordingVerifier::new();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
@@ -101,7 +50,7 @@ pub async fn connect(target: &Target) -> anyhow::Result<Connection> {
         .await
         .map_err(|_| anyhow!("{where_}: the TLS handshake did not finish within {}s", EXCHANGE_TIMEOUT.as_secs()))?
         .map_err(|e| handshake_error(&where_, e))?;
-    let chain = std::mem::take(&mut *recorder.chain.lock().unwrap_or_else(|e| e.into_inner()));
+    let chain = recorder.chain();
     if chain.is_empty() {
         bail!("{where_}: the server presented no certificate");
     }
