@@ -205,6 +205,8 @@ fn expected_files(addr: &str) -> Vec<String> {
         format!("/etc/docker/certs.d/{addr}/ca.crt"),
         format!("/etc/pki/ca-trust/source/anchors/wharf-127.0.0.1-{port}.crt"),
         format!("/usr/local/share/ca-certificates/wharf-127.0.0.1-{port}.crt"),
+        // What wharf wrote, for --remove.
+        format!("/etc/wharf/trust/wharf-127.0.0.1-{port}.json"),
     ];
     v.sort();
     v
@@ -294,13 +296,15 @@ fn installs_for_every_runtime_then_changes_nothing_then_removes_exactly() {
 
     let removed = trust(&[addr, "--remove", "--root", r], None, &[]);
     assert!(removed.status.success());
-    assert_eq!(stdout(&removed).matches(" removed ").count(), 6, "{}", stdout(&removed));
+    let file_lines = stdout(&removed)
+        .lines()
+        .filter(|l| !l.starts_with("dirs") && l.contains(" removed "))
+        .count();
+    assert_eq!(file_lines, 6, "{}", stdout(&removed));
     assert!(files(root.path()).is_empty(), "{:?}", files(root.path()));
-    assert!(
-        !root.path().join(format!("etc/docker/certs.d/{addr}")).exists(),
-        "the registry's directory goes"
-    );
-    assert!(root.path().join("etc/docker/certs.d").is_dir(), "certs.d itself stays");
+    for d in ["etc/docker", "etc/containerd", "etc/containers", "etc/wharf"] {
+        assert!(!root.path().join(d).exists(), "{d}: created by wharf trust, removed once empty");
+    }
     assert!(root.path().join("usr/local/share/ca-certificates").is_dir(), "the store stays");
     let twice = trust(&[addr, "--remove", "--root", r], None, &[]);
     assert!(twice.status.success());
@@ -421,7 +425,14 @@ fn a_wrong_fingerprint_or_no_confirmation_installs_nothing() {
     let yes = trust(&[&server.addr, "--root", r, "--yes", "--runtimes", "docker"], None, &[]);
     assert!(yes.status.success());
     assert!(stderr(&yes).contains("without checking its fingerprint"));
-    assert_eq!(files(root.path()), vec![format!("/etc/docker/certs.d/{}/ca.crt", server.addr)]);
+    let port = server.addr.rsplit(':').next().unwrap();
+    assert_eq!(
+        files(root.path()),
+        vec![
+            format!("/etc/docker/certs.d/{}/ca.crt", server.addr),
+            format!("/etc/wharf/trust/wharf-127.0.0.1-{port}.json")
+        ]
+    );
 }
 
 #[test]
@@ -602,7 +613,10 @@ fn the_script_installs_the_same_files_checks_the_fingerprint_and_removes() {
     }
     let first = run_script(&script, &root, None);
     assert!(first.status.success());
-    assert_eq!(files(&root), expected_files(addr));
+    // The script keeps no record of what it wrote (its own --remove script knows the paths).
+    let mut expected = expected_files(addr);
+    expected.retain(|f| !f.starts_with("/etc/wharf/"));
+    assert_eq!(files(&root), expected);
     // Byte for byte what the native installer writes.
     let native = fake_root();
     assert!(trust(

@@ -13,7 +13,7 @@
 //! Debian's default config; after one `wharf trust` (which sets config_path and says to
 //! restart containerd) it still fails until containerd restarts, then succeeds; and the same
 //! from a fresh root with the node-trust DaemonSet's command, whose stop removes what it wrote
-//! and nothing else.
+//! and nothing else, and puts Debian's config.toml back.
 
 mod common;
 
@@ -21,6 +21,7 @@ use common::images::{run, run_unchecked, short_tempdir, signal_pid, wait_until, 
 use common::netns::TestHost;
 use common::{require_tool, wharf_bin, write_htpasswd, Wharf};
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -321,6 +322,11 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     let node = node_root();
     let mut containerd = Containerd::start(node.path());
     assert_unknown_authority(&containerd.cri_pull(&image), "a fresh node");
+    // The same CA, put into Docker's certs.d by hand before: not wharf's, so it stays.
+    let hand = node.path().join(format!("etc/docker/certs.d/{registry}/ca.crt"));
+    std::fs::create_dir_all(hand.parent().unwrap()).unwrap();
+    std::fs::copy(&ca, &hand).unwrap();
+    std::fs::set_permissions(&hand, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut daemon = Command::new(wharf_bin())
         .args(["kube", "node-trust", "--interval", "1", "--ca"])
         .arg(&ca)
@@ -360,10 +366,6 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
         "after node-trust and a restart",
     );
 
-    // A CA someone put into certs.d by hand, for another registry, stays when node-trust stops.
-    let hand = node.path().join("etc/containerd/certs.d/other.example:5000/ca.crt");
-    std::fs::create_dir_all(hand.parent().unwrap()).unwrap();
-    std::fs::copy(&ca, &hand).unwrap();
     signal_pid(daemon.id(), libc::SIGTERM);
     assert!(
         wait_until(Duration::from_secs(30), || matches!(daemon.try_wait(), Ok(Some(_)))),
@@ -375,5 +377,15 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
         !hosts_toml.parent().unwrap().exists(),
         "the registry's certs.d directory is removed"
     );
-    assert!(hand.is_file(), "a file wharf did not write stays");
+    assert!(hand.is_file(), "the CA placed by hand stays");
+    for created in ["etc/containers", "etc/wharf"] {
+        assert!(!node.path().join(created).exists(), "{created}: wharf's empty directories go");
+    }
+    // The last registry gone, config.toml is Debian's again (and the restart line says so).
+    assert_eq!(
+        std::fs::read_to_string(node.path().join("etc/containerd/config.toml")).unwrap(),
+        DEBIAN_CONFIG
+    );
+    assert!(!node.path().join("etc/containerd/config.toml.before-wharf").exists());
+    assert!(said("put back the original of"), "{:?}", lines.lock().unwrap());
 }

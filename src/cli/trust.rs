@@ -13,6 +13,7 @@ pub mod containerd;
 mod fetch;
 mod login;
 pub mod plan;
+mod record;
 mod script;
 mod target;
 
@@ -21,6 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use ca::Ca;
 pub use plan::Runtime;
 use plan::{Ctx, FileSpec, Outcome, Plan, Store};
+use record::Record;
 use std::path::{Path, PathBuf};
 use target::Target;
 
@@ -112,8 +114,12 @@ pub fn run(args: TrustArgs) -> anyhow::Result<()> {
         Some(user) => Some(prepare_login(&rt, &args, &target, &ca, user, &ctx)?),
         None => None,
     };
-    install_files(&plan, &ctx, &mut out);
-    install_system(&plan, &ctx, &mut out);
+    let mut record = Record::load(&ctx, &target)?;
+    install_files(&plan, &ctx, &mut record, &mut out);
+    install_system(&plan, &ctx, &mut record, &mut out);
+    if let Err(e) = record.save(&ctx, &target) {
+        out.fail("record", format!("{e:#}"));
+    }
     if runtimes.contains(&Runtime::Containerd) {
         containerd_config(&args, &ctx, &mut out);
     }
@@ -234,11 +240,11 @@ async fn fetch_published_ca(target: &Target) -> anyhow::Result<(Ca, Vec<rustls_p
     Ok((Ca::from_pem(&text, &url)?, chain))
 }
 
-fn install_files(plan: &Plan, ctx: &Ctx, out: &mut Report) {
+fn install_files(plan: &Plan, ctx: &Ctx, record: &mut Record, out: &mut Report) {
     let mut noted = Vec::new();
     for spec in &plan.files {
         let real = ctx.real(&spec.path);
-        match plan::install(spec, ctx) {
+        match plan::install(spec, ctx, record) {
             Ok(o) => {
                 let note = if noted.contains(&spec.runtime) { "" } else { runtime_note(spec) };
                 noted.push(spec.runtime);
@@ -265,7 +271,7 @@ fn runtime_note(spec: &FileSpec) -> &'static str {
     }
 }
 
-fn install_system(plan: &Plan, ctx: &Ctx, out: &mut Report) {
+fn install_system(plan: &Plan, ctx: &Ctx, record: &mut Record, out: &mut Report) {
     if plan.stores.is_empty() {
         return;
     }
@@ -284,7 +290,7 @@ fn install_system(plan: &Plan, ctx: &Ctx, out: &mut Report) {
         return;
     }
     for (store, spec) in present {
-        match plan::install(spec, ctx) {
+        match plan::install(spec, ctx, record) {
             Ok(o) => {
                 out.line("system", &o, &ctx.real(&spec.path), store.distro);
                 if matches!(o, Outcome::Wrote | Outcome::Replaced) {
@@ -511,20 +517,21 @@ fn remove_all(args: &TrustArgs, target: &Target, runtimes: &[Runtime], ctx: &Ctx
         print!("{}", script::remove(target, &plan, root.as_deref()));
         return Ok(());
     }
+    let mut record = Record::load(ctx, target)?;
     for spec in &plan.files {
-        match plan::remove(spec, ctx) {
+        match plan::remove(spec, ctx, &mut record) {
             Ok(o) => out.line(spec.runtime.label(), &o, &ctx.real(&spec.path), ""),
             Err(e) => out.fail(spec.runtime.label(), format!("{e:#}")),
         }
     }
     let mut found = false;
     for (store, spec) in &plan.stores {
-        match plan::remove(spec, ctx) {
+        match plan::remove(spec, ctx, &mut record) {
             Ok(Outcome::Absent) => {}
             Ok(o) => {
                 found = true;
                 out.line("system", &o, &ctx.real(&spec.path), store.distro);
-                if o == Outcome::Removed {
+                if matches!(o, Outcome::Removed | Outcome::Restored) {
                     refresh_store(store, ctx, out);
                 }
             }
@@ -534,10 +541,51 @@ fn remove_all(args: &TrustArgs, target: &Target, runtimes: &[Runtime], ctx: &Ctx
     if !found && !plan.stores.is_empty() {
         println!("{:<11}no wharf CA for {} in a system trust store", "system", target.name());
     }
+    for dir in record.remove_empty_dirs(ctx) {
+        println!(
+            "{:<11}{} {} (created by wharf trust, now empty)",
+            "dirs",
+            Outcome::Removed.verb(ctx.dry_run),
+            dir.display()
+        );
+    }
+    if let Err(e) = record.save(ctx, target) {
+        out.fail("record", format!("{e:#}"));
+    }
+    if runtimes.contains(&Runtime::Containerd) {
+        restore_containerd_config(ctx, out);
+    }
     if args.login.is_some() {
         forget_login(target, ctx, out);
     }
     out.finish()
+}
+
+/// Once no registry trusted by wharf is left, puts back the config.toml wharf edited — when
+/// it is still exactly what wharf made of the original (otherwise someone has edited it
+/// since, and it stays).
+fn restore_containerd_config(ctx: &Ctx, out: &mut Report) {
+    let label = "containerd";
+    let others = std::fs::read_dir(ctx.real(Path::new(record::DIR))).is_ok_and(|mut d| d.next().is_some());
+    let real = ctx.real(Path::new(containerd::CONFIG));
+    let backup = real.with_extension("toml.before-wharf");
+    let (Ok(now), Ok(original)) = (std::fs::read_to_string(&real), std::fs::read_to_string(&backup)) else {
+        return;
+    };
+    let ours = matches!(containerd::config::configure(&original), Ok(Some(edit)) if edit.moved.is_empty() && edit.text == now);
+    if others || !ours {
+        return;
+    }
+    if !ctx.dry_run {
+        if let Err(e) = std::fs::rename(&backup, &real) {
+            return out.fail(label, format!("putting back {}: {e}", real.display()));
+        }
+    }
+    out.line(label, &Outcome::Restored, &real, "as it was before wharf trust");
+    match containerd::restart::after_config_change(ctx) {
+        Ok(line) => println!("{label:<11}{line}"),
+        Err(e) => out.fail(label, e),
+    }
 }
 
 fn forget_login(target: &Target, ctx: &Ctx, out: &mut Report) {

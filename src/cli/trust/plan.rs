@@ -9,6 +9,7 @@
 //! - the system store, for everything else (curl, Go programs, Docker's fallback).
 
 use super::containerd;
+use super::record::Record;
 use super::target::Target;
 use clap::ValueEnum;
 use std::io::Write;
@@ -175,6 +176,8 @@ pub enum Outcome {
     /// Exists and was not written by wharf: left alone.
     Kept,
     Removed,
+    /// Removed, and the file wharf had replaced put back.
+    Restored,
     Absent,
 }
 
@@ -190,6 +193,8 @@ impl Outcome {
             (Outcome::ModeFixed, true) => "would set mode 0644 on",
             (Outcome::Removed, false) => "removed",
             (Outcome::Removed, true) => "would remove",
+            (Outcome::Restored, false) => "put back the original of",
+            (Outcome::Restored, true) => "would put back the original of",
             (Outcome::Unchanged, _) => "unchanged",
             (Outcome::Kept, _) => "left alone (not written by wharf trust)",
             (Outcome::Absent, _) => "absent",
@@ -198,7 +203,9 @@ impl Outcome {
 }
 
 /// Writes `spec` unless it is already there; never touches a shared file wharf did not write.
-pub fn install(spec: &FileSpec, ctx: &Ctx) -> anyhow::Result<Outcome> {
+/// What it writes, and the directories it creates, go into `record`; a file of someone else's
+/// that it replaces is kept aside first (`NAME.before-wharf`), to be put back on removal.
+pub fn install(spec: &FileSpec, ctx: &Ctx, record: &mut Record) -> anyhow::Result<Outcome> {
     let real = ctx.real(&spec.path);
     let outcome = match std::fs::read(&real) {
         Ok(existing) if existing == spec.content.as_bytes() => {
@@ -218,33 +225,66 @@ pub fn install(spec: &FileSpec, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     if outcome == Outcome::ModeFixed {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(FILE_MODE))?;
-    } else {
-        create_dirs(real.parent().expect("absolute path has a parent"))?;
-        write_atomic(&real, spec.content.as_bytes(), FILE_MODE)?;
+        return Ok(outcome);
     }
+    let parent = spec.path.parent().expect("absolute path has a parent");
+    let missing: Vec<PathBuf> = parent
+        .ancestors()
+        .filter(|d| !ctx.real(d).is_dir())
+        .map(Path::to_path_buf)
+        .collect();
+    create_dirs(&ctx.real(parent))?;
+    record.add_dirs(missing.into_iter().rev().collect());
+    let theirs = outcome == Outcome::Replaced && spec.marker.is_none() && record.wrote(&spec.path).is_none();
+    let original = if theirs {
+        let name = spec.path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let aside = spec.path.with_file_name(format!("{name}.before-wharf"));
+        std::fs::rename(&real, ctx.real(&aside)).map_err(|e| anyhow::anyhow!("keeping {} aside: {e}", real.display()))?;
+        Some(aside)
+    } else {
+        None
+    };
+    write_atomic(&real, spec.content.as_bytes(), FILE_MODE)?;
+    record.add_file(&spec.path, original);
     Ok(outcome)
 }
 
-/// Deletes `spec` (and its registry directory once empty); keeps shared files wharf did not write.
-pub fn remove(spec: &FileSpec, ctx: &Ctx) -> anyhow::Result<Outcome> {
+/// Deletes `spec` if wharf wrote it: recorded in `record`, or (hosts.toml) carrying wharf's
+/// marker; a file it had replaced gets its original back. Everything else stays.
+pub fn remove(spec: &FileSpec, ctx: &Ctx, record: &mut Record) -> anyhow::Result<Outcome> {
     let real = ctx.real(&spec.path);
     let existing = match std::fs::read(&real) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Absent),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            record.forget_file(&spec.path);
+            return Ok(Outcome::Absent);
+        }
         Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", real.display())),
     };
-    if spec.marker.is_some_and(|m| !contains(&existing, m)) {
+    let written = record.wrote(&spec.path).cloned();
+    let ours = match spec.marker {
+        Some(m) => contains(&existing, m),
+        None => written.is_some(),
+    };
+    if !ours {
         return Ok(Outcome::Kept);
     }
+    let original = written.and_then(|w| w.original).filter(|o| ctx.real(o).is_file());
     if ctx.dry_run {
-        return Ok(Outcome::Removed);
+        return Ok(if original.is_some() { Outcome::Restored } else { Outcome::Removed });
     }
-    std::fs::remove_file(&real).map_err(|e| anyhow::anyhow!("removing {}: {e}", real.display()))?;
-    if spec.own_dir {
-        // Fails harmlessly while other files (client certificates, another runtime's) remain.
-        let _ = std::fs::remove_dir(real.parent().expect("absolute path has a parent"));
-    }
-    Ok(Outcome::Removed)
+    let outcome = match original {
+        Some(o) => {
+            std::fs::rename(ctx.real(&o), &real).map_err(|e| anyhow::anyhow!("putting back {}: {e}", real.display()))?;
+            Outcome::Restored
+        }
+        None => {
+            std::fs::remove_file(&real).map_err(|e| anyhow::anyhow!("removing {}: {e}", real.display()))?;
+            Outcome::Removed
+        }
+    };
+    record.forget_file(&spec.path);
+    Ok(outcome)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -343,34 +383,68 @@ mod tests {
             root: tmp.path().to_path_buf(),
             dry_run: false,
         };
+        let mut record = Record::default();
         let plan = Plan::new(&target(), "PEM\n", &[Runtime::Docker, Runtime::Containerd]);
         for f in &plan.files {
-            assert_eq!(install(f, &ctx).unwrap(), Outcome::Wrote);
-            assert_eq!(install(f, &ctx).unwrap(), Outcome::Unchanged);
+            assert_eq!(install(f, &ctx, &mut record).unwrap(), Outcome::Wrote);
+            assert_eq!(install(f, &ctx, &mut record).unwrap(), Outcome::Unchanged);
         }
+        assert_eq!(record.files.len(), 3);
+        assert!(record.dirs.contains(&PathBuf::from("/etc/docker")), "{:?}", record.dirs);
         let ca = ctx.real(&plan.files[0].path);
         std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(install(&plan.files[0], &ctx).unwrap(), Outcome::ModeFixed);
+        assert_eq!(install(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::ModeFixed);
         assert_eq!(std::fs::metadata(&ca).unwrap().permissions().mode() & 0o777, 0o644);
         std::fs::write(&ca, "OLD").unwrap();
-        assert_eq!(install(&plan.files[0], &ctx).unwrap(), Outcome::Replaced);
+        assert_eq!(install(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::Replaced);
 
         // A hosts.toml someone else wrote is neither replaced nor deleted.
         let hosts = ctx.real(&plan.files[2].path);
         std::fs::write(&hosts, "server = \"https://elsewhere\"\n").unwrap();
-        assert_eq!(install(&plan.files[2], &ctx).unwrap(), Outcome::Kept);
-        assert_eq!(remove(&plan.files[2], &ctx).unwrap(), Outcome::Kept);
+        assert_eq!(install(&plan.files[2], &ctx, &mut record).unwrap(), Outcome::Kept);
+        assert_eq!(remove(&plan.files[2], &ctx, &mut record).unwrap(), Outcome::Kept);
         assert!(hosts.exists());
 
         for f in &plan.files[..2] {
-            assert_eq!(remove(f, &ctx).unwrap(), Outcome::Removed);
-            assert_eq!(remove(f, &ctx).unwrap(), Outcome::Absent);
+            assert_eq!(remove(f, &ctx, &mut record).unwrap(), Outcome::Removed);
+            assert_eq!(remove(f, &ctx, &mut record).unwrap(), Outcome::Absent);
         }
-        assert!(!ctx.real(Path::new("/etc/docker/certs.d/10.0.0.5:5000")).exists());
+        let removed = record.remove_empty_dirs(&ctx);
+        assert!(removed.contains(&ctx.real(Path::new("/etc/docker"))), "{removed:?}");
+        assert!(!ctx.real(Path::new("/etc/docker")).exists(), "wharf's empty directories go");
         assert!(
-            ctx.real(Path::new("/etc/docker/certs.d")).is_dir(),
-            "only the registry's directory goes"
+            ctx.real(Path::new("/etc/containerd/certs.d/10.0.0.5:5000")).is_dir(),
+            "the kept hosts.toml keeps its directory"
         );
+    }
+
+    #[test]
+    fn a_hand_placed_ca_is_kept_or_put_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = Ctx {
+            root: tmp.path().to_path_buf(),
+            dry_run: false,
+        };
+        let plan = Plan::new(&target(), "PEM\n", &[Runtime::Docker]);
+        let ca = ctx.real(&plan.files[0].path);
+        create_dirs(ca.parent().unwrap()).unwrap();
+
+        // The same CA, placed by hand: unchanged, not recorded, so never removed.
+        std::fs::write(&ca, "PEM\n").unwrap();
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut record = Record::default();
+        assert_eq!(install(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::Unchanged);
+        assert_eq!(remove(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::Kept);
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "PEM\n");
+
+        // Another CA placed by hand: replaced, kept aside, and put back on removal.
+        std::fs::write(&ca, "HAND\n").unwrap();
+        assert_eq!(install(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::Replaced);
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "PEM\n");
+        assert_eq!(remove(&plan.files[0], &ctx, &mut record).unwrap(), Outcome::Restored);
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "HAND\n");
+        assert!(record.files.is_empty());
+        assert!(record.remove_empty_dirs(&ctx).is_empty(), "wharf created no directory here");
     }
 
     #[test]
