@@ -828,3 +828,36 @@ fn containerd_config_path_is_set_keeping_every_line_and_left_alone_on_request() 
         stdout(&report)
     );
 }
+
+#[test]
+fn k3s_nodes_get_the_registry_in_registries_yaml_and_lose_it_on_remove() {
+    let pki = Pki::new(&["--ip", "127.0.0.1"]);
+    let server = TlsWharf::start(&pki, Some(&pki.ca_file()), None);
+    let root = fake_root();
+    std::fs::create_dir_all(root.path().join("etc/rancher/k3s")).unwrap();
+    let r = root.path().to_str().unwrap();
+    let fp = pki.fingerprint();
+    let addr = server.addr.as_str();
+    let args = [addr, "--fingerprint", &fp, "--root", r, "--runtimes", "containerd"];
+
+    let out = trust(&args, None, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("restart k3s"), "{}", stdout(&out));
+    let yaml_path = root.path().join("etc/rancher/k3s/registries.yaml");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&yaml_path).unwrap()).unwrap();
+    let ca_file = doc["configs"][addr]["tls"]["ca_file"].as_str().unwrap().to_string();
+    assert_eq!(ca_file, format!("/etc/containerd/certs.d/{addr}/ca.crt"));
+    assert_eq!(
+        pem_der(&std::fs::read_to_string(root.path().join(&ca_file[1..])).unwrap()),
+        pki.ca_der()
+    );
+    assert!(
+        !stdout(&trust(&args, None, &[])).contains("restart k3s"),
+        "a second run changes nothing"
+    );
+
+    let removed = trust(&[addr, "--remove", "--root", r, "--runtimes", "containerd"], None, &[]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!yaml_path.exists(), "wharf's registries.yaml with nothing left in it goes");
+    assert!(root.path().join("etc/rancher/k3s").is_dir());
+}

@@ -11,6 +11,7 @@
 mod ca;
 pub mod containerd;
 mod fetch;
+mod k3s;
 mod login;
 pub mod plan;
 mod record;
@@ -122,6 +123,7 @@ pub fn run(args: TrustArgs) -> anyhow::Result<()> {
     }
     if runtimes.contains(&Runtime::Containerd) {
         containerd_config(&args, &ctx, &mut out);
+        k3s_registries(&target, &ctx, &mut out);
     }
     if let Some(c) = credentials {
         store_login(c, &target, &ctx, &mut out);
@@ -554,11 +556,65 @@ fn remove_all(args: &TrustArgs, target: &Target, runtimes: &[Runtime], ctx: &Ctx
     }
     if runtimes.contains(&Runtime::Containerd) {
         restore_containerd_config(ctx, out);
+        k3s_forget(target, ctx, out);
     }
     if args.login.is_some() {
         forget_login(target, ctx, out);
     }
     out.finish()
+}
+
+/// On a k3s node: the registry in registries.yaml, with the CA written for containerd.
+fn k3s_registries(target: &Target, ctx: &Ctx, out: &mut Report) {
+    if !ctx.real(Path::new(k3s::DIR)).is_dir() {
+        return;
+    }
+    let label = "k3s";
+    let real = ctx.real(Path::new(k3s::REGISTRIES));
+    let existing = std::fs::read_to_string(&real).ok();
+    let ca = Path::new(containerd::CERTS_D).join(target.name()).join("ca.crt");
+    match k3s::with_ca(existing.as_deref(), &target.names(), &ca.display().to_string()) {
+        Ok(k3s::Edit::Unchanged) => out.line(label, &Outcome::Unchanged, &real, "no restart needed"),
+        Ok(k3s::Edit::NotOurs(add)) => {
+            out.line(label, &Outcome::Kept, &real, "");
+            println!(
+                "{label:<11}add to it, then {}:
+{add}",
+                k3s::RESTART
+            );
+        }
+        Ok(k3s::Edit::Write(text)) => {
+            let o = if existing.is_some() { Outcome::Replaced } else { Outcome::Wrote };
+            if !ctx.dry_run {
+                if let Err(e) = plan::write_atomic(&real, text.as_bytes(), 0o600) {
+                    return out.fail(label, format!("{e:#}"));
+                }
+            }
+            out.line(label, &o, &real, "k3s's containerd reads it, not /etc/containerd");
+            println!("{label:<11}restart k3s for it to read registries.yaml: {}", k3s::RESTART);
+        }
+        Err(e) => out.fail(label, format!("{e:#}")),
+    }
+}
+
+fn k3s_forget(target: &Target, ctx: &Ctx, out: &mut Report) {
+    let label = "k3s";
+    let real = ctx.real(Path::new(k3s::REGISTRIES));
+    let Ok(existing) = std::fs::read_to_string(&real) else { return };
+    let result = match k3s::without(&existing, &target.names()) {
+        Ok(None) => return,
+        Ok(Some(_)) if ctx.dry_run => Ok(()),
+        Ok(Some(left)) if left.is_empty() => std::fs::remove_file(&real).map_err(anyhow::Error::from),
+        Ok(Some(left)) => plan::write_atomic(&real, left.as_bytes(), 0o600),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            out.line(label, &Outcome::Removed, &real, &format!("{}'s entry", target.name()));
+            println!("{label:<11}restart k3s for it to read registries.yaml: {}", k3s::RESTART);
+        }
+        Err(e) => out.fail(label, format!("{e:#}")),
+    }
 }
 
 /// Once no registry trusted by wharf is left, puts back the config.toml wharf edited — when
