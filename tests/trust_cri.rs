@@ -270,9 +270,32 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     let mut containerd = Containerd::start(root.path());
     assert_unknown_authority(&containerd.cri_pull(&image), "Debian's default config, nothing trusted");
 
+    // The CA in certs.d alone (config.toml kept as Debian ships it): the CRI still refuses, and
+    // doctor says so for Kubernetes although ctr --hosts-dir would trust it.
+    let r = root.path().to_str().unwrap();
+    let keep = text(&run(Command::new(wharf_bin()).args(["trust", &registry, "--ca"]).arg(&ca).args([
+        "--fingerprint",
+        &fp,
+        "--root",
+        r,
+        "--runtimes",
+        "containerd",
+        "--keep-containerd-config",
+    ])));
+    assert!(keep.contains("does not set config_path"), "{keep}");
+    assert_unknown_authority(&containerd.cri_pull(&image), "certs.d without config_path");
+    let doctor = text(&run_unchecked(Command::new(wharf_bin()).args(["doctor", &registry, "--root", r])));
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("trust.containerd"))
+        .unwrap_or_else(|| panic!("no containerd step:\n{doctor}"));
+    assert!(
+        line.starts_with("warn") && line.contains("Kubernetes (CRI) refuses it: x509: certificate signed by unknown authority"),
+        "{line}\n{doctor}"
+    );
+
     // One wharf trust: certs.d, config_path set in config.toml (every line of it kept), and the
     // one line saying how to restart containerd.
-    let r = root.path().to_str().unwrap();
     let trust = run(Command::new(wharf_bin()).args(["trust", &registry, "--ca"]).arg(&ca).args([
         "--fingerprint",
         &fp,

@@ -259,6 +259,8 @@ pub struct Containerd {
     pub problems: Vec<String>,
     /// Hints that do not block by themselves.
     pub notes: Vec<String>,
+    /// Why containerd's CRI plugin (Kubernetes) does not read certs.d, when it does not.
+    pub cri_ignores_certs_d: Option<String>,
 }
 
 pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
@@ -273,13 +275,7 @@ pub fn containerd(fs: &ClientFs, t: &Target) -> Containerd {
             Status::Invalid(e) => Some(format!("is not valid TOML ({e})")),
             Status::Includes(_) | Status::NoFile => None,
         };
-        if let Some(why) = why {
-            out.notes.push(format!(
-                "/etc/containerd/config.toml {why}: containerd's CRI plugin (Kubernetes) then ignores certs.d and refuses the \
-                 registry with \"x509: certificate signed by unknown authority\" (ctr --hosts-dir still works); fix: sudo wharf trust {}",
-                t.registry_name()
-            ));
-        }
+        out.cri_ignores_certs_d = why.map(|why| format!("/etc/containerd/config.toml {why}"));
     }
     let candidates = host_dirs(t).into_iter().chain(["_default".to_string()]);
     let Some(dir) = candidates

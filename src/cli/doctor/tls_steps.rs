@@ -317,6 +317,8 @@ struct RuntimeView {
     /// Configuration errors that make the client refuse the registry outright.
     problems: Vec<String>,
     notes: Vec<String>,
+    /// Why Kubernetes (the CRI) does not read the files this client's verdict rests on.
+    cri_ignores: Option<String>,
     /// Installing the CA by hand.
     install: String,
 }
@@ -352,6 +354,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         }),
         problems: docker_problems,
         notes: clients::near_misses(fs, "/etc/docker/certs.d", t),
+        cri_ignores: None,
         install: docker_install(&name),
     };
 
@@ -372,6 +375,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         }),
         problems: cd.problems,
         notes: cd.notes,
+        cri_ignores: cd.cri_ignores_certs_d,
         install: format!(
             "sudo mkdir -p {containerd_dir} && sudo cp ca.crt {containerd_dir}/ca.crt (when {containerd_dir}/hosts.toml exists, \
              also add ca = \"{containerd_dir}/ca.crt\" to it)"
@@ -391,6 +395,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         roots: with_system(ct.cert_dir.map(|c| c.roots).unwrap_or_default()),
         insecure: ct.insecure.map(|reason| Insecure { reason, harmless: false }),
         notes: Vec::new(),
+        cri_ignores: None,
         install: format!("sudo mkdir -p /etc/containers/certs.d/{name} && sudo cp ca.crt /etc/containers/certs.d/{name}/ca.crt"),
     };
 
@@ -405,6 +410,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         insecure: None,
         problems: Vec::new(),
         notes: Vec::new(),
+        cri_ignores: None,
         install: system_install(system_label.as_deref(), &t.host),
     };
     vec![docker, containerd, containers, store]
@@ -468,6 +474,29 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
         };
     }
     match &check.verdict {
+        Verdict::Trusted { by } if by.starts_with(CONTAINERD_CERTS_D) && v.cri_ignores.is_some() => {
+            // ctr --hosts-dir and nerdctl read certs.d; the CRI plugin kubelet pulls through
+            // does not, and falls back to the system store, which lacks this CA.
+            let why = v.cri_ignores.as_deref().unwrap_or_default();
+            Step::new(
+                v.id,
+                Status::Warn,
+                format!(
+                    "{}: ctr --hosts-dir trusts it (CA from {by}), but Kubernetes (CRI) refuses it: x509: certificate signed by \
+                     unknown authority, because {why}",
+                    v.label
+                ),
+            )
+            .details(v.notes.iter().cloned())
+            .fix(format!(
+                "sudo wharf trust {} --ca {by}  (sets config_path = \"{CONTAINERD_CERTS_D}\" and restarts containerd)",
+                by.trim_start_matches(CONTAINERD_CERTS_D)
+                    .trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+            ))
+        }
         Verdict::Trusted { by } => {
             let mut step = Step::ok(v.id, format!("{}: trusted (CA from {by})", v.label));
             if let Some(e) = &check.rustls_error {
