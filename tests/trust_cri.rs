@@ -250,20 +250,51 @@ fn push_image(pki: &Path, image: &str) -> String {
     img.config
 }
 
+/// What both tests pull from: wharf on a test host with seed 004's files and an image pushed.
+struct Setup {
+    _host: TestHost,
+    _wharf: Wharf,
+    _data: tempfile::TempDir,
+    pki: tempfile::TempDir,
+    registry: String,
+    image: String,
+    image_id: String,
+}
+
+impl Setup {
+    fn start() -> Option<Setup> {
+        if !tools_present() {
+            return None;
+        }
+        let host = TestHost::create()?;
+        let registry = host.addr(5000);
+        let pki = pki(&host.ip);
+        let data = tempfile::tempdir().unwrap();
+        let wharf = start_registry(&host, pki.path(), data.path());
+        let image = format!("{registry}/team/app:v1");
+        let image_id = push_image(pki.path(), &image);
+        Some(Setup {
+            _host: host,
+            _wharf: wharf,
+            _data: data,
+            pki,
+            registry,
+            image,
+            image_id,
+        })
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.pki.path().join("ca/ca.crt")
+    }
+}
+
 #[test]
 fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_trust_daemonset() {
-    if !tools_present() {
-        return;
-    }
-    let Some(host) = TestHost::create() else { return };
-    let registry = host.addr(5000);
-    let pki = pki(&host.ip);
-    let ca = pki.path().join("ca/ca.crt");
+    let Some(setup) = Setup::start() else { return };
+    let (registry, image, image_id) = (setup.registry.clone(), setup.image.clone(), setup.image_id.clone());
+    let ca = setup.ca();
     let fp = fingerprint(&ca);
-    let data = tempfile::tempdir().unwrap();
-    let _wharf = start_registry(&host, pki.path(), data.path());
-    let image = format!("{registry}/team/app:v1");
-    let image_id = push_image(pki.path(), &image);
 
     // A node as Debian installs it: the CRI refuses the user's CA.
     let root = node_root();
@@ -411,4 +442,54 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     );
     assert!(!node.path().join("etc/containerd/config.toml.before-wharf").exists());
     assert!(said("put back the original of"), "{:?}", lines.lock().unwrap());
+}
+
+/// A node configured the old way (`registry.mirrors` / `configs.*.tls` in config.toml, as older
+/// guides say) with config_path set: containerd refuses to load its CRI plugin. One wharf trust
+/// moves the blocks into hosts.toml files, and after the restart the CRI loads and pulls.
+#[test]
+fn old_style_registry_blocks_are_moved_out_and_the_cri_loads_again() {
+    let Some(setup) = Setup::start() else { return };
+    let (registry, image, image_id) = (setup.registry.clone(), setup.image.clone(), setup.image_id.clone());
+    let ca = setup.ca();
+
+    let default = String::from_utf8(run(Command::new("containerd").args(["config", "default"])).stdout).unwrap();
+    let old_style = default
+        .replace("config_path = \"\"", "config_path = \"/etc/containerd/certs.d\"")
+        .replace(
+            "      [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors]\n",
+            "      [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors]\n        \
+             [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n          \
+             endpoint = [\"https://mirror.example:5000\"]\n",
+        );
+    assert_ne!(old_style, default, "containerd config default has the tables this test edits");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
+    std::fs::write(root.path().join("etc/containerd/config.toml"), &old_style).unwrap();
+    let mut containerd = Containerd::start(root.path());
+    assert!(
+        containerd.log().contains("`mirrors` cannot be set when `config_path` is provided"),
+        "{}",
+        containerd.log()
+    );
+    assert!(!containerd.cri_pull(&image).status.success(), "no CRI without its plugin");
+
+    let out = text(&run(Command::new(wharf_bin())
+        .args(["trust", &registry, "--ca"])
+        .arg(&ca)
+        .args(["--fingerprint", &fingerprint(&ca), "--root"])
+        .arg(root.path())
+        .args(["--runtimes", "containerd"])));
+    assert!(out.contains("moved from config.toml: registry.mirrors.\"docker.io\""), "{out}");
+    let moved = std::fs::read_to_string(root.path().join("etc/containerd/certs.d/docker.io/hosts.toml")).unwrap();
+    assert!(moved.contains("[host.\"https://mirror.example:5000\"]"), "{moved}");
+    let log_before = containerd.log().len();
+    containerd.restart();
+    assert!(!containerd.log()[log_before..].contains("cannot be set"), "{}", containerd.log());
+    assert_pulled(
+        &containerd.cri_pull(&image),
+        &image_id,
+        &containerd,
+        "after moving the old blocks out",
+    );
 }
