@@ -254,6 +254,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_certificate_near_expiry_is_renewed_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = certs::new_ca("test CA", 365).unwrap();
+        let names = Names {
+            ips: vec!["10.1.2.3".parse().unwrap()],
+            dns: vec!["localhost".into()],
+            given: None,
+        };
+        // Ten days left: inside RENEW_BEFORE_DAYS.
+        let old = certs::issue_server(&ca, &names.ips, &names.dns, 10).unwrap();
+        old.save(dir.path(), "server").unwrap();
+        assert!(renew_server_cert_if_needed(dir.path(), &ca, &names).unwrap());
+        let new = CertKey::load(dir.path(), "server").unwrap();
+        assert_ne!(new.cert_pem, old.cert_pem);
+        assert!(!certs::expires_within(&new.cert_pem, RENEW_BEFORE_DAYS).unwrap());
+        assert_eq!(new.key_pem, old.key_pem);
+        assert_eq!(
+            certs::public_key_pin(&new.cert_pem).unwrap(),
+            certs::public_key_pin(&old.cert_pem).unwrap()
+        );
+        // A key that cannot be read any more is replaced rather than failing the renewal.
+        std::fs::write(CertKey::key_path(dir.path(), "server"), "not a key").unwrap();
+        std::fs::write(
+            CertKey::cert_path(dir.path(), "server"),
+            certs::issue_server(&ca, &names.ips, &names.dns, 10).unwrap().cert_pem,
+        )
+        .unwrap();
+        assert!(renew_server_cert_if_needed(dir.path(), &ca, &names).unwrap());
+        assert!(CertKey::load(dir.path(), "server").is_ok());
+    }
+
+    #[test]
     fn first_start_creates_everything_and_later_starts_keep_it() {
         let root = tempfile::tempdir().unwrap();
         let names = Names {

@@ -8,7 +8,8 @@
 //!   script runs for real (update-ca-certificates included) without touching this machine's.
 //! - The served script is byte for byte `wharf trust --script`'s, and under busybox `sh` (busybox
 //!   applets only, no openssl) on root filesystems laid out as macOS, balenaOS and Debian/RHEL it
-//!   writes what each of those systems reads.
+//!   writes what each of those systems reads; a copy damaged in transit installs nothing.
+//! - A server with no CA to publish serves no script either.
 
 mod common;
 
@@ -352,4 +353,20 @@ fn busybox_sh_runs_the_served_script_on_macos_balenaos_and_debian_rhel_layouts()
     assert!(!out.status.success());
     assert!(text(&out).contains("nothing installed"), "{}", text(&out));
     assert_eq!(files_under(&fresh), ["/etc/os-release"]);
+}
+
+#[test]
+fn without_a_ca_to_publish_there_is_no_trust_script() {
+    if !require_tool("curl") {
+        return;
+    }
+    // Plain HTTP on loopback: nothing to trust, so neither the CA nor the script is served.
+    let wharf = Wharf::start();
+    assert!(!wharf.output().contains("--pinnedpubkey"), "{}", wharf.output());
+    for path in ["/.well-known/wharf/trust.sh", "/.well-known/wharf/ca.crt"] {
+        let out = run(Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}{path}", wharf.url)));
+        assert_eq!(stdout(&out), "404", "{path}");
+    }
 }
