@@ -236,6 +236,25 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
     println!("wharf: on each client, run:");
     println!("wharf:   wharf trust {host} --fingerprint {}", p.ca_fingerprint);
     println!("wharf:   docker login {host} -u {}", autosecure::ADMIN_USER);
+    match std::fs::read_to_string(&p.cert_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|pem| Ok(crate::tls::certs::public_key_pin(&pem)?))
+    {
+        Ok(pin) => print_one_liner(&host, &pin),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the server certificate's key for the curl one-liner"),
+    }
+}
+
+/// The command for clients without wharf: curl fetches the trust script (CA inside) pinned to
+/// the server's public key, so neither needs a CA the client does not have yet.
+fn print_one_liner(host: &str, pin: &str) {
+    println!("wharf: on a client without wharf (curl and sh are enough; as root, drop the sudo):");
+    println!(
+        "wharf:   curl -fsSk --pinnedpubkey '{pin}' https://{host}{} | sudo sh",
+        autosecure::TRUST_SCRIPT_PATH
+    );
+    println!("wharf:   (-k only skips the CA check the client cannot do yet: --pinnedpubkey makes curl refuse any server");
+    println!("wharf:    without this server's key; the pin stays valid across renewals, which keep the key)");
 }
 
 async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::Result<()> {
@@ -333,13 +352,25 @@ fn app_state(
         Some(p) => Some(p.ca_pem.clone()),
         None => published_ca(cfg)?,
     };
+    let trust_script = match &ca_pem {
+        Some(pem) => Some(trust_script(pem)?),
+        None => None,
+    };
     Ok(AppState {
         registry,
         urls,
         auth,
         ca_pem,
+        trust_script,
         headers: configured_headers(cfg)?,
     })
+}
+
+/// `wharf trust --script` for the published CA, as served at `autosecure::TRUST_SCRIPT_PATH`.
+fn trust_script(ca_pem: &str) -> anyhow::Result<http::TrustScript> {
+    let fingerprint = crate::tls::certs::fingerprint_sha256(ca_pem).context("the published CA")?;
+    let pem = ca_pem.to_string();
+    Ok(Arc::new(move |host: &str| super::trust::script_for(host, &pem, &fingerprint)))
 }
 
 /// `http.prefix` as a path prefix without its trailing slash (`/registry/` → `/registry`).
