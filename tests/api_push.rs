@@ -472,6 +472,12 @@ async fn push_by_digest_with_tag_parameters_tags_the_manifest() {
     let resp = put_manifest_with(&reg, "app", &next.digest, &query[..10], &next.manifest).await;
     resp.expect(201);
     assert_eq!(oci_tags(&resp).len(), 10, "{}", resp.show());
+
+    // On a push by tag, the parameters add to the path's tag, and the answer names them all.
+    let resp = put_manifest_with(&reg, "app", "stable", &[("tag", "also")], &img.manifest).await;
+    resp.expect(201);
+    assert_eq!(oci_tags(&resp), ["also", "stable"], "{}", resp.show());
+    assert_eq!(reg.get_manifest("app", "also").await.body, img.manifest);
 }
 
 /// A fresh manifest over `img`'s blobs (an annotation makes it unique).

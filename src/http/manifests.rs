@@ -65,7 +65,7 @@ pub async fn put(state: &AppState, name: &RepoName, reference: &Reference, req: 
 /// Most tags one push may set. The spec asks for at least 10 and lets a registry answer 414
 /// past its limit; each tag costs two durable link writes, so the bound keeps one request's
 /// work small.
-pub const MAX_TAGS_PER_PUSH: usize = 100;
+const MAX_TAGS_PER_PUSH: usize = 100;
 
 /// What a push asks for besides its body: the digest the manifest must have, if the client
 /// named one, and the tags to point at it.
