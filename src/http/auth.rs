@@ -113,9 +113,11 @@ fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
         Route::Base => Need::Login,
         Route::Catalog => Need::Catalog,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n, Action::Pull),
-        Route::Blob(n, _) | Route::Manifest(n, _) if read => Need::Repo(n, Action::Pull),
-        Route::Blob(n, _) | Route::Manifest(n, _) if *method == Method::DELETE => Need::Repo(n, Action::Delete),
-        Route::Blob(n, _) | Route::Manifest(n, _) | Route::Upload(n, _) => Need::Repo(n, Action::Push),
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if read => Need::Repo(n, Action::Pull),
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if *method == Method::DELETE => {
+            Need::Repo(n, Action::Delete)
+        }
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) | Route::Upload(n, _) => Need::Repo(n, Action::Push),
     }
 }
 

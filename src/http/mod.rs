@@ -241,6 +241,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,
+        (Route::ManifestNotATag(_, name), &Method::GET | &Method::HEAD | &Method::DELETE) => Err(manifests::not_a_tag_unknown(name)),
+        (Route::ManifestNotATag(_, name), &Method::PUT) => Err(manifests::not_a_tag_refused(name)),
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
