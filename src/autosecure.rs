@@ -14,6 +14,9 @@ pub const SERVER_CERT_DAYS: u32 = 90;
 pub const RENEW_BEFORE_DAYS: u32 = 30;
 /// The unauthenticated path clients fetch the CA from (`wharf trust` uses it).
 pub const CA_PATH: &str = "/.well-known/wharf/ca.crt";
+/// Beside it, the `wharf trust --script` installer for clients without wharf (the one-liner
+/// `wharf serve` prints fetches it with curl, pinned to the server's key).
+pub const TRUST_SCRIPT_PATH: &str = "/.well-known/wharf/trust.sh";
 pub const ADMIN_USER: &str = "admin";
 
 /// What was set up, for the server to use and for the operator to read once.
@@ -102,12 +105,16 @@ pub fn provision(root: &Path, names: Names) -> anyhow::Result<Provisioned> {
 /// Issues a new server certificate when there is none, it expires within
 /// [`RENEW_BEFORE_DAYS`], or it no longer covers every local name. Returns whether it did.
 pub fn renew_server_cert_if_needed(dir: &Path, ca: &CertKey, names: &Names) -> anyhow::Result<bool> {
-    if let Ok(current) = CertKey::load(dir, "server") {
-        if !needs_renewal(&current.cert_pem, names) {
-            return Ok(false);
-        }
+    let current = CertKey::load(dir, "server").ok();
+    if current.as_ref().is_some_and(|c| !needs_renewal(&c.cert_pem, names)) {
+        return Ok(false);
     }
-    let cert = certs::issue_server(ca, &names.ips, &names.dns, SERVER_CERT_DAYS)?;
+    // The key stays: clients that pinned it (the curl one-liner) keep working after a renewal.
+    let kept = current.and_then(|c| certs::renew_server(ca, &names.ips, &names.dns, SERVER_CERT_DAYS, &c.key_pem).ok());
+    let cert = match kept {
+        Some(cert) => cert,
+        None => certs::issue_server(ca, &names.ips, &names.dns, SERVER_CERT_DAYS)?,
+    };
     cert.save(dir, "server")?;
     tracing::info!(dir = %dir.display(), "issued a new server certificate");
     Ok(true)
@@ -247,6 +254,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_certificate_near_expiry_is_renewed_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = certs::new_ca("test CA", 365).unwrap();
+        let names = Names {
+            ips: vec!["10.1.2.3".parse().unwrap()],
+            dns: vec!["localhost".into()],
+            given: None,
+        };
+        // Ten days left: inside RENEW_BEFORE_DAYS.
+        let old = certs::issue_server(&ca, &names.ips, &names.dns, 10).unwrap();
+        old.save(dir.path(), "server").unwrap();
+        assert!(renew_server_cert_if_needed(dir.path(), &ca, &names).unwrap());
+        let new = CertKey::load(dir.path(), "server").unwrap();
+        assert_ne!(new.cert_pem, old.cert_pem);
+        assert!(!certs::expires_within(&new.cert_pem, RENEW_BEFORE_DAYS).unwrap());
+        assert_eq!(new.key_pem, old.key_pem);
+        assert_eq!(
+            certs::public_key_pin(&new.cert_pem).unwrap(),
+            certs::public_key_pin(&old.cert_pem).unwrap()
+        );
+        // A key that cannot be read any more is replaced rather than failing the renewal.
+        std::fs::write(CertKey::key_path(dir.path(), "server"), "not a key").unwrap();
+        std::fs::write(
+            CertKey::cert_path(dir.path(), "server"),
+            certs::issue_server(&ca, &names.ips, &names.dns, 10).unwrap().cert_pem,
+        )
+        .unwrap();
+        assert!(renew_server_cert_if_needed(dir.path(), &ca, &names).unwrap());
+        assert!(CertKey::load(dir.path(), "server").is_ok());
+    }
+
+    #[test]
     fn first_start_creates_everything_and_later_starts_keep_it() {
         let root = tempfile::tempdir().unwrap();
         let names = Names {
@@ -285,5 +324,10 @@ mod tests {
         let new_leaf = std::fs::read_to_string(&renewed.cert_path).unwrap();
         assert_ne!(new_leaf, leaf, "a new address gets a new certificate");
         assert!(!inspect::inspect(&new_leaf, Some("10.9.9.9")).unwrap().has_errors());
+        assert_eq!(
+            certs::public_key_pin(&new_leaf).unwrap(),
+            certs::public_key_pin(&leaf).unwrap(),
+            "a renewal keeps the key clients pinned"
+        );
     }
 }

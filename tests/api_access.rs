@@ -245,17 +245,33 @@ async fn mount_needs_pull_on_the_source() {
     let team = alice.push_image("team/app", "v1").await;
     let digest = team.layer.digest.clone();
 
-    // carol may push to carol/app but not read team/app: no mount, a plain upload session,
-    // and the blob stays unreachable from her repository.
-    let url = carol.url_with("/v2/carol/app/blobs/uploads/", &[("mount", &digest), ("from", "team/app")]);
-    let resp = carol.call(Method::POST, url, &[], vec![]).await;
-    resp.expect(202);
-    carol.get(&format!("/v2/carol/app/blobs/{digest}")).await.expect(404);
+    // Named as `from`, or found by the registry when `from` is left out (which the spec allows):
+    // the source is a repository the caller must be able to read.
+    for (from, copy) in [(Some("team/app"), "misc/copy"), (None, "misc/found")] {
+        let mut query = vec![("mount", digest.as_str())];
+        query.extend(from.map(|f| ("from", f)));
 
-    // alice may read team/app and push to misc/copy: mounted.
-    let url = alice.url_with("/v2/misc/copy/blobs/uploads/", &[("mount", &digest), ("from", "team/app")]);
-    let resp = alice.call(Method::POST, url, &[], vec![]).await;
+        // carol may push to carol/app but not read team/app, the only repository holding the
+        // layer: no mount (a 201 would tell her it exists there), a plain upload session, and
+        // the blob stays unreachable from her repository.
+        let url = carol.url_with("/v2/carol/app/blobs/uploads/", &query);
+        let resp = carol.call(Method::POST, url, &[], vec![]).await;
+        resp.expect(202);
+        resp.must("Docker-Upload-UUID");
+        carol.get(&format!("/v2/carol/app/blobs/{digest}")).await.expect(404);
+
+        // alice may read team/app and push to misc/*: mounted.
+        let url = alice.url_with(&format!("/v2/{copy}/blobs/uploads/"), &query);
+        let resp = alice.call(Method::POST, url, &[], vec![]).await;
+        resp.expect(201);
+        assert_eq!(resp.header("Docker-Content-Digest"), Some(digest.as_str()));
+        alice.get(&format!("/v2/{copy}/blobs/{digest}")).await.expect(200);
+    }
+
+    // Without `from`, a blob carol pushed herself is found in her own repository.
+    let own = carol.push_blob("carol/app", b"carol's own layer").await;
+    let url = carol.url_with("/v2/carol/other/blobs/uploads/", &[("mount", &own)]);
+    let resp = carol.call(Method::POST, url, &[], vec![]).await;
     resp.expect(201);
-    assert_eq!(resp.header("Docker-Content-Digest"), Some(digest.as_str()));
-    alice.get(&format!("/v2/misc/copy/blobs/{digest}")).await.expect(200);
+    carol.get(&format!("/v2/carol/other/blobs/{own}")).await.expect(200);
 }

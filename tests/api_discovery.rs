@@ -224,3 +224,19 @@ async fn referrer_pushed_before_its_subject_is_listed() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["digest"], early.digest);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_in_a_repository_nothing_was_pushed_to_are_an_empty_index() {
+    let (_w, reg) = start();
+    // A client asks before its first push (to learn whether the registry has the API at all):
+    // the spec says a registry with the referrers API never answers 404 there.
+    let subject = sha256(b"a subject nobody pushed");
+    let plain = reg.get(&format!("/v2/never/pushed/referrers/{subject}")).await;
+    assert!(referrers_of(&plain).is_empty(), "{}", plain.show());
+    let filtered = reg.get(&format!("/v2/never/pushed/referrers/{subject}?artifactType={SBOM}")).await;
+    assert!(referrers_of(&filtered).is_empty(), "{}", filtered.show());
+    assert_eq!(filtered.header("OCI-Filters-Applied"), Some("artifactType"));
+    // Asking created nothing.
+    let catalog = reg.get("/v2/_catalog").await;
+    assert!(strings(&catalog.json()["repositories"]).is_empty(), "{}", catalog.show());
+}

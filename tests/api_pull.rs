@@ -123,6 +123,48 @@ async fn unknown_manifests_and_repositories_are_404() {
     blob.expect_error(404, &["NAME_UNKNOWN", "BLOB_UNKNOWN"]);
 }
 
+/// References no tag can be (the grammar is `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`), as a client
+/// sends them in a path (percent-encoded where they hold characters a path cannot).
+fn names_no_tag_can_have() -> Vec<String> {
+    vec![
+        ".hidden".into(),
+        "-dash".into(),
+        "t".repeat(129),
+        "has%20space".into(),
+        "semi;colon".into(),
+        "%C3%A9t%C3%A9".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_a_manifest_under_a_name_no_tag_can_have_is_manifest_unknown() {
+    let (_w, reg) = start();
+    reg.push_image("app", "v1").await;
+    // distribution answers these with 404, and the spec's pull section asks for 404 when the
+    // manifest is not found: nothing can have been stored under a name no tag can have. Only a
+    // push must refuse the name.
+    for repo in ["app", "ghost/repo"] {
+        for name in names_no_tag_can_have() {
+            let got = reg.get_manifest(repo, &name).await;
+            got.expect_error(404, &["MANIFEST_UNKNOWN"]);
+            let head = reg.head_manifest(repo, &name).await;
+            head.expect(404);
+            assert!(head.body.is_empty(), "HEAD answers without a body: {}", head.show());
+            reg.delete(&format!("/v2/{repo}/manifests/{name}"))
+                .await
+                .expect_error(404, &["MANIFEST_UNKNOWN"]);
+        }
+    }
+    let img = reg.get_manifest("app", "v1").await;
+    img.expect(200);
+    for name in names_no_tag_can_have() {
+        let put = reg.put_manifest("app", &name, OCI_MANIFEST, &img.body).await;
+        put.expect_error(400, &["MANIFEST_INVALID"]);
+    }
+    // A reference that names a digest is still held to the digest grammar.
+    reg.get_manifest("app", "sha256:abc").await.expect_error(400, &["DIGEST_INVALID"]);
+}
+
 /// Pushes `body` under `tag` and checks that tag and digest give back the same bytes and type.
 async fn assert_round_trip(reg: &Registry, repo: &str, tag: &str, media_type: &str, body: &[u8]) {
     let digest = sha256(body);

@@ -150,14 +150,21 @@ async fn mount_falls_back_to_an_upload_session() {
 
     // Absent from the registry, or present but not in `from`: both start an ordinary upload.
     for (digest, data) in [(sha256(&absent), &absent), (elsewhere_digest, &elsewhere)] {
-        let url = reg.url_with("/v2/dst/blobs/uploads/", &[("mount", &digest), ("from", "src")]);
-        let resp = reg.call(Method::POST, url, &[], vec![]).await;
-        resp.expect(202);
-        resp.must("Docker-Upload-UUID");
-        reg.head(&format!("/v2/dst/blobs/{digest}")).await.expect(404);
-        let done = reg.finish_upload(resp.location(), &digest, data).await;
-        assert_blob_at_location(&reg, &done, data).await;
+        assert_mount_falls_back(&reg, &[("mount", &digest), ("from", "src")], data).await;
     }
+}
+
+/// POSTs a mount of `data`'s blob into `dst` with `query` and checks it starts an upload
+/// session instead, leaves the blob absent, and that the session then completes the push.
+async fn assert_mount_falls_back(reg: &Registry, query: &[(&str, &str)], data: &[u8]) {
+    let digest = query.iter().find(|(k, _)| *k == "mount").map(|(_, v)| *v).expect("a mount query");
+    let url = reg.url_with("/v2/dst/blobs/uploads/", query);
+    let resp = reg.call(Method::POST, url, &[], vec![]).await;
+    resp.expect(202);
+    resp.must("Docker-Upload-UUID");
+    reg.head(&format!("/v2/dst/blobs/{digest}")).await.expect(404);
+    let done = reg.finish_upload(resp.location(), digest, data).await;
+    assert_blob_at_location(reg, &done, data).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,4 +355,180 @@ async fn push_writes_the_registry2_layout() {
     // Finished uploads leave no session state behind.
     let leftovers = walk(&repo.join("_uploads"));
     assert!(leftovers.is_empty(), "upload state left: {leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_without_from_links_a_blob_another_repository_holds() {
+    let (_w, reg) = start();
+    let data = random_bytes(6000);
+    let digest = reg.push_blob("team/src", &data).await;
+    // The spec lets a registry treat `from` as optional and mount the blob wherever it finds it.
+    let url = reg.url_with("/v2/dst/blobs/uploads/", &[("mount", &digest)]);
+    let mounted = reg.call(Method::POST, url, &[], vec![]).await;
+    assert_eq!(mounted.header("Docker-Content-Digest"), Some(digest.as_str()), "{}", mounted.show());
+    assert_blob_at_location(&reg, &mounted, &data).await;
+
+    // A blob no repository holds (never pushed, or deleted from the only one that had it, its
+    // bytes waiting for garbage collection) is not mounted: an upload session starts instead.
+    let deleted = random_bytes(900);
+    let deleted_digest = reg.push_blob("gone", &deleted).await;
+    reg.delete(&format!("/v2/gone/blobs/{deleted_digest}")).await.expect(202);
+    let absent = random_bytes(800);
+    for (digest, data) in [(sha256(&absent), &absent), (deleted_digest, &deleted)] {
+        assert_mount_falls_back(&reg, &[("mount", &digest)], data).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_sessions_use_the_digest_algorithm_the_client_names() {
+    let (_w, reg) = start();
+    let data = random_bytes(70_000);
+    let digest = sha512(&data);
+    let url = reg.url_with("/v2/app/blobs/uploads/", &[("digest-algorithm", "sha512")]);
+    let started = reg.call(Method::POST, url, &[("Content-Length", "0")], vec![]).await;
+    started.expect(202);
+    let first = reg.patch(started.location(), &data[..30_000], Some((0, 29_999))).await;
+    first.expect(202);
+    let done = reg.finish_upload(first.location(), &digest, &data[30_000..]).await;
+    assert_eq!(done.header("Docker-Content-Digest"), Some(digest.as_str()), "{}", done.show());
+    assert_blob_at_location(&reg, &done, &data).await;
+
+    let url = reg.url_with("/v2/app/blobs/uploads/", &[("digest-algorithm", "sha256")]);
+    let started = reg.call(Method::POST, url, &[("Content-Length", "0")], vec![]).await;
+    started.expect(202);
+    let done = reg.finish_upload(started.location(), &sha256(&data), &data).await;
+    assert_blob_at_location(&reg, &done, &data).await;
+
+    // An algorithm the registry cannot verify: the spec's 400 for an unsupported algorithm,
+    // before any session exists, for every form of POST.
+    let other = random_bytes(100);
+    for alg in ["md5", "blake3", "SHA512", "sha256+x"] {
+        for extra in [vec![], vec![("digest", sha256(&other))], vec![("mount", sha256(&data))]] {
+            let mut query = vec![("digest-algorithm", alg.to_string())];
+            query.extend(extra);
+            let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let url = reg.url_with("/v2/refused/blobs/uploads/", &pairs);
+            let resp = reg
+                .call(Method::POST, url, &[("Content-Type", "application/octet-stream")], other.clone())
+                .await;
+            resp.expect_error(400, &["DIGEST_INVALID"]);
+        }
+    }
+    reg.head(&format!("/v2/refused/blobs/{}", sha256(&other))).await.expect(404);
+    let catalog = reg.get("/v2/_catalog").await;
+    assert_eq!(strings(&catalog.json()["repositories"]), ["app"], "{}", catalog.show());
+}
+
+/// The tags an answer's `OCI-Tag` headers name (each header a comma-separated list), sorted.
+fn oci_tags(resp: &Resp) -> Vec<String> {
+    let mut tags: Vec<String> = resp
+        .headers
+        .get_all("OCI-Tag")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or_default().split(',').map(|t| t.trim().to_string()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// `PUT /v2/<repo>/manifests/<reference>` with query parameters.
+async fn put_manifest_with(reg: &Registry, repo: &str, reference: &str, query: &[(&str, &str)], body: &[u8]) -> Resp {
+    let url = reg.url_with(&format!("/v2/{repo}/manifests/{reference}"), query);
+    reg.call(Method::PUT, url, &[("Content-Type", OCI_MANIFEST)], body.to_vec()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_by_digest_with_tag_parameters_tags_the_manifest() {
+    let (_w, reg) = start();
+    let img = reg.push_manifest_with("app", None, OCI_CONFIG, json!({})).await;
+    let tags = [("tag", "1.2.3"), ("tag", "1.2"), ("tag", "1"), ("tag", "latest"), ("tag", "1.2")];
+    let resp = put_manifest_with(&reg, "app", &img.digest, &tags, &img.manifest).await;
+    resp.expect(201);
+    assert_eq!(resp.header("Docker-Content-Digest"), Some(img.digest.as_str()));
+    assert_eq!(oci_tags(&resp), ["1", "1.2", "1.2.3", "latest"], "{}", resp.show());
+    let list = reg.get("/v2/app/tags/list").await;
+    assert_eq!(strings(&list.json()["tags"]), ["1", "1.2", "1.2.3", "latest"]);
+    for tag in ["1", "1.2", "1.2.3", "latest"] {
+        let got = reg.get_manifest("app", tag).await;
+        got.expect(200);
+        assert_eq!(got.body, img.manifest, "{tag}");
+    }
+
+    // One invalid tag refuses the whole push: no tag moves, the others included.
+    let next = reg.push_manifest_with("app", None, OCI_CONFIG, json!({})).await;
+    let resp = put_manifest_with(&reg, "app", &next.digest, &[("tag", "latest"), ("tag", "-bad")], &next.manifest).await;
+    resp.expect_error(400, &["MANIFEST_INVALID"]);
+    assert_eq!(reg.get_manifest("app", "latest").await.body, img.manifest);
+
+    // More tags than one request may set: 414, as the spec allows, and nothing is tagged.
+    let many: Vec<String> = (0..101).map(|i| format!("many-{i}")).collect();
+    let query: Vec<(&str, &str)> = many.iter().map(|t| ("tag", t.as_str())).collect();
+    let resp = put_manifest_with(&reg, "app", &next.digest, &query, &next.manifest).await;
+    resp.expect_error(414, &["UNSUPPORTED"]);
+    let list = reg.get("/v2/app/tags/list").await;
+    assert_eq!(strings(&list.json()["tags"]), ["1", "1.2", "1.2.3", "latest"]);
+    // The spec's minimum, ten, is well within the limit.
+    let resp = put_manifest_with(&reg, "app", &next.digest, &query[..10], &next.manifest).await;
+    resp.expect(201);
+    assert_eq!(oci_tags(&resp).len(), 10, "{}", resp.show());
+
+    // On a push by tag, the parameters add to the path's tag, and the answer names them all.
+    let resp = put_manifest_with(&reg, "app", "stable", &[("tag", "also")], &img.manifest).await;
+    resp.expect(201);
+    assert_eq!(oci_tags(&resp), ["also", "stable"], "{}", resp.show());
+    assert_eq!(reg.get_manifest("app", "also").await.body, img.manifest);
+}
+
+/// A fresh manifest over `img`'s blobs (an annotation makes it unique).
+fn variant(img: &Pushed, note: &str) -> Vec<u8> {
+    let mut doc: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+    doc["annotations"] = json!({ "org.example.note": note });
+    to_bytes(&doc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_pushed_under_sha512_keeps_that_digest() {
+    let (_w, reg) = start();
+    let img = reg.push_image("app", "v1").await;
+
+    // The spec's main branch: push by the sha512 digest, with the tags as parameters.
+    let body = variant(&img, "by digest");
+    let digest = sha512(&body);
+    let resp = put_manifest_with(&reg, "app", &digest, &[("tag", "latest")], &body).await;
+    resp.expect(201);
+    assert_eq!(resp.header("Docker-Content-Digest"), Some(digest.as_str()), "{}", resp.show());
+    assert_eq!(oci_tags(&resp), ["latest"]);
+    assert!(resp.location().ends_with(&digest), "{}", resp.show());
+    for reference in ["latest", digest.as_str()] {
+        let got = reg.get_manifest("app", reference).await;
+        got.expect(200);
+        assert_eq!(got.body, body);
+        assert_eq!(got.header("Docker-Content-Digest"), Some(digest.as_str()), "{reference}");
+        let head = reg.head_manifest("app", reference).await;
+        assert_eq!(head.header("Docker-Content-Digest"), Some(digest.as_str()), "HEAD {reference}");
+    }
+
+    // regclient's form for a tag: the digest the manifest must have, as a `digest` parameter.
+    let body = variant(&img, "by tag");
+    let digest = sha512(&body);
+    let resp = put_manifest_with(&reg, "app", "v2", &[("digest", &digest)], &body).await;
+    resp.expect(201);
+    assert_eq!(resp.header("Docker-Content-Digest"), Some(digest.as_str()), "{}", resp.show());
+    let got = reg.get_manifest("app", "v2").await;
+    assert_eq!(got.header("Docker-Content-Digest"), Some(digest.as_str()));
+    assert_eq!(got.body, body);
+
+    // A digest the content does not have, or one of an algorithm wharf cannot verify: refused,
+    // and the tag is not created.
+    let wrong = sha512(b"other content");
+    let md5 = "md5:d41d8cd98f00b204e9800998ecf8427e";
+    for bad in [wrong.as_str(), md5] {
+        let resp = put_manifest_with(&reg, "app", "v3", &[("digest", bad)], &body).await;
+        resp.expect_error(400, &["DIGEST_INVALID"]);
+    }
+    // A push by digest whose `digest` parameter names another digest is refused too.
+    let resp = put_manifest_with(&reg, "app", &digest, &[("digest", &wrong)], &body).await;
+    resp.expect_error(400, &["DIGEST_INVALID"]);
+    reg.get_manifest("app", "v3").await.expect_error(404, &["MANIFEST_UNKNOWN"]);
 }

@@ -729,4 +729,24 @@ async fn external_token_server_only() {
     let other = c.get_manifest("ext/other", "v1", &good).await;
     other.expect(401);
     assert_eq!(other.challenge()["error"], "insufficient_scope");
+
+    // A mount without `from` finds the layer only in a repository the token grants pull on:
+    // push on ext/copy alone gets an upload session, pull on ext/app as well gets the mount.
+    let layer = digest(b"layer of ext/app");
+    let mount = format!("/v2/ext/copy/blobs/uploads/?mount={layer}");
+    let push_only = ext.token("someone", now() + 300, SERVICE, push_pull("ext/copy"));
+    let r = c.send(Method::POST, &mount, Auth::Bearer(&push_only), &[], vec![]).await;
+    r.expect(202);
+    assert!(!r.header("docker-upload-uuid").is_empty(), "{}", r.show());
+    let blob = format!("/v2/ext/copy/blobs/{layer}");
+    c.get(&blob, Auth::Bearer(&push_only)).await.expect(404);
+    let access = json!([
+        {"type": "repository", "name": "ext/copy", "actions": ["pull", "push"]},
+        {"type": "repository", "name": "ext/app", "actions": ["pull"]},
+    ]);
+    let with_source = ext.token("someone", now() + 300, SERVICE, access);
+    let r = c.send(Method::POST, &mount, Auth::Bearer(&with_source), &[], vec![]).await;
+    r.expect(201);
+    assert_eq!(r.header("docker-content-digest"), layer);
+    c.get(&blob, Auth::Bearer(&push_only)).await.expect(200);
 }

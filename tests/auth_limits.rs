@@ -56,6 +56,30 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_with_basic_a
     Registry::with_basic(&w, "alice", "alice-pw").get("/v2/").await.expect(429);
 }
 
+/// The other side of counting attempts in flight: a burst of one user's requests with the
+/// right password (parallel layer pulls, CI jobs starting together) before any of them was
+/// checked must all get in, with Basic auth and at the token endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_right_passwords_is_never_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("htpasswd");
+    write_htpasswd(&pw, &[("alice", "alice-pw")]);
+    for (yaml, target) in [(basic_yaml(&pw, ""), "/v2/"), (token_yaml(&pw), "/auth/token?service=limits-test")] {
+        let w = Wharf::start_with(&[&write_config(dir.path(), &yaml)], &[]);
+        let alice = Registry::with_basic(&w, "alice", "alice-pw");
+        let statuses: Vec<u16> = join_all((0..64).map(|_| alice.get(target)))
+            .await
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            count(&statuses, 200),
+            64,
+            "{target}: 64 parallel logins with the right password: {statuses:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit_at_the_token_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,8 +139,11 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_count() {
     // The proxy's other client logs in; a forged header in front of the proxy's changes nothing.
     let alice = Registry::with_basic(&w, "alice", "alice-pw");
     alice.get_with("/v2/", &user).await.expect(200);
+    // A guess with a forged header in front of the proxy's is still counted for the address the
+    // proxy saw (locked: 429), not for the forged one (alice's, which would answer 401).
     let forged = [("X-Forwarded-For", "203.0.113.7, 198.51.100.66")];
-    alice.get_with("/v2/", &forged).await.expect(429);
+    guesser.get_with("/v2/", &forged).await.expect(429);
+    guesser.get_with("/v2/", &user).await.expect(401);
 
     // Without the setting the header is ignored: everyone behind the address shares its count.
     let dir = tempfile::tempdir().unwrap();

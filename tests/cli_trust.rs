@@ -168,23 +168,8 @@ fn mode(p: &Path) -> u32 {
         & 0o7777
 }
 
-/// Every regular file under `root`, relative, sorted.
 fn files(root: &Path) -> Vec<String> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.map(Result::unwrap) {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push(format!("/{}", p.strip_prefix(root).unwrap().display()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
+    common::files_under(root)
 }
 
 /// A fake root with the Debian and the RHEL system store directories.

@@ -13,8 +13,8 @@ use common::distribution::{
     assert_blob_data, assert_layer_link, assert_no_layer_link, assert_revision_link, assert_tag_links, Distribution,
 };
 use common::images::{
-    child_manifests, layout_blob, random_bytes, referenced_digests, registry_blob, registry_catalog, registry_manifest, registry_tags,
-    start_pending_upload, OciLayout, PulledContent, Skopeo, DOCKER_LIST, DOCKER_MANIFEST,
+    child_manifests, http_request, layout_blob, random_bytes, referenced_digests, registry_blob, registry_catalog, registry_manifest,
+    registry_tags, start_pending_upload, HttpResp, OciLayout, PulledContent, Skopeo, DOCKER_LIST, DOCKER_MANIFEST,
 };
 use common::Wharf;
 
@@ -240,4 +240,103 @@ fn root_written_by_wharf_is_served_by_distribution() {
     // And wharf serves the mixed root afterwards.
     let w = Wharf::start_on_root(&root, &[], &[]);
     more.assert_served(&sk, &w.addr);
+}
+
+/// Pushes `data` into `repo` with POST then PUT (distribution 2.8.2 has no single-POST upload);
+/// returns its digest.
+fn push_blob_to(base_url: &str, repo: &str, data: &[u8]) -> String {
+    let digest = common::sha256_digest(data);
+    let started = http_request("POST", &format!("{base_url}/v2/{repo}/blobs/uploads/"), &[], Vec::new());
+    assert_eq!(started.status, 202, "start upload at {base_url}");
+    let location = started.header("Location").expect("upload Location");
+    let location = if location.starts_with('/') {
+        format!("{base_url}{location}")
+    } else {
+        location.to_string()
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let done = http_request("PUT", &format!("{location}{sep}digest={digest}"), &[], data.to_vec());
+    assert_eq!(
+        done.status,
+        201,
+        "finish upload at {base_url}: {}",
+        String::from_utf8_lossy(&done.body)
+    );
+    digest
+}
+
+/// `POST /v2/<repo>/blobs/uploads/` with `query`, for blob mounts.
+fn post_upload(base_url: &str, repo: &str, query: &str) -> HttpResp {
+    http_request("POST", &format!("{base_url}/v2/{repo}/blobs/uploads/?{query}"), &[], Vec::new())
+}
+
+/// The conformance points of issue 11 where distribution 2.8.2 has an answer, asked of both
+/// servers: reads and deletes of a manifest under a name no tag can have are 404 on both (wharf
+/// adds the spec's JSON error, distribution answers its router's plain-text 404); mounts from a
+/// repository that lacks the blob, or of a blob nowhere, start an upload on both; a mount from a
+/// repository that has it is 201 on both. distribution does not do the spec's optional mount
+/// without `from` (202) and has no referrers API, so those are compared on disk only: the link a
+/// mount without `from` writes in wharf's root is the one distribution reads.
+#[test]
+fn conformance_answers_match_distribution() {
+    if !Distribution::available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (dist_root, wharf_root) = (data.path().join("dist"), data.path().join("wharf"));
+    let dist = Distribution::start(&dist_root);
+    let mut w = Wharf::start_on_root(&wharf_root, &[], &[]);
+    let layer = random_bytes(3000);
+    let mut digest = String::new();
+    for base in [&dist.url, &w.url] {
+        digest = push_blob_to(base, "src", &layer);
+    }
+
+    let long = "t".repeat(129);
+    for name in ["-dash", ".hidden", long.as_str(), "semi;colon", "has%20space"] {
+        for method in ["GET", "HEAD", "DELETE"] {
+            let target = format!("/v2/src/manifests/{name}");
+            let theirs = http_request(method, &format!("{}{target}", dist.url), &[], Vec::new());
+            let ours = http_request(method, &format!("{}{target}", w.url), &[], Vec::new());
+            assert_eq!(theirs.status, 404, "distribution: {method} {target}");
+            assert_eq!(ours.status, theirs.status, "wharf: {method} {target}");
+            if method != "HEAD" {
+                assert_eq!(ours.json()["errors"][0]["code"], "MANIFEST_UNKNOWN", "wharf: {method} {target}");
+            }
+        }
+    }
+
+    let absent = common::sha256_digest(b"no repository holds this");
+    let cases = [
+        (format!("mount={digest}&from=src"), 201),
+        (format!("mount={digest}&from=empty"), 202),
+        (format!("mount={absent}&from=src"), 202),
+        (format!("mount={absent}"), 202),
+    ];
+    for (i, (query, status)) in cases.iter().enumerate() {
+        let repo = format!("dst{i}");
+        let theirs = post_upload(&dist.url, &repo, query);
+        let ours = post_upload(&w.url, &repo, query);
+        assert_eq!(theirs.status, *status, "distribution: POST ?{query}");
+        assert_eq!(ours.status, theirs.status, "wharf: POST ?{query}");
+        if *status == 201 {
+            assert_eq!(ours.header("Docker-Content-Digest"), theirs.header("Docker-Content-Digest"));
+        } else {
+            assert!(ours.header("Docker-Upload-UUID").is_some(), "wharf: an upload session for ?{query}");
+        }
+    }
+
+    // The mount without `from` distribution does not do, on wharf's root served by distribution.
+    let mounted = post_upload(&w.url, "dst/anywhere", &format!("mount={digest}"));
+    assert_eq!(
+        mounted.status,
+        201,
+        "wharf mounts without from: {}",
+        String::from_utf8_lossy(&mounted.body)
+    );
+    w.stop();
+    drop(dist);
+    assert_layer_link(&wharf_root, "dst/anywhere", &digest);
+    let dist = Distribution::start(&wharf_root);
+    assert_eq!(registry_blob(&dist.url, "dst/anywhere", &digest), layer);
 }

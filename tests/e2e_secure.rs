@@ -11,7 +11,7 @@ use base64::Engine;
 use common::dockerd::Dockerd;
 use common::images::{docker_context, run, run_unchecked, wait_until};
 use common::netns::TestHost;
-use common::{require_tool, wharf_bin, Wharf};
+use common::{printed_after, require_tool, wharf_bin, Wharf};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,13 +30,7 @@ struct AutoSecured {
 
 impl AutoSecured {
     fn from_output(out: &str) -> AutoSecured {
-        let after = |marker: &str| {
-            out.lines()
-                .find_map(|l| l.split(marker).nth(1))
-                .unwrap_or_else(|| panic!("wharf serve did not print {marker:?}:\n{out}"))
-                .trim()
-                .to_string()
-        };
+        let after = |marker: &str| printed_after(out, marker);
         AutoSecured {
             password: after("created user admin with password "),
             fingerprint: after("CA fingerprint (SHA-256): "),

@@ -251,13 +251,16 @@ async fn invalid_utf8_in_paths_queries_and_headers() {
         ("/v2/app%c0%af/tags/list", 400, "NAME_INVALID"),
         ("/v2/app/blobs/sha256:%ff%fe", 400, "DIGEST_INVALID"),
         ("/v2/app/referrers/sha256%3A%c3%28", 400, "DIGEST_INVALID"),
-        ("/v2/app/manifests/%ff", 400, "MANIFEST_INVALID"),
+        // No tag can be invalid UTF-8, so nothing is stored under it (a push is refused below).
+        ("/v2/app/manifests/%ff", 404, "MANIFEST_UNKNOWN"),
         ("/v2/app/tags/list?n=%ff", 400, "SIZE_INVALID"),
     ];
     for (target, status, code) in cases {
         let answer = exchange(&h.w.addr, &request("GET", target.as_bytes(), &[], b"")).await;
         assert_raw(target, answer, status, code);
     }
+    let answer = exchange(&h.w.addr, &request("PUT", b"/v2/app/manifests/%ff", &[], &img.manifest)).await;
+    assert_raw("PUT /v2/app/manifests/%ff", answer, 400, "MANIFEST_INVALID");
     let started = h.reg.start_upload("app").await;
     let target = format!("{}?digest=sha256%3A%ff", relative(&h.reg.url(started.location())));
     let answer = exchange(&h.w.addr, &request("PUT", target.as_bytes(), &[], b"x")).await;

@@ -177,6 +177,12 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
         let auth = Server::start(kind, bin, &root, work, Some(&Auth { htpasswd: &htpasswd }));
         targets.push(Target { kind, open, auth });
     }
+    // wharf once more on the same data, its debug server counting every request in /metrics:
+    // the "metrics" workload measures what that costs on the hottest path, manifest GETs.
+    let metrics_addr = format!("127.0.0.1:{}", servers::free_port());
+    let with_metrics = wants("metrics").then(|| {
+        Server::start_with_metrics(Kind::Wharf, &args.wharf, &work.join("wharf-root"), work, &metrics_addr)
+    });
     std::thread::sleep(std::time::Duration::from_secs(2));
     for t in &targets {
         idle.push((t.kind, t.open.rss_kib()));
@@ -289,6 +295,14 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
                     }
                 }
             }
+        }
+        if let Some(on) = &with_metrics {
+            let off = &targets.iter().find(|t| t.kind == Kind::Wharf).expect("wharf target").open;
+            let ratio = rt
+                .block_on(metrics_cost(off, on, &metrics_addr, plan.load_secs))
+                .unwrap_or_else(|e| panic!("metrics cost: {e}"));
+            table.record(Kind::Wharf, METRICS_RATIO, "×", ratio);
+            println!("  wharf manifest GET with /metrics on: {ratio:.3}× of the rate without");
         }
         if wants("small") {
             let blobs: Vec<(Content, String)> = (0..200)
@@ -451,6 +465,38 @@ fn docker_round(order: &[&Target], work: &Path, round: usize, quick: bool, table
     dockerd.rmi(&all_refs);
 }
 
+/// The metrics-on/metrics-off rate of manifest GETs, one figure per round.
+const METRICS_RATIO: &str = "manifest GET by tag, 32 conns: /metrics on ÷ off";
+
+/// Manifest GET load against the same data without and with metrics, in the order off, on, on,
+/// off (so drift in the machine's speed during the round cancels), then checks that /metrics
+/// counted the requests. Returns the rate with metrics over the rate without.
+async fn metrics_cost(off: &Server, on: &Server, metrics_addr: &str, secs: f64) -> client::Result<f64> {
+    let path = format!("/v2/{}/manifests/latest", seed::APP_REPO);
+    let (mut without, mut with) = (0.0, 0.0);
+    for server in [off, on, on, off] {
+        limits::settle();
+        let r = workloads::manifest_load(&server.addr, &path, false, 32, secs, None).await?;
+        if std::ptr::eq(server, on) {
+            with += r.per_sec;
+        } else {
+            without += r.per_sec;
+        }
+    }
+    let mut c = client::Conn::open(metrics_addr, None).await?;
+    let reply = c.get_body("/metrics").await?;
+    let text = String::from_utf8_lossy(&reply.body);
+    let counted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("registry_http_requests_total{") && l.contains("code=\"200\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    if counted < with * secs * 0.5 {
+        return Err(format!("/metrics counted {counted} successful requests, expected about {:.0}", with * secs).into());
+    }
+    Ok(with / without)
+}
+
 /// The targets, each with the figures it is judged on.
 fn targets_report(t: &Table, l: &limits::Limits) {
     println!("Targets:");
@@ -512,6 +558,11 @@ fn targets_report(t: &Table, l: &limits::Limits) {
             format!("{name}: {:.1}× distribution (≥ 20)", r.unwrap_or(0.0)),
         );
     }
+    let metrics = w(METRICS_RATIO, "×").map(|r| (1.0 - r) * 100.0);
+    line(
+        metrics.map(|cost| cost < 3.0),
+        format!("cost of /metrics on manifest GETs: {:.1} % (< 3 %)", metrics.unwrap_or(0.0)),
+    );
     let idle = w("RSS idle (after start, 10,000 repos)", "MiB");
     line(idle.map(|v| v <= 10.0), format!("idle RSS {:.1} MiB (≤ 10)", idle.unwrap_or(0.0)));
     let peak = w("RSS peak under manifest load", "MiB");

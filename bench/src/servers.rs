@@ -38,7 +38,8 @@ pub fn free_port() -> u16 {
 
 /// The registry:2 configuration both servers read: filesystem storage, deletes on, no upload
 /// purging during the run, the in-memory blob descriptor cache registry:2 ships enabled.
-fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>) -> String {
+/// `metrics`: the address of registry:2's debug server, with its Prometheus endpoint on.
+fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>, metrics: Option<&str>) -> String {
     let mut c = format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
@@ -47,6 +48,9 @@ fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>) -> String {
          http:\n  addr: {addr}\n  secret: wharf-bench-secret\n",
         root.display()
     );
+    if let Some(debug) = metrics {
+        c.push_str(&format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"));
+    }
     if let Some(a) = auth {
         c.push_str(&format!(
             "auth:\n  htpasswd:\n    realm: bench\n    path: {}\n",
@@ -58,11 +62,25 @@ fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>) -> String {
 
 impl Server {
     pub fn start(kind: Kind, bin: &Path, root: &Path, work: &Path, auth: Option<&Auth>) -> Server {
+        Self::start_configured(kind, bin, root, work, auth, None)
+    }
+
+    /// A server whose debug server at `metrics` (HOST:PORT) serves `/metrics`.
+    pub fn start_with_metrics(kind: Kind, bin: &Path, root: &Path, work: &Path, metrics: &str) -> Server {
+        Self::start_configured(kind, bin, root, work, None, Some(metrics))
+    }
+
+    fn start_configured(kind: Kind, bin: &Path, root: &Path, work: &Path, auth: Option<&Auth>, metrics: Option<&str>) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let tag = format!("{}-{}{}", kind.name(), port, if auth.is_some() { "-auth" } else { "" });
+        let suffix = match (auth, metrics) {
+            (Some(_), _) => "-auth",
+            (None, Some(_)) => "-metrics",
+            (None, None) => "",
+        };
+        let tag = format!("{}-{}{suffix}", kind.name(), port);
         let config = work.join(format!("{tag}.yml"));
-        std::fs::write(&config, config_yaml(root, &addr, auth)).expect("write config");
+        std::fs::write(&config, config_yaml(root, &addr, auth, metrics)).expect("write config");
         let log = work.join(format!("{tag}.log"));
         let out = File::create(&log).expect("server log");
         let mut cmd = Command::new(bin);

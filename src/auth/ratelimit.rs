@@ -39,7 +39,7 @@ pub const KNOWN_ADDRESSES: usize = 16;
 const MAX_USER_KEY: usize = 256;
 /// What a client waits for when only attempts in flight (not yet failures) fill its limit:
 /// they finish within about a bcrypt run.
-const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+pub const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
 /// How many failures are allowed, and over how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -161,9 +161,9 @@ impl Doctor {
                 );
                 if !t.port_given && t.scheme.is_none() {
                     step = step.detail(format!(
-                        "no port given: checking {}, the registry's usual port; note that Docker itself reads an image name \
-                         {}/IMAGE as port 443",
-                        t.port, t.host
+                        "no port given: checking port {}, as Docker, containerd and podman read an image name {}/IMAGE; \
+                         a registry on port 5000 (registry:2's) is {}:5000 in image names and here",
+                        t.port, t.host, t.host
                     ));
                 }
                 self.push(step);

@@ -10,6 +10,8 @@ use crate::config::{self, Config, FilesystemStorage};
 use crate::http::auth::{AuthState, Login, Scheme, TokenAuth, TokenServer};
 use crate::http::{self, AppState, Urls};
 use crate::registry::{self, Registry};
+
+mod certificate;
 use crate::store::fs::FsStore;
 use crate::store::index::IndexedStore;
 use anyhow::{bail, Context};
@@ -50,6 +52,12 @@ pub struct ServeArgs {
     /// automatic certificate covers NAME.local.
     #[arg(long, value_name = "NAME")]
     pub mdns: Option<String>,
+    /// Refuse to start when clients would refuse the configured certificate (no serverAuth,
+    /// no subjectAltName for the served name, expired...). Without it wharf warns and serves
+    /// it, as registry:2 does.
+    #[arg(long = "refuse-bad-certificate", env = certificate::REFUSE_VAR, value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub refuse_bad_certificate: Option<bool>,
 }
 
 /// Turns wharf's automatic TLS and account on (`true`) or off (`false`) whatever configures
@@ -106,6 +114,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         insecure: args.insecure,
         auto_tls: args.auto_tls,
         names: crate::mdns::with_tls_name(source.mdns.as_deref(), args.tls_names)?,
+        refuse_bad_certificate: args.refuse_bad_certificate.unwrap_or(false),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,6 +162,8 @@ struct Security {
     /// configured the server, `Some(false)` refuses it.
     auto_tls: Option<bool>,
     names: Vec<String>,
+    /// `--refuse-bad-certificate`: a configured certificate clients refuse fails the start.
+    refuse_bad_certificate: bool,
 }
 
 /// Whether TLS or auth is configured explicitly (then the automatic set-up never applies).
@@ -225,6 +236,25 @@ fn print_auto_security(p: &Provisioned, local: &std::net::SocketAddr) {
     println!("wharf: on each client, run:");
     println!("wharf:   wharf trust {host} --fingerprint {}", p.ca_fingerprint);
     println!("wharf:   docker login {host} -u {}", autosecure::ADMIN_USER);
+    match std::fs::read_to_string(&p.cert_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|pem| Ok(crate::tls::certs::public_key_pin(&pem)?))
+    {
+        Ok(pin) => print_one_liner(&host, &pin),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the server certificate's key for the curl one-liner"),
+    }
+}
+
+/// The command for clients without wharf: curl fetches the trust script (CA inside) pinned to
+/// the server's public key, so neither needs a CA the client does not have yet.
+fn print_one_liner(host: &str, pin: &str) {
+    println!("wharf: on a client without wharf (curl and sh are enough; as root, drop the sudo):");
+    println!(
+        "wharf:   curl -fsSk --pinnedpubkey '{pin}' https://{host}{} | sudo sh",
+        autosecure::TRUST_SCRIPT_PATH
+    );
+    println!("wharf:   (-k only skips the CA check the client cannot do yet: --pinnedpubkey makes curl refuse any server");
+    println!("wharf:    without this server's key; the pin stays valid across renewals, which keep the key)");
 }
 
 async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::Result<()> {
@@ -255,6 +285,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let reg = Arc::new(Registry::new(Arc::new(store), options));
     let auto = auto_security(&mut cfg, &security, &local)?;
     let tls = tls_config(&cfg)?;
+    if auto.is_none() && tls.is_some() {
+        check_configured_certificate(&cfg, local, security.refuse_bad_certificate)?;
+    }
     let auth = auth_state(&cfg, tls.is_some(), None)?;
     let _mdns = crate::mdns::start_for_serve(source.mdns.as_deref(), local.port(), tls.is_some())?;
     let purging = &cfg.storage.maintenance.uploadpurging;
@@ -319,13 +352,25 @@ fn app_state(
         Some(p) => Some(p.ca_pem.clone()),
         None => published_ca(cfg)?,
     };
+    let trust_script = match &ca_pem {
+        Some(pem) => Some(trust_script(pem)?),
+        None => None,
+    };
     Ok(AppState {
         registry,
         urls,
         auth,
         ca_pem,
+        trust_script,
         headers: configured_headers(cfg)?,
     })
+}
+
+/// `wharf trust --script` for the published CA, as served at `autosecure::TRUST_SCRIPT_PATH`.
+fn trust_script(ca_pem: &str) -> anyhow::Result<http::TrustScript> {
+    let fingerprint = crate::tls::certs::fingerprint_sha256(ca_pem).context("the published CA")?;
+    let pem = ca_pem.to_string();
+    Ok(Arc::new(move |host: &str| super::trust::script_for(host, &pem, &fingerprint)))
 }
 
 /// `http.prefix` as a path prefix without its trailing slash (`/registry/` → `/registry`).
@@ -514,6 +559,23 @@ fn tls_config(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>>
     let minimum = crate::tls::server::MinimumTls::parse(&t.minimumtls)?.0;
     let config = crate::tls::server::server_config_with(t.certificate.as_ref(), t.key.as_ref(), &client_cas, minimum)?;
     Ok(Some(config))
+}
+
+/// Says at start what clients will make of the certificate the configuration names, the way
+/// `wharf cert inspect` does; only `refuse` makes a refused certificate an error.
+fn check_configured_certificate(cfg: &Config, local: std::net::SocketAddr, refuse: bool) -> anyhow::Result<()> {
+    let Some(path) = cfg.http.tls.as_ref().map(|t| t.certificate.as_str()) else {
+        return Ok(());
+    };
+    let host = certificate::served_host(cfg, local);
+    let Some(report) = certificate::check(path, host.as_deref()) else {
+        return Ok(());
+    };
+    eprint!("{}", certificate::describe(path, &report));
+    if refuse && report.has_errors() {
+        bail!("{path}: clients will refuse this certificate (see above); not starting, as --refuse-bad-certificate asks");
+    }
+    Ok(())
 }
 
 /// `http.tls.cafile`: the CA clients install with `wharf trust`, published at `autosecure::CA_PATH`.

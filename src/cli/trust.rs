@@ -132,6 +132,27 @@ pub fn run(args: TrustArgs) -> anyhow::Result<()> {
     out.finish()
 }
 
+/// The runtimes `wharf trust` configures by default.
+const DEFAULT_RUNTIMES: [Runtime; 4] = [Runtime::Docker, Runtime::Containerd, Runtime::Containers, Runtime::System];
+
+/// What `wharf trust HOST_PORT --script` prints for a registry whose CA is `ca_pem` (with this
+/// SHA-256 fingerprint): `wharf serve` hands it to clients that reached it as `HOST_PORT` (a
+/// Host header, so without a port it is HTTPS's 443). `None` when that is no registry address.
+pub fn script_for(host_port: &str, ca_pem: &str, fingerprint: &str) -> Option<String> {
+    let has_port = match host_port.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => host_port.contains(':'),
+    };
+    let input = if has_port {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:443")
+    };
+    let target = Target::parse(&input).ok()?;
+    let plan = Plan::new(&target, ca_pem, &DEFAULT_RUNTIMES);
+    Some(script::install(&target, &plan, ca_pem, fingerprint, None))
+}
+
 /// Where lines go: stdout, except while stdout carries a script.
 struct Report {
     script: bool,
@@ -681,5 +702,27 @@ fn print_tests(target: &Target, plan: &Plan, user: Option<&str>) {
         let glob = if target.host.contains(':') { " -g" } else { "" };
         let user = user.unwrap_or("USER");
         println!("  curl{glob} --cacert {} {}/v2/_catalog -u {user}", ca.path.display(), target.url());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_script_is_for_the_address_the_client_used() {
+        let ca = crate::tls::certs::new_ca("test CA", 30).unwrap();
+        let fp = crate::tls::certs::fingerprint_sha256(&ca.cert_pem).unwrap();
+        let script = script_for("10.0.0.5:5001", &ca.cert_pem, &fp).unwrap();
+        assert!(script.contains("'/etc/docker/certs.d/10.0.0.5:5001/ca.crt'"), "{script}");
+        assert!(script.contains(&format!("FINGERPRINT='{fp}'")));
+        // A Host header without a port is HTTPS's default port, which image names leave out.
+        let default_port = script_for("reg.example.com", &ca.cert_pem, &fp).unwrap();
+        assert!(default_port.contains("'/etc/docker/certs.d/reg.example.com:443/ca.crt'"));
+        assert!(default_port.contains("'/etc/docker/certs.d/reg.example.com/ca.crt'"));
+        let v6 = script_for("[fe80::1]:5000", &ca.cert_pem, &fp).unwrap();
+        assert!(v6.contains("'/etc/docker/certs.d/[fe80::1]:5000/ca.crt'"));
+        assert!(script_for("[fe80::1]", &ca.cert_pem, &fp).unwrap().contains("[fe80::1]:443"));
+        assert!(script_for("bad host!", &ca.cert_pem, &fp).is_none());
     }
 }

@@ -13,6 +13,7 @@ use super::forwarded::TrustedProxies;
 use super::request::Route;
 use super::Urls;
 use crate::auth::bcrypt_pool::BcryptPool;
+use crate::auth::ratelimit::IN_FLIGHT_RETRY;
 use crate::auth::token::{unix_now, Claims, Scope, TokenIssuer, TokenVerifier};
 use crate::auth::{parse_authorization, Action, Credentials, Htpasswd, LoginLimiter, Policy};
 use crate::oci::{ErrorCode, RegistryError, RepoName};
@@ -113,9 +114,11 @@ fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
         Route::Base => Need::Login,
         Route::Catalog => Need::Catalog,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n, Action::Pull),
-        Route::Blob(n, _) | Route::Manifest(n, _) if read => Need::Repo(n, Action::Pull),
-        Route::Blob(n, _) | Route::Manifest(n, _) if *method == Method::DELETE => Need::Repo(n, Action::Delete),
-        Route::Blob(n, _) | Route::Manifest(n, _) | Route::Upload(n, _) => Need::Repo(n, Action::Push),
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if read => Need::Repo(n, Action::Pull),
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if *method == Method::DELETE => {
+            Need::Repo(n, Action::Delete)
+        }
+        Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) | Route::Upload(n, _) => Need::Repo(n, Action::Push),
     }
 }
 
@@ -230,6 +233,11 @@ pub enum LoginFailure {
     Invalid,
 }
 
+/// How long a login waits for the same user's attempts in flight before it is refused, and
+/// how often it looks again: a few bcrypt runs, and a fraction of one.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(3);
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
+
 impl Login {
     async fn authenticate(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Caller, Response> {
         let creds = parse_authorization(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
@@ -250,12 +258,25 @@ impl Login {
     /// even when the client hangs up first.
     pub async fn check(&self, user: &str, password: String, client: Option<IpAddr>) -> Result<(), LoginFailure> {
         let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let attempt = self.limiter.begin(client, user).map_err(LoginFailure::TooMany)?;
-        // A recent success is in the cache: no bcrypt and no hop to a blocking thread.
-        if self.htpasswd.verify_cached(user, &password) {
-            attempt.succeeded();
-            return Ok(());
-        }
+        let give_up = std::time::Instant::now() + IN_FLIGHT_WAIT;
+        let attempt = loop {
+            // A recent success is in the cache: no bcrypt, no hop to a blocking thread, and
+            // nothing to count, since only a password that already passed bcrypt hits.
+            if self.htpasswd.verify_cached(user, &password) {
+                return Ok(());
+            }
+            match self.limiter.begin(client, user) {
+                Ok(attempt) => break attempt,
+                // Only attempts still being checked fill the limit: a burst of one user's
+                // requests (parallel layer pulls, CI jobs starting together) before the first
+                // success is cached. Wait for them rather than refuse; when one succeeds the
+                // cache answers, and failures turn this into a refusal within a bcrypt run.
+                Err(wait) if wait == IN_FLIGHT_RETRY && std::time::Instant::now() < give_up => {
+                    tokio::time::sleep(IN_FLIGHT_POLL).await;
+                }
+                Err(wait) => return Err(LoginFailure::TooMany(wait)),
+            }
+        };
         let htpasswd = self.htpasswd.clone();
         let check_user = user.to_string();
         let outcome = self

@@ -33,6 +33,9 @@ use std::sync::Arc;
 
 pub type HttpResult = Result<Response, RegistryError>;
 
+/// Makes the trust script for a `host:port`; built by the CLI, which knows the installers.
+pub type TrustScript = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What every handler can reach.
 pub struct AppState {
     pub registry: Arc<Registry>,
@@ -42,6 +45,9 @@ pub struct AppState {
     /// The CA that signed the server certificate, served unauthenticated so clients can
     /// install it (`wharf trust`); only when wharf made the CA itself.
     pub ca_pem: Option<String>,
+    /// With a CA to publish: the trust script for the `host:port` a client reached us by
+    /// (`None` for a name no registry address can be).
+    pub trust_script: Option<TrustScript>,
     /// `http.headers`: added to every API response, as registry:2 does.
     pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
@@ -137,7 +143,7 @@ async fn api_version_header(mut resp: Response) -> Response {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Response {
-    if !state.urls.prefix.is_empty() && req.uri().path() != crate::autosecure::CA_PATH {
+    if !state.urls.prefix.is_empty() && !is_well_known(req.uri().path()) {
         match without_prefix(req.uri(), &state.urls.prefix) {
             Some(uri) => *req.uri_mut() = uri,
             None => return with_configured_headers(&state, not_found()),
@@ -156,6 +162,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Respo
             .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     with_configured_headers(&state, resp)
+}
+
+/// The unauthenticated trust paths, served outside `http.prefix` (clients look for them there).
+fn is_well_known(path: &str) -> bool {
+    path == crate::autosecure::CA_PATH || path == crate::autosecure::TRUST_SCRIPT_PATH
 }
 
 fn with_configured_headers(state: &AppState, mut resp: Response) -> Response {
@@ -186,6 +197,11 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
     if req.uri().path() == crate::autosecure::CA_PATH {
         if let Some(ca) = &state.ca_pem {
             return ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.clone()).into_response();
+        }
+    }
+    if req.uri().path() == crate::autosecure::TRUST_SCRIPT_PATH {
+        if let Some(make) = &state.trust_script {
+            return trust_script(make, &req);
         }
     }
     if req.uri().path() == token::PATH && state.auth.as_ref().is_some_and(|a| a.token_server().is_some()) {
@@ -225,6 +241,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,
+        (Route::ManifestNotATag(_, name), &Method::GET | &Method::HEAD | &Method::DELETE) => Err(manifests::not_a_tag_unknown(name)),
+        (Route::ManifestNotATag(_, name), &Method::PUT) => Err(manifests::not_a_tag_refused(name)),
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
@@ -237,6 +255,24 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         resp.extensions_mut().insert(user);
     }
     resp
+}
+
+/// The script for the address the client used: the URI's authority (HTTP/2) or the Host header.
+fn trust_script(make: &TrustScript, req: &Request) -> Response {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| request::header_str(req.headers(), "host"))
+        .filter(|h| is_host_port(h));
+    match host.and_then(|h| make(h)) {
+        Some(script) => ([(axum::http::header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")], script).into_response(),
+        None => error::json_error(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            "the trust script needs the registry's address in the Host header",
+        ),
+    }
 }
 
 /// HEAD answers carry GET's headers (Content-Length included) but never a body.

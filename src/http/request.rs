@@ -17,6 +17,10 @@ pub enum Route {
     /// `None`: the collection (`/blobs/uploads/`), to start a session.
     Upload(RepoName, Option<String>),
     Manifest(RepoName, Reference),
+    /// `/manifests/<x>` where `x` is neither a digest nor a valid tag. Nothing can be stored
+    /// under it, so reads and deletes find nothing (404, as distribution answers); only a push
+    /// must refuse the name.
+    ManifestNotATag(RepoName, String),
     Referrers(RepoName, Digest),
     NotFound,
 }
@@ -54,11 +58,11 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
             "referrers" => return Ok(Route::Referrers(name_of(2)?, parse_digest(&last)?)),
             "manifests" => {
                 let name = name_of(2)?;
-                let reference = Reference::parse(&last).map_err(|e| match e {
-                    crate::oci::name::ReferenceError::Digest(d) => bad(ErrorCode::DigestInvalid, d.to_string()),
-                    other => bad(ErrorCode::ManifestInvalid, other.to_string()),
-                })?;
-                return Ok(Route::Manifest(name, reference));
+                return match Reference::parse(&last) {
+                    Ok(reference) => Ok(Route::Manifest(name, reference)),
+                    Err(crate::oci::name::ReferenceError::Digest(d)) => Err(bad(ErrorCode::DigestInvalid, d.to_string())),
+                    Err(crate::oci::name::ReferenceError::Tag(_)) => Ok(Route::ManifestNotATag(name, truncate(&last))),
+                };
             }
             _ => {}
         }
@@ -66,7 +70,8 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
     Ok(Route::NotFound)
 }
 
-fn truncate(s: &str) -> String {
+/// A client's string cut to a length fit for an error message.
+pub fn truncate(s: &str) -> String {
     s.chars().take(300).collect()
 }
 
@@ -259,6 +264,9 @@ mod tests {
             Route::Manifest(name, Reference::Digest(d))
         );
         assert_eq!(route("/other").unwrap(), Route::NotFound);
+        let app = RepoName::parse("app").unwrap();
+        assert_eq!(route("/v2/app/manifests/-x").unwrap(), Route::ManifestNotATag(app, "-x".into()));
+        assert_eq!(route("/v2/app/manifests/sha256:zz").unwrap_err().code, ErrorCode::DigestInvalid);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
 
 use super::{auth::Caller, body_stream, request, AppState, HttpResult};
-use crate::oci::{ErrorCode, RegistryError, RepoName};
+use crate::oci::digest::DigestError;
+use crate::oci::{Algorithm, ErrorCode, RegistryError, RepoName};
 use crate::registry::UploadStatus;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -41,19 +42,25 @@ fn blob_created(state: &AppState, headers: &HeaderMap, name: &RepoName, digest: 
 pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Request) -> HttpResult {
     let params = request::query(req.uri().query());
     let headers = req.headers().clone();
+    let algorithm = session_algorithm(&params)?;
     if let Some(mount) = request::param(&params, "mount") {
         let digest = request::parse_digest(mount)?;
-        let from = match request::param(&params, "from") {
-            Some(f) => Some(
-                RepoName::parse(f)
-                    .ok_or_else(|| RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {f:?} in from")))?,
-            ),
-            None => None,
+        let mounted = match request::param(&params, "from") {
+            Some(f) => {
+                let from = RepoName::parse(f)
+                    .ok_or_else(|| RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {f:?} in from")))?;
+                // Mounting from a repository the caller cannot read would leak its content:
+                // fall back to an ordinary upload instead, as for an absent blob.
+                state.may_pull(caller, from.as_str()) && state.registry.blob_mount(name, &digest, &from).await?
+            }
+            None => {
+                state
+                    .registry
+                    .blob_mount_from_any(name, &digest, |repo| state.may_pull(caller, repo))
+                    .await?
+            }
         };
-        // Mounting from a repository the caller cannot read would leak its content: fall back
-        // to an ordinary upload instead, as for an absent blob.
-        let from = from.filter(|f| state.may_pull(caller, f.as_str()));
-        if state.registry.blob_mount(name, &digest, from.as_ref()).await? {
+        if mounted {
             return Ok(blob_created(state, &headers, name, &digest));
         }
     } else if let Some(d) = request::param(&params, "digest") {
@@ -62,8 +69,23 @@ pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Requ
         state.registry.upload_monolithic(name, &digest, length, body_stream(req)).await?;
         return Ok(blob_created(state, &headers, name, &digest));
     }
-    let status = state.registry.upload_start(name).await?;
+    let status = state.registry.upload_start(name, algorithm).await?;
     Ok(session_response(state, &headers, name, StatusCode::ACCEPTED, &status))
+}
+
+/// The spec's `digest-algorithm` parameter (main branch): the algorithm the session hashes
+/// with. One wharf cannot verify is refused with 400 before anything starts, as the spec asks
+/// for unsupported algorithms.
+fn session_algorithm(params: &[(String, String)]) -> Result<Algorithm, RegistryError> {
+    match request::param(params, "digest-algorithm").filter(|a| !a.is_empty()) {
+        None => Ok(Algorithm::Sha256),
+        Some(name) => Algorithm::from_name(name).map_err(|_| {
+            RegistryError::new(
+                ErrorCode::DigestInvalid,
+                DigestError::Unsupported(request::truncate(name)).to_string(),
+            )
+        }),
+    }
 }
 
 pub async fn status(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {

@@ -12,6 +12,16 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The algorithm a client names (`digest-algorithm=`, a digest's prefix); only those wharf
+    /// can verify are known.
+    pub fn from_name(name: &str) -> Result<Algorithm, DigestError> {
+        match name {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            _ => Err(DigestError::Unsupported(name.to_string())),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -86,11 +96,7 @@ impl FromStr for Digest {
         if !alg_ok || !enc_ok {
             return Err(DigestError::Malformed(s.to_string()));
         }
-        let algorithm = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            _ => return Err(DigestError::Unsupported(alg.to_string())),
-        };
+        let algorithm = Algorithm::from_name(alg)?;
         let lower_hex = enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if enc.len() != algorithm.hex_len() || !lower_hex {
             return Err(DigestError::Malformed(s.to_string()));
@@ -195,5 +201,9 @@ mod tests {
             "md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>(),
             Err(DigestError::Unsupported(_))
         ));
+        for name in ["md5", "SHA256", "sha256+x", ""] {
+            assert!(matches!(Algorithm::from_name(name), Err(DigestError::Unsupported(_))), "{name}");
+        }
+        assert_eq!(Algorithm::from_name("sha512"), Ok(Algorithm::Sha512));
     }
 }

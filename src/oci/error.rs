@@ -23,6 +23,9 @@ pub enum ErrorCode {
     RangeInvalid,
     /// A body over a limit (SIZE_INVALID on the wire, status 413).
     TooLarge,
+    /// More `tag` parameters than one manifest push may carry (UNSUPPORTED on the wire, status
+    /// 414, which the spec names for this).
+    TooManyTags,
     /// Storage failed underneath us (UNKNOWN on the wire, status 500).
     Internal,
     /// Storage is out of space or read-only (UNAVAILABLE on the wire, status 503): retry later.
@@ -45,7 +48,7 @@ impl ErrorCode {
             ErrorCode::SizeInvalid | ErrorCode::TooLarge => "SIZE_INVALID",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Denied => "DENIED",
-            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Unsupported | ErrorCode::TooManyTags => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::Internal => "UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => 429,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::TooLarge => 413,
+            ErrorCode::TooManyTags => 414,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             _ => 400,

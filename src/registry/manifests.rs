@@ -3,7 +3,7 @@
 
 use super::{Registry, Result};
 use crate::oci::manifest::{Manifest, MAX_MANIFEST_SIZE};
-use crate::oci::{Digest, ErrorCode, Reference, RegistryError, RepoName};
+use crate::oci::{Digest, ErrorCode, Reference, RegistryError, RepoName, Tag};
 use crate::store::Link;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -119,10 +119,14 @@ impl Registry {
         Ok(Some(stored))
     }
 
+    /// Stores a manifest and points `tags` at it. With `expected` the content must have that
+    /// digest (a push by digest, or a push by tag that names one), which also chooses the
+    /// algorithm; without it the digest is sha256, the canonical algorithm.
     pub async fn manifest_put(
         &self,
         repo: &RepoName,
-        reference: &Reference,
+        expected: Option<&Digest>,
+        tags: &[Tag],
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<ManifestPut> {
@@ -134,8 +138,8 @@ impl Registry {
             ));
         }
         let manifest = Manifest::parse_upload(&bytes, content_type).map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, e.0))?;
-        let digest = match reference {
-            Reference::Digest(d) => {
+        let digest = match expected {
+            Some(d) => {
                 let actual = Digest::of(d.algorithm(), &bytes);
                 if &actual != d {
                     return Err(RegistryError::new(
@@ -145,7 +149,7 @@ impl Registry {
                 }
                 actual
             }
-            Reference::Tag(_) => Digest::sha256_of(&bytes),
+            None => Digest::sha256_of(&bytes),
         };
         self.check_references(repo, &manifest).await?;
 
@@ -163,7 +167,7 @@ impl Registry {
             };
             self.store.link_write(&link, &digest).await?;
         }
-        if let Reference::Tag(tag) = reference {
+        for tag in tags {
             self.store
                 .link_write(&Link::TagIndex(repo.clone(), tag.clone(), digest.clone()), &digest)
                 .await?;
@@ -231,7 +235,7 @@ impl Registry {
                     return Err(manifest_unknown(reference));
                 }
                 for tag in self.store.tags(repo).await?.unwrap_or_default() {
-                    let Some(tag) = crate::oci::Tag::parse(&tag) else { continue };
+                    let Some(tag) = Tag::parse(&tag) else { continue };
                     if self.store.link_read(&Link::TagCurrent(repo.clone(), tag.clone())).await?.as_ref() == Some(digest) {
                         self.store.tag_delete(repo, &tag).await?;
                     }

@@ -13,7 +13,7 @@ pub use blobs::BlobBody;
 pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::{ChunkRange, UploadStatus};
 
-use crate::oci::{ErrorCode, RegistryError, RepoName};
+use crate::oci::{ErrorCode, RegistryError};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -68,16 +68,5 @@ impl Registry {
             ));
         }
         Ok(())
-    }
-
-    async fn require_repo(&self, repo: &RepoName) -> Result<()> {
-        if self.store.repo_exists(repo).await? {
-            Ok(())
-        } else {
-            Err(RegistryError::new(
-                ErrorCode::NameUnknown,
-                format!("repository {repo} is not known to this registry"),
-            ))
-        }
     }
 }

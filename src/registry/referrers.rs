@@ -7,8 +7,9 @@ use crate::store::LinkSet;
 
 impl Registry {
     /// Descriptors of the referrers of `subject`, filtered by artifact type when one is given.
+    /// A repository nothing was pushed to has none: the spec forbids a 404 from the referrers
+    /// API, which clients read as a registry without it.
     pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
-        self.require_repo(repo).await?;
         let mut out = Vec::new();
         for digest in self.store.link_set(&LinkSet::Referrers(repo.clone(), subject.clone())).await? {
             let Some(m) = self.manifest_load(&digest).await? else { continue };

@@ -66,6 +66,11 @@ impl Sessions {
     }
 }
 
+/// Repositories a mount without `from` looks into at most. Each costs a link lookup, so the
+/// bound keeps one request from walking a very large registry; past it the client uploads the
+/// blob, which the spec allows whenever a registry cannot mount.
+const MOUNT_SEARCH_LIMIT: usize = 10_000;
+
 /// Session ids become path components, so only the characters a UUID uses are accepted.
 pub fn valid_upload_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -211,10 +216,17 @@ impl Stream for MeteredBody {
 }
 
 impl Registry {
-    pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus> {
+    /// Opens a session whose running hash uses `algorithm` (the client's `digest-algorithm`).
+    /// It is only where hashing starts: a session finished with a digest of another algorithm
+    /// is hashed again from the stored bytes.
+    pub async fn upload_start(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         self.store.upload_create(repo, &id).await?;
+        if algorithm != Algorithm::Sha256 {
+            let session = self.uploads.get(repo, &id);
+            session.lock().await.hasher = Some(algorithm.hasher());
+        }
         Ok(UploadStatus { id, size: 0 })
     }
 
@@ -279,7 +291,7 @@ impl Registry {
 
     /// Single-request upload (`POST ?digest=` with the whole blob as body).
     pub async fn upload_monolithic(&self, repo: &RepoName, digest: &Digest, content_length: Option<u64>, body: ByteStream) -> Result<()> {
-        let status = self.upload_start(repo).await?;
+        let status = self.upload_start(repo, digest.algorithm()).await?;
         let result = self.upload_finish(repo, &status.id, digest, None, content_length, Some(body)).await;
         if result.is_err() {
             // The client never saw this session, so nobody can resume it.
@@ -299,14 +311,39 @@ impl Registry {
 
     /// Links a blob another repository already has. Returns false when it cannot (the caller
     /// then starts an ordinary upload session, as the spec asks).
-    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
-        let Some(from) = from else { return Ok(false) };
         if !self.blob_linked(from, digest).await? || self.store.blob_size(digest).await?.is_none() {
             return Ok(false);
         }
         self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
         Ok(true)
+    }
+
+    /// A mount without `from`, which the spec lets a registry honour: the blob is mounted from
+    /// the first repository holding it among those `readable` lets through (the caller's pull
+    /// rights), so it is never found through a repository the caller could not read. Bytes no
+    /// repository links any more (deleted, awaiting garbage collection) are not mounted.
+    pub async fn blob_mount_from_any(&self, repo: &RepoName, digest: &Digest, readable: impl Fn(&str) -> bool) -> Result<bool> {
+        self.check_writable()?;
+        // Most mounts name layers the registry does not have at all: one lookup answers them.
+        if self.store.blob_size(digest).await?.is_none() {
+            return Ok(false);
+        }
+        let mut examined = 0;
+        for name in self.store.repositories().await? {
+            let Some(source) = RepoName::parse(&name).filter(|_| readable(&name)) else {
+                continue;
+            };
+            if examined == MOUNT_SEARCH_LIMIT {
+                break;
+            }
+            examined += 1;
+            if self.blob_linked(&source, digest).await? {
+                return self.blob_mount(repo, digest, &source).await;
+            }
+        }
+        Ok(false)
     }
 
     async fn sessions_lock(&self, repo: &RepoName, id: &str) -> Result<Arc<tokio::sync::Mutex<HashState>>> {

@@ -11,16 +11,26 @@
 //! A read that misses races with writes: the value read from the store may already be stale when
 //! it is stored. Every write bumps a generation counter, and a value read from the store is kept
 //! only if no write happened while it was being read.
+//!
+//! Writes race with each other too: two pushes of one tag rename their links in one order and
+//! could update the index in the other, leaving the index on the digest the disk no longer holds.
+//! So every write to a link (and a tag's deletion) holds a lock for that tag or link from the
+//! store write until the index is updated: the index is changed in the order the disk was.
 
 use super::{BlobRead, ByteStream, Link, LinkSet, Store, UploadInfo};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// Locks that serialise writes to one tag or link (store write, then index update); a key maps
+/// to one of them by hash, so unrelated writes rarely wait for each other.
+const WRITE_LOCK_SHARDS: usize = 64;
 
 /// Links remembered at most; past that the link cache starts over (a tag set is not bounded: it
 /// is the index of a repository someone listed).
@@ -46,6 +56,18 @@ impl Index {
 pub struct IndexedStore {
     inner: Arc<dyn Store>,
     index: RwLock<Index>,
+    write_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// What a write to `link` must be ordered with: everything of its tag (the `current` link, the
+/// tag's history, its deletion), or else the link itself.
+fn write_key(link: &Link) -> u64 {
+    let mut h = DefaultHasher::new();
+    match link {
+        Link::TagCurrent(repo, tag) | Link::TagIndex(repo, tag, _) => (repo, tag).hash(&mut h),
+        other => other.hash(&mut h),
+    }
+    h.finish()
 }
 
 /// The repository a link makes exist: links under `_layers` and `_manifests` do (registry:2's
@@ -64,7 +86,13 @@ impl IndexedStore {
         Ok(IndexedStore {
             inner,
             index: RwLock::new(Index { repos, ..Index::default() }),
+            write_locks: (0..WRITE_LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
+    }
+
+    /// Held across a store write and the index update that follows it.
+    async fn lock_writes_to(&self, link: &Link) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_locks[(write_key(link) % WRITE_LOCK_SHARDS as u64) as usize].lock().await
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -212,6 +240,7 @@ impl Store for IndexedStore {
     }
 
     async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
+        let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_write(link, target).await;
         self.after_write(result, Some(link), |ix| {
             if let Some(repo) = creates_repository(link) {
@@ -230,6 +259,7 @@ impl Store for IndexedStore {
     }
 
     async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+        let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_delete(link).await;
         self.after_write(result, Some(link), |ix| {
             // Without `current/link` a tag is no longer listed.
@@ -248,8 +278,9 @@ impl Store for IndexedStore {
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
-        let result = self.inner.tag_delete(repo, tag).await;
         let current = Link::TagCurrent(repo.clone(), tag.clone());
+        let _ordered = self.lock_writes_to(&current).await;
+        let result = self.inner.tag_delete(repo, tag).await;
         self.after_write(result, Some(&current), |ix| {
             if let Some(set) = ix.tags.get_mut(repo) {
                 set.remove(tag.as_str());
@@ -351,5 +382,120 @@ mod tests {
             fresh.repositories_page(Some("a/app"), 10, &|_| true).await.unwrap(),
             vec!["pre/existing"]
         );
+    }
+
+    /// The filesystem store with the write of one digest slowed after it landed on disk: the
+    /// interleaving of two pushes of one tag where the first rename finishes last in the index.
+    struct SlowAfterWrite {
+        inner: Arc<dyn Store>,
+        slow: Digest,
+    }
+
+    #[async_trait]
+    impl Store for SlowAfterWrite {
+        async fn blob_size(&self, d: &Digest) -> io::Result<Option<u64>> {
+            self.inner.blob_size(d).await
+        }
+        async fn blob_read(&self, d: &Digest, r: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+            self.inner.blob_read(d, r).await
+        }
+        async fn blob_bytes(&self, d: &Digest) -> io::Result<Option<Bytes>> {
+            self.inner.blob_bytes(d).await
+        }
+        async fn blob_put(&self, d: &Digest, c: Bytes) -> io::Result<()> {
+            self.inner.blob_put(d, c).await
+        }
+        async fn upload_create(&self, r: &RepoName, id: &str) -> io::Result<()> {
+            self.inner.upload_create(r, id).await
+        }
+        async fn upload_info(&self, r: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+            self.inner.upload_info(r, id).await
+        }
+        async fn upload_append(&self, r: &RepoName, id: &str, b: ByteStream) -> io::Result<u64> {
+            self.inner.upload_append(r, id, b).await
+        }
+        async fn upload_read(&self, r: &RepoName, id: &str) -> io::Result<ByteStream> {
+            self.inner.upload_read(r, id).await
+        }
+        async fn upload_commit(&self, r: &RepoName, id: &str, d: &Digest) -> io::Result<()> {
+            self.inner.upload_commit(r, id, d).await
+        }
+        async fn upload_delete(&self, r: &RepoName, id: &str) -> io::Result<bool> {
+            self.inner.upload_delete(r, id).await
+        }
+        async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
+            self.inner.uploads_all().await
+        }
+        async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+            self.inner.purge_temporary(older_than).await
+        }
+        async fn link_read(&self, l: &Link) -> io::Result<Option<Digest>> {
+            self.inner.link_read(l).await
+        }
+        async fn link_write(&self, l: &Link, target: &Digest) -> io::Result<()> {
+            self.inner.link_write(l, target).await?;
+            if *target == self.slow {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(())
+        }
+        async fn link_delete(&self, l: &Link) -> io::Result<bool> {
+            self.inner.link_delete(l).await
+        }
+        async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+            self.inner.link_set(set).await
+        }
+        async fn tag_delete(&self, r: &RepoName, t: &Tag) -> io::Result<bool> {
+            self.inner.tag_delete(r, t).await
+        }
+        async fn tags(&self, r: &RepoName) -> io::Result<Option<Vec<String>>> {
+            self.inner.tags(r).await
+        }
+        async fn repo_exists(&self, r: &RepoName) -> io::Result<bool> {
+            self.inner.repo_exists(r).await
+        }
+        async fn repositories(&self) -> io::Result<Vec<String>> {
+            self.inner.repositories().await
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_to_one_tag_leave_the_index_on_what_the_disk_holds() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (Digest::sha256_of(b"pushed first"), Digest::sha256_of(b"pushed second"));
+        let fs: Arc<dyn Store> = Arc::new(FsStore::new(t.path()).unwrap());
+        let slow = Arc::new(SlowAfterWrite {
+            inner: fs.clone(),
+            slow: a.clone(),
+        });
+        let ix = Arc::new(IndexedStore::load(slow).await.unwrap());
+        let latest = Link::TagCurrent(repo("ci/app"), tag("latest"));
+        // A lands on disk first but is slow to return; B is written while A is still returning.
+        let first = tokio::spawn({
+            let (ix, latest, a) = (ix.clone(), latest.clone(), a.clone());
+            async move { ix.link_write(&latest, &a).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ix.link_write(&latest, &b).await.unwrap();
+        first.await.unwrap().unwrap();
+        let on_disk = fs.link_read(&latest).await.unwrap();
+        assert_eq!(on_disk, Some(b.clone()), "the second write is the last rename");
+        assert_eq!(
+            ix.link_read(&latest).await.unwrap(),
+            on_disk,
+            "the index serves what the disk holds"
+        );
+
+        // A tag deletion racing a slow write of the same tag is ordered the same way.
+        let rewrite = tokio::spawn({
+            let (ix, latest, a) = (ix.clone(), latest.clone(), a.clone());
+            async move { ix.link_write(&latest, &a).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(ix.tag_delete(&repo("ci/app"), &tag("latest")).await.unwrap());
+        rewrite.await.unwrap().unwrap();
+        assert_eq!(fs.link_read(&latest).await.unwrap(), None);
+        assert_eq!(ix.link_read(&latest).await.unwrap(), None);
+        assert_eq!(ix.tags(&repo("ci/app")).await.unwrap(), Some(vec![]));
     }
 }

@@ -122,8 +122,17 @@ pub fn new_ca(common_name: &str, validity_days: u32) -> Result<CertKey> {
 /// The returned `cert_pem` is the full chain (server certificate, then the CA's), ready to be
 /// served. The lifetime is cut to the CA's own expiry, since clients reject anything after it.
 pub fn issue_server(ca: &CertKey, ips: &[IpAddr], dns: &[String], validity_days: u32) -> Result<CertKey> {
+    issue_server_for_key(ca, ips, dns, validity_days, KeyPair::generate()?)
+}
+
+/// [`issue_server`] for an existing private key (PEM): a renewal that keeps the key keeps
+/// the public key clients pin (`curl --pinnedpubkey`).
+pub fn renew_server(ca: &CertKey, ips: &[IpAddr], dns: &[String], validity_days: u32, key_pem: &str) -> Result<CertKey> {
+    issue_server_for_key(ca, ips, dns, validity_days, keys::rcgen_key_pair(key_pem)?)
+}
+
+fn issue_server_for_key(ca: &CertKey, ips: &[IpAddr], dns: &[String], validity_days: u32, key: KeyPair) -> Result<CertKey> {
     let sans = subject_alt_names(ips, dns)?;
-    let key = KeyPair::generate()?;
     let mut params = base_params(&common_name_for(&sans), validity_days)?;
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
@@ -388,6 +397,16 @@ pub fn fingerprint_sha256(cert_pem: &str) -> Result<String> {
 pub fn fingerprint_der(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// The public key pin of the first certificate in `cert_pem`, as `curl --pinnedpubkey`
+/// takes it: `sha256//` + base64 of the SHA-256 of its SubjectPublicKeyInfo (DER).
+pub fn public_key_pin(cert_pem: &str) -> Result<String> {
+    use base64::Engine;
+    let der = first_cert_der(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| TlsError::Invalid(format!("unreadable certificate: {e}")))?;
+    let digest = Sha256::digest(cert.tbs_certificate.subject_pki.raw);
+    Ok(format!("sha256//{}", base64::engine::general_purpose::STANDARD.encode(digest)))
 }
 
 /// notAfter of the first certificate in `cert_pem`.

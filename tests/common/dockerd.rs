@@ -37,19 +37,26 @@ impl Dockerd {
     /// Starts dockerd as root. Returns None (after printing SKIP) when not root or dockerd is
     /// missing outside CI; panics in CI.
     pub fn start() -> Option<Dockerd> {
-        Self::launch(None)
+        Self::launch(None, &[])
+    }
+
+    /// A daemon started through `wrapper` (`wrapper... dockerd ARGS`), e.g. `ip netns exec NS
+    /// ...` for a client on another network. The wrapper must exec dockerd, so the PID stays
+    /// the daemon's.
+    pub fn start_wrapped(wrapper: &[&str]) -> Option<Dockerd> {
+        Self::launch(None, wrapper)
     }
 
     /// A daemon with a bridge network: `-p` publishing and docker-compose work.
     pub fn start_bridged() -> Option<Dockerd> {
         if !super::is_root() || !super::require_tool("ip") {
-            return Self::launch(None);
+            return Self::launch(None, &[]);
         }
         let bridge = Bridge::create();
-        Self::launch(Some(bridge))
+        Self::launch(Some(bridge), &[])
     }
 
-    fn launch(bridge: Option<Bridge>) -> Option<Dockerd> {
+    fn launch(bridge: Option<Bridge>, wrapper: &[&str]) -> Option<Dockerd> {
         if !super::is_root() {
             if super::in_ci() {
                 panic!("dockerd tests must run as root in CI");
@@ -82,7 +89,15 @@ impl Dockerd {
                 "--userland-proxy=true".into(),
             ],
         };
-        let child = Command::new("dockerd")
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg("dockerd");
+                c
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = command
             .arg("--config-file")
             .arg(&daemon_json)
             .args(["--storage-driver=vfs", "--iptables=false", "--ip-masq=false"])
@@ -133,6 +148,11 @@ impl Dockerd {
         let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The daemon's PID (for `nsenter --target`), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The directory the daemon's files live in (short, under /tmp), for a test's own files.

@@ -47,6 +47,12 @@ pub fn run_unchecked(cmd: &mut Command) -> Output {
 /// Runs `cmd` with `input` on its standard input (a password for `--password-stdin`) and
 /// panics, printing its output, unless it exits successfully.
 pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
+    let out = run_with_input_unchecked(cmd, input);
+    succeeded(cmd, out)
+}
+
+/// `run_with_input` whatever the exit status (a login that must fail).
+pub fn run_with_input_unchecked(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -55,7 +61,9 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", describe(cmd)));
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    succeeded(cmd, child.wait_with_output().expect("wait"))
+    let out = child.wait_with_output().expect("wait");
+    eprintln!("{} -> {}", describe(cmd), out.status);
+    out
 }
 
 /// Runs `cmd` and panics, printing its stdout and stderr, unless it exits successfully.

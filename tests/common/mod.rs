@@ -277,3 +277,33 @@ pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
         .collect();
     std::fs::write(path, lines).expect("write htpasswd");
 }
+
+/// The rest of the first line of `out` after `marker`, trimmed: a value `wharf serve` printed
+/// (the admin password, the CA fingerprint, a client command). Panics, showing `out`, without it.
+pub fn printed_after(out: &str, marker: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split(marker).nth(1))
+        .unwrap_or_else(|| panic!("wharf serve did not print {marker:?}:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+/// Every regular file under `root`, sorted, as absolute paths on the system `root` holds
+/// (`/etc/docker/certs.d/...`); none when `root` does not exist.
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.map(Result::unwrap) {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.push(format!("/{}", p.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}

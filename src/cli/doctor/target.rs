@@ -4,8 +4,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// The port registry guides (and registry:2's image) use when none is given.
-pub const DEFAULT_PORT: u16 = 5000;
+/// The port Docker, containerd and podman use for a registry named without one (`HOST/IMAGE`
+/// is `HOST:443`), so the port doctor checks when none is given.
+pub const DEFAULT_PORT: u16 = 443;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -53,8 +54,7 @@ impl Target {
             return Err(format!("{host:?} is not a valid host name or IP address"));
         }
         let default_port = match scheme {
-            None => DEFAULT_PORT,
-            Some(Scheme::Https) => 443,
+            None | Some(Scheme::Https) => DEFAULT_PORT,
             Some(Scheme::Http) => 80,
         };
         Ok(Target {
@@ -150,7 +150,8 @@ mod tests {
     #[test]
     fn forms() {
         let a = t("192.168.0.12");
-        assert_eq!((a.host.as_str(), a.port, a.port_given), ("192.168.0.12", 5000, false));
+        assert_eq!((a.host.as_str(), a.port, a.port_given), ("192.168.0.12", 443, false));
+        assert_eq!(a.registry_name(), "192.168.0.12", "Docker's name for HOST:443 has no port");
         assert_eq!(t("Registry.LAN:5001").host_port(), "registry.lan:5001");
         assert_eq!(t("https://reg.lan/v2/").port, 443);
         assert_eq!(t("https://reg.lan/v2/").registry_name(), "reg.lan");
@@ -160,7 +161,7 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5000));
         assert_eq!(v6.host_port(), "[::1]:5000");
         assert!(v6.is_loopback_name());
-        assert_eq!(t("::1").port, 5000);
+        assert_eq!(t("::1").port, 443);
         assert_eq!(t("10.0.0.5:5000/team/app:1.0").host_port(), "10.0.0.5:5000");
         assert!(t("localhost:5000").is_loopback_name());
         assert!(!t("10.0.0.5").is_loopback_name());
