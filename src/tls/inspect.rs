@@ -95,7 +95,7 @@ impl CertInfo {
     }
 
     /// Would a Go client accept this certificate for TLS server authentication, EKU-wise?
-    fn eku_allows_server_auth(&self) -> bool {
+    pub fn eku_allows_server_auth(&self) -> bool {
         self.ext_key_usage.is_none() || self.has_ext_key_usage("serverAuth") || self.has_ext_key_usage("anyExtendedKeyUsage")
     }
 }
@@ -570,6 +570,12 @@ fn warning(problem: String, fix: String) -> Finding {
     }
 }
 
+/// The facts of one DER certificate (as [`inspect`] reports them for each of a chain).
+pub fn cert_info_der(der: &[u8]) -> Result<CertInfo> {
+    let (_, c) = parse_x509_certificate(der).map_err(|e| TlsError::Invalid(format!("unreadable certificate: {e}")))?;
+    cert_info(&c, der)
+}
+
 fn cert_info(c: &X509Certificate<'_>, der: &[u8]) -> Result<CertInfo> {
     let bad = |e: X509Error| TlsError::Invalid(format!("certificate {}: {e}", c.subject()));
     let mut info = CertInfo {
@@ -713,7 +719,7 @@ pub fn fmt_time(t: OffsetDateTime) -> String {
 }
 
 /// Go's RFC 3339 rendering in its x509 expiry error: `2025-01-31T12:00:00Z`.
-fn go_time(t: OffsetDateTime) -> String {
+pub fn go_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
