@@ -585,11 +585,62 @@ fn skopeo_login(tmp: &Path, addr: &str, cert_dir: &Path) -> Option<(bool, String
     Some((o.status.success(), text))
 }
 
+/// How one matrix row's certificate is made: by the seed's openssl command with these extra
+/// arguments, or (an expired one, which openssl 3.0's `req` cannot date back) by rcgen.
+enum Recipe {
+    Openssl(Vec<String>),
+    Expired,
+}
+
+/// Writes `certs/domain.crt` and `certs/domain.key` in `dir`: self-signed and CA:TRUE, as
+/// `openssl req -x509` makes them by default.
+fn make_seed_certificate(dir: &Path, ip: &str, recipe: &Recipe) {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    match recipe {
+        Recipe::Openssl(extra) => {
+            let subject = format!("/CN={ip}");
+            let mut args = vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-days",
+                "365",
+                "-nodes",
+                "-sha256",
+                "-keyout",
+                "certs/domain.key",
+                "-out",
+                "certs/domain.crt",
+                "-subj",
+                &subject,
+            ];
+            args.extend(extra.iter().map(String::as_str));
+            openssl(dir, &args);
+        }
+        Recipe::Expired => {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name.push(rcgen::DnType::CommonName, ip);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip.parse().unwrap())];
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+            params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+            std::fs::write(certs.join("domain.crt"), params.self_signed(&key).unwrap().pem()).unwrap();
+            std::fs::write(certs.join("domain.key"), key.serialize_pem()).unwrap();
+        }
+    }
+    let text = openssl(dir, &["x509", "-in", "certs/domain.crt", "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE"), "the seed's certificate is a CA certificate:\n{text}");
+}
+
 /// Seed 000's and 002's `openssl req -x509` certificate (self-signed, and CA:TRUE by
 /// OpenSSL's defaults) used as the server certificate and installed as its own CA: Go clients
-/// accept it, so doctor must too and go on to the password check; seed 003's CN-only one
-/// is refused by Go clients and by doctor alike. The registry is on a non-loopback address
-/// (a network namespace), where passwords are sent only over a verified connection.
+/// accept it, so doctor must too and go on to the password check. Seed 003's CN-only one, a
+/// clientAuth-only and an expired one are refused by Go clients, with the error doctor names.
+/// The registry is on a non-loopback address (a network namespace), where passwords are sent
+/// only over a verified connection. skopeo, where installed, gives the real Go verdict.
 #[test]
 fn seed_openssl_self_signed_ca_certificate_is_judged_as_go_clients_judge_it() {
     let Some(host) = TestHost::create() else { return };
@@ -597,37 +648,33 @@ fn seed_openssl_self_signed_ca_certificate_is_judged_as_go_clients_judge_it() {
         return;
     }
     let ip = host.ip.clone();
-    // (recipe, extra openssl arguments, whether Go clients accept it)
     let san = format!("subjectAltName = IP:{ip}");
-    let cases: [(&str, Vec<&str>, bool); 2] = [("000/002: IP SAN", vec!["-addext", &san], true), ("003: CN only", vec![], false)];
-    for (recipe, extra, go_accepts) in cases {
+    let args = |a: &[&str]| Recipe::Openssl(a.iter().map(|s| s.to_string()).collect());
+    // (row, recipe, Go's error; None: accepted)
+    let cases = [
+        ("000/002 IP SAN", args(&["-addext", &san]), None),
+        (
+            "003 CN only",
+            args(&[]),
+            Some("x509: certificate relies on legacy Common Name field, use SANs instead"),
+        ),
+        (
+            "clientAuth EKU",
+            args(&["-addext", &san, "-addext", "extendedKeyUsage = clientAuth"]),
+            Some("x509: certificate specifies an incompatible key usage"),
+        ),
+        (
+            "expired",
+            Recipe::Expired,
+            Some("x509: certificate has expired or is not yet valid"),
+        ),
+    ];
+    let mut matrix = Vec::new();
+    for (row, recipe, go_error) in cases {
         let tmp = tempfile::tempdir().unwrap();
-        let certs = tmp.path().join("certs");
-        std::fs::create_dir_all(&certs).unwrap();
-        let subject = format!("/CN={ip}");
-        let mut args = vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-days",
-            "365",
-            "-nodes",
-            "-sha256",
-            "-keyout",
-            "certs/domain.key",
-            "-out",
-            "certs/domain.crt",
-            "-subj",
-            &subject,
-        ];
-        args.extend(extra);
-        openssl(tmp.path(), &args);
-        let text = openssl(tmp.path(), &["x509", "-in", "certs/domain.crt", "-noout", "-text"]);
-        assert!(text.contains("CA:TRUE"), "the seed's certificate is a CA certificate:\n{text}");
-
+        make_seed_certificate(tmp.path(), &ip, &recipe);
         let htpasswd = alice_htpasswd(tmp.path());
-        let (cert, key) = (certs.join("domain.crt"), certs.join("domain.key"));
+        let (cert, key) = (tmp.path().join("certs/domain.crt"), tmp.path().join("certs/domain.key"));
         let server = Server::start_on(Some(&host), tmp.path(), &cert, &key, Some(&htpasswd), None);
         let addr = server.addr.clone();
         let root = client_root(tmp.path());
@@ -638,10 +685,11 @@ fn seed_openssl_self_signed_ca_certificate_is_judged_as_go_clients_judge_it() {
         let cert_dir = tmp.path().join("cert-dir");
         std::fs::create_dir_all(&cert_dir).unwrap();
         std::fs::write(cert_dir.join("ca.crt"), &ca_pem).unwrap();
-        if let Some((ok, out)) = skopeo_login(tmp.path(), &addr, &cert_dir) {
-            assert_eq!(ok, go_accepts, "{recipe}: skopeo login: {out}");
-            if !go_accepts {
-                assert!(out.contains("x509: certificate relies on legacy Common Name field"), "{out}");
+        let skopeo = skopeo_login(tmp.path(), &addr, &cert_dir);
+        if let Some((ok, out)) = &skopeo {
+            assert_eq!(*ok, go_error.is_none(), "{row}: skopeo login: {out}");
+            if let Some(e) = go_error {
+                assert!(out.contains(e), "{row}: skopeo's error: {out}");
             }
         }
 
@@ -649,25 +697,34 @@ fn seed_openssl_self_signed_ca_certificate_is_judged_as_go_clients_judge_it() {
             &[&addr, "--root", p(&root), "--user", "alice", "--password-stdin"],
             Some("s3cret-pass\n"),
         );
-        println!("matrix: {recipe:<16} go clients (skopeo): {go_accepts:<5} doctor exit: {}", o.code);
-        if go_accepts {
-            assert_eq!(o.code, 0, "{recipe}: {}", o.stdout);
-            for client in ["trust.docker", "trust.containers"] {
-                let step = o.step("ok", client);
-                assert!(step.contains("trusted (CA from /etc/docker/certs.d/"), "{step}");
-                assert!(!step.contains("refuse"), "{step}");
+        match go_error {
+            None => {
+                assert_eq!(o.code, 0, "{row}: {}", o.stdout);
+                for client in ["trust.docker", "trust.containers"] {
+                    let step = o.step("ok", client);
+                    assert!(step.contains("trusted (CA from /etc/docker/certs.d/"), "{step}");
+                    assert!(!step.contains("refuse"), "{step}");
+                }
+                assert!(o.step("ok", "credentials").contains("alice: login accepted"), "{}", o.stdout);
             }
-            assert!(o.step("ok", "credentials").contains("alice: login accepted"), "{}", o.stdout);
-        } else {
-            assert_eq!(o.code, 1, "{recipe}: {}", o.stdout);
-            let step = o.step("FAIL", "certificate");
-            assert!(
-                step.contains("x509: certificate relies on legacy Common Name field, use SANs instead"),
-                "{step}"
-            );
-            assert!(o.step("warn", "credentials").contains("password not sent"), "{}", o.stdout);
+            Some(e) => {
+                assert_eq!(o.code, 1, "{row}: {}", o.stdout);
+                assert!(o.step("FAIL", "certificate").contains(e), "{row}: {}", o.stdout);
+                assert!(o.step("warn", "credentials").contains("password not sent"), "{}", o.stdout);
+            }
         }
+        let verdict = |accepts: bool| if accepts { "accepts" } else { "refuses" };
+        matrix.push(format!(
+            "{row:<16} skopeo: {:<15} doctor: {} (exit {})",
+            skopeo.map_or("not installed", |(ok, _)| verdict(ok)),
+            verdict(o.code == 0),
+            o.code
+        ));
     }
+    println!(
+        "certificate (CA:TRUE, self-signed, installed as the CA) × client:\n{}",
+        matrix.join("\n")
+    );
 }
 
 /// Seed 004: a server certificate signed by the user's own CA (made with openssl). Doctor's
