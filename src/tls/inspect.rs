@@ -314,7 +314,8 @@ impl Ctx<'_> {
         }
         if leaf.is_ca == Some(true) {
             out.push(warning(
-                "the server certificate is also a CA (basicConstraints CA:true); rustls-based clients and Firefox reject a CA \
+                "the server certificate is also a CA (basicConstraints CA:true); Go clients (Docker, containerd, podman, \
+                 skopeo) accept it where this very certificate is their CA, but rustls-based clients and Firefox reject a CA \
                  certificate presented as a server certificate (CaUsedAsEndEntity)"
                     .into(),
                 self.reissue_fix(),
