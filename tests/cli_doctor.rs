@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::netns::TestHost;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,8 +134,15 @@ impl Server {
 
     /// With `client_ca`, the server requires client certificates signed by it (mutual TLS).
     fn start_with_client_ca(dir: &Path, cert: &Path, key: &Path, htpasswd: Option<&Path>, client_ca: Option<&Path>) -> Server {
+        Self::start_on(None, dir, cert, key, htpasswd, client_ca)
+    }
+
+    /// On `host` (a network namespace: a non-loopback address, as another machine), or on
+    /// 127.0.0.1.
+    fn start_on(host: Option<&TestHost>, dir: &Path, cert: &Path, key: &Path, htpasswd: Option<&Path>, client_ca: Option<&Path>) -> Server {
+        let ip = host.map_or("127.0.0.1", |h| h.ip.as_str());
         let mut config = format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: {}\n    key: {}\n",
+            "version: 0.1\nhttp:\n  addr: {ip}:0\n  tls:\n    certificate: {}\n    key: {}\n",
             p(cert),
             p(key)
         );
@@ -145,7 +154,16 @@ impl Server {
         }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(common::wharf_bin())
+        // `ip netns exec` execs wharf, so the child's PID is wharf's.
+        let mut command = match host {
+            Some(h) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &h.ns, common::wharf_bin()]);
+                c
+            }
+            None => Command::new(common::wharf_bin()),
+        };
+        let mut child = command
             .arg("serve")
             .arg(&config_path)
             .arg("--root")
@@ -324,6 +342,8 @@ fn tls_registry_with_an_unknown_ca_then_trusted_once_the_ca_is_installed() {
         &std::fs::read_to_string(ca.join("ca.crt")).unwrap(),
     );
     // containerd with a hosts.toml naming the CA.
+    // containerd installed (its config.toml exists), with a hosts.toml naming the CA.
+    put(&root, "/etc/containerd/config.toml", "version = 2\n");
     let ca_path = format!("/etc/containerd/certs.d/{addr}/ca.crt");
     put(&root, &ca_path, &std::fs::read_to_string(ca.join("ca.crt")).unwrap());
     put(
@@ -409,11 +429,7 @@ fn certificate_for_client_auth_only_is_an_incompatible_key_usage() {
 fn htpasswd_login_anonymous_wrong_and_right_password() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, srv) = ca_and_server(tmp.path(), &["--ip", "127.0.0.1"]);
-    let htpasswd = tmp.path().join("htpasswd");
-    let hash = bcrypt::hash_with_result("s3cret-pass", 4)
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY);
-    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let htpasswd = alice_htpasswd(tmp.path());
     let server = Server::start(tmp.path(), &srv.join("server.crt"), &srv.join("server.key"), Some(&htpasswd));
     let addr = server.addr.clone();
     let root = client_root(tmp.path());
@@ -523,4 +539,344 @@ fn mutual_tls_without_then_with_a_client_certificate() {
         o.stdout
     );
     o.expect(&["→ 200"]);
+}
+
+/// Runs `openssl ARGS` in `dir`, as the seeds' recipes do.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An htpasswd file with alice / s3cret-pass.
+fn alice_htpasswd(dir: &Path) -> PathBuf {
+    let htpasswd = dir.join("htpasswd");
+    let hash = bcrypt::hash_with_result("s3cret-pass", 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    htpasswd
+}
+
+/// `skopeo login` with `cert_dir`'s CA: what Go's crypto/x509 (podman, skopeo, and Docker's
+/// and containerd's verifier too) says of the registry's certificate. None when skopeo is
+/// not installed (outside CI).
+fn skopeo_login(tmp: &Path, addr: &str, cert_dir: &Path) -> Option<(bool, String)> {
+    if !common::require_tool("skopeo") {
+        return None;
+    }
+    let mut child = Command::new("skopeo")
+        .args(["login", "--cert-dir", p(cert_dir), "--authfile", p(&tmp.join("auth.json"))])
+        .args(["-u", "alice", "--password-stdin", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn skopeo");
+    child.stdin.take().unwrap().write_all(b"s3cret-pass\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    println!("--- skopeo login {addr} (exit {:?}):\n{text}", o.status.code());
+    Some((o.status.success(), text))
+}
+
+/// How one matrix row's certificate is made: by the seed's openssl command with these extra
+/// arguments, or (an expired one, which openssl 3.0's `req` cannot date back) by rcgen.
+enum Recipe {
+    Openssl(Vec<String>),
+    Expired,
+}
+
+/// Writes `certs/domain.crt` and `certs/domain.key` in `dir`: self-signed and CA:TRUE, as
+/// `openssl req -x509` makes them by default.
+fn make_seed_certificate(dir: &Path, ip: &str, recipe: &Recipe) {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    match recipe {
+        Recipe::Openssl(extra) => {
+            let subject = format!("/CN={ip}");
+            let mut args = vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-days",
+                "365",
+                "-nodes",
+                "-sha256",
+                "-keyout",
+                "certs/domain.key",
+                "-out",
+                "certs/domain.crt",
+                "-subj",
+                &subject,
+            ];
+            args.extend(extra.iter().map(String::as_str));
+            openssl(dir, &args);
+        }
+        Recipe::Expired => {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name.push(rcgen::DnType::CommonName, ip);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip.parse().unwrap())];
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+            params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+            std::fs::write(certs.join("domain.crt"), params.self_signed(&key).unwrap().pem()).unwrap();
+            std::fs::write(certs.join("domain.key"), key.serialize_pem()).unwrap();
+        }
+    }
+    let text = openssl(dir, &["x509", "-in", "certs/domain.crt", "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE"), "the seed's certificate is a CA certificate:\n{text}");
+}
+
+/// Seed 000's and 002's `openssl req -x509` certificate (self-signed, and CA:TRUE by
+/// OpenSSL's defaults) used as the server certificate and installed as its own CA: Go clients
+/// accept it, so doctor must too and go on to the password check. Seed 003's CN-only one, a
+/// clientAuth-only and an expired one are refused by Go clients, with the error doctor names.
+/// The registry is on a non-loopback address (a network namespace), where passwords are sent
+/// only over a verified connection. skopeo, where installed, gives the real Go verdict.
+#[test]
+fn seed_openssl_self_signed_ca_certificate_is_judged_as_go_clients_judge_it() {
+    let Some(host) = TestHost::create() else { return };
+    if !common::require_tool("openssl") {
+        return;
+    }
+    let ip = host.ip.clone();
+    let san = format!("subjectAltName = IP:{ip}");
+    let args = |a: &[&str]| Recipe::Openssl(a.iter().map(|s| s.to_string()).collect());
+    // (row, recipe, Go's error; None: accepted)
+    let cases = [
+        ("000/002 IP SAN", args(&["-addext", &san]), None),
+        (
+            "003 CN only",
+            args(&[]),
+            Some("x509: certificate relies on legacy Common Name field, use SANs instead"),
+        ),
+        (
+            "clientAuth EKU",
+            args(&["-addext", &san, "-addext", "extendedKeyUsage = clientAuth"]),
+            Some("x509: certificate specifies an incompatible key usage"),
+        ),
+        (
+            "expired",
+            Recipe::Expired,
+            Some("x509: certificate has expired or is not yet valid"),
+        ),
+    ];
+    let mut matrix = Vec::new();
+    for (row, recipe, go_error) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        make_seed_certificate(tmp.path(), &ip, &recipe);
+        let htpasswd = alice_htpasswd(tmp.path());
+        let (cert, key) = (tmp.path().join("certs/domain.crt"), tmp.path().join("certs/domain.key"));
+        let server = Server::start_on(Some(&host), tmp.path(), &cert, &key, Some(&htpasswd), None);
+        let addr = server.addr.clone();
+        let root = client_root(tmp.path());
+        let ca_pem = std::fs::read_to_string(&cert).unwrap();
+        put(&root, &format!("/etc/docker/certs.d/{addr}/ca.crt"), &ca_pem);
+
+        // The real Go client, with that certificate as its CA (seed 000's certs.d copy).
+        let cert_dir = tmp.path().join("cert-dir");
+        std::fs::create_dir_all(&cert_dir).unwrap();
+        std::fs::write(cert_dir.join("ca.crt"), &ca_pem).unwrap();
+        let skopeo = skopeo_login(tmp.path(), &addr, &cert_dir);
+        if let Some((ok, out)) = &skopeo {
+            assert_eq!(*ok, go_error.is_none(), "{row}: skopeo login: {out}");
+            if let Some(e) = go_error {
+                assert!(out.contains(e), "{row}: skopeo's error: {out}");
+            }
+        }
+
+        let o = doctor(
+            &[&addr, "--root", p(&root), "--user", "alice", "--password-stdin"],
+            Some("s3cret-pass\n"),
+        );
+        match go_error {
+            None => {
+                assert_eq!(o.code, 0, "{row}: {}", o.stdout);
+                for client in ["trust.docker", "trust.containers"] {
+                    let step = o.step("ok", client);
+                    assert!(step.contains("trusted (CA from /etc/docker/certs.d/"), "{step}");
+                    assert!(!step.contains("refuse"), "{step}");
+                }
+                assert!(o.step("ok", "credentials").contains("alice: login accepted"), "{}", o.stdout);
+            }
+            Some(e) => {
+                assert_eq!(o.code, 1, "{row}: {}", o.stdout);
+                assert!(o.step("FAIL", "certificate").contains(e), "{row}: {}", o.stdout);
+                assert!(o.step("warn", "credentials").contains("password not sent"), "{}", o.stdout);
+            }
+        }
+        let verdict = |accepts: bool| if accepts { "accepts" } else { "refuses" };
+        matrix.push(format!(
+            "{row:<16} skopeo: {:<15} doctor: {} (exit {})",
+            skopeo.map_or("not installed", |(ok, _)| verdict(ok)),
+            verdict(o.code == 0),
+            o.code
+        ));
+    }
+    println!(
+        "certificate (CA:TRUE, self-signed, installed as the CA) × client:\n{}",
+        matrix.join("\n")
+    );
+}
+
+/// Seed 004: a server certificate signed by the user's own CA (made with openssl). Doctor's
+/// `wharf trust ... --ca ca.crt --fingerprint` must name the CA's fingerprint: run as printed
+/// (the CA_FINGERPRINT placeholder, when the server does not send its CA, filled in the way
+/// the text says), it installs the CA.
+#[test]
+fn printed_trust_command_for_a_ca_signed_certificate_succeeds_as_printed() {
+    if !common::require_tool("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-out", "ca.key"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-sha256",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=Cluster CA",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-out", "repo-key.pem"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-sha256",
+            "-key",
+            "repo-key.pem",
+            "-subj",
+            "/O=system:nodes/CN=system:node:registry",
+            "-out",
+            "repo.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\nkeyUsage = critical, digitalSignature, keyEncipherment\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "repo.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "90",
+            "-sha256",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "repo.crt",
+        ],
+    );
+    let (leaf, ca) = (
+        std::fs::read_to_string(dir.join("repo.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+    );
+    let ca_fp = wharf::tls::certs::fingerprint_sha256(&ca).unwrap();
+    let openssl_fp = openssl(dir, &["x509", "-in", "ca.crt", "-noout", "-fingerprint", "-sha256"]);
+    let wharf_dir = Path::new(common::wharf_bin()).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", wharf_dir.display(), std::env::var("PATH").unwrap_or_default());
+
+    // The server sends only its own certificate (as a CSR-signed one is), then with the CA.
+    for (served, chain) in [("leaf only", leaf.clone()), ("leaf and CA", format!("{leaf}{ca}"))] {
+        let case = tempfile::tempdir().unwrap();
+        let cert = case.path().join("tls.crt");
+        std::fs::write(&cert, &chain).unwrap();
+        let server = Server::start(case.path(), &cert, &dir.join("repo-key.pem"), None);
+        let addr = server.addr.clone();
+        let root = client_root(case.path());
+        let o = doctor(&[&addr, "--root", p(&root)], None);
+        let step = o.step("FAIL", "trust.containers");
+        let line = step
+            .lines()
+            .find_map(|l| l.split_once("wharf trust ").map(|(_, rest)| format!("wharf trust {rest}")))
+            .unwrap_or_else(|| panic!("no wharf trust command in:\n{step}"));
+        assert!(
+            line.starts_with(&format!("wharf trust {addr} --ca ca.crt --fingerprint ")),
+            "{line}"
+        );
+        let command = if served == "leaf only" {
+            assert!(line.contains("CA_FINGERPRINT"), "{served}: {line}");
+            line.replace("CA_FINGERPRINT", &format!("'{}'", openssl_fp.trim()))
+        } else {
+            assert!(line.contains(&ca_fp), "{served}: the CA's fingerprint: {line}");
+            line.clone()
+        };
+        let target = case.path().join("target-root");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} --root {}", p(&target)))
+            .current_dir(dir)
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!("--- {served}: {command}\n{text}");
+        assert!(out.status.success(), "{served}: the printed command failed:\n{text}");
+        let installed = std::fs::read_to_string(target.join(format!("etc/docker/certs.d/{addr}/ca.crt"))).unwrap();
+        assert_eq!(wharf::tls::certs::fingerprint_sha256(&installed).unwrap(), ca_fp);
+        drop(server);
+    }
+}
+
+/// A Docker-only host (a balena device): no containerd binary, config or socket, only a
+/// `/etc/containerd/certs.d` left behind. containerd is "not installed", not a failure.
+#[test]
+fn docker_only_host_does_not_fail_on_containerd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, srv) = ca_and_server(tmp.path(), &["--ip", "127.0.0.1"]);
+    let server = Server::start(tmp.path(), &srv.join("server.crt"), &srv.join("server.key"), None);
+    let addr = server.addr.clone();
+    let root = tmp.path().join("client");
+    put(
+        &root,
+        &format!("/etc/docker/certs.d/{addr}/ca.crt"),
+        &std::fs::read_to_string(ca.join("ca.crt")).unwrap(),
+    );
+    std::fs::create_dir_all(root.join("etc/containerd/certs.d")).unwrap();
+    let o = doctor(&[&addr, "--root", p(&root)], None);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.step("skip", "trust.containerd").contains("not installed"), "{}", o.stdout);
+    assert!(o.step("ok", "trust.docker").contains("verify with the CA"), "{}", o.stdout);
+
+    // Once containerd is there (its config.toml), it is judged: no CA for it yet.
+    put(&root, "/etc/containerd/config.toml", "version = 2\n");
+    let o = doctor(&[&addr, "--root", p(&root)], None);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        o.step("FAIL", "trust.containerd")
+            .contains("x509: certificate signed by unknown authority"),
+        "{}",
+        o.stdout
+    );
 }

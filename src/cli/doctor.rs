@@ -5,7 +5,9 @@
 
 mod api;
 mod clients;
+mod go_x509;
 mod http_steps;
+mod installed;
 mod net;
 mod probe;
 mod report;

@@ -95,7 +95,7 @@ impl CertInfo {
     }
 
     /// Would a Go client accept this certificate for TLS server authentication, EKU-wise?
-    fn eku_allows_server_auth(&self) -> bool {
+    pub fn eku_allows_server_auth(&self) -> bool {
         self.ext_key_usage.is_none() || self.has_ext_key_usage("serverAuth") || self.has_ext_key_usage("anyExtendedKeyUsage")
     }
 }
@@ -314,7 +314,8 @@ impl Ctx<'_> {
         }
         if leaf.is_ca == Some(true) {
             out.push(warning(
-                "the server certificate is also a CA (basicConstraints CA:true); rustls-based clients and Firefox reject a CA \
+                "the server certificate is also a CA (basicConstraints CA:true); Go clients (Docker, containerd, podman, \
+                 skopeo) accept it where this very certificate is their CA, but rustls-based clients and Firefox reject a CA \
                  certificate presented as a server certificate (CaUsedAsEndEntity)"
                     .into(),
                 self.reissue_fix(),
@@ -570,6 +571,12 @@ fn warning(problem: String, fix: String) -> Finding {
     }
 }
 
+/// The facts of one DER certificate (as [`inspect`] reports them for each of a chain).
+pub fn cert_info_der(der: &[u8]) -> Result<CertInfo> {
+    let (_, c) = parse_x509_certificate(der).map_err(|e| TlsError::Invalid(format!("unreadable certificate: {e}")))?;
+    cert_info(&c, der)
+}
+
 fn cert_info(c: &X509Certificate<'_>, der: &[u8]) -> Result<CertInfo> {
     let bad = |e: X509Error| TlsError::Invalid(format!("certificate {}: {e}", c.subject()));
     let mut info = CertInfo {
@@ -713,7 +720,7 @@ pub fn fmt_time(t: OffsetDateTime) -> String {
 }
 
 /// Go's RFC 3339 rendering in its x509 expiry error: `2025-01-31T12:00:00Z`.
-fn go_time(t: OffsetDateTime) -> String {
+pub fn go_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",

@@ -3,6 +3,7 @@
 
 use super::api::Endpoint;
 use super::clients::{self, Root, CONTAINERD_CERTS_D, DAEMON_JSON};
+use super::installed;
 use super::probe::{self, Handshake, PlainAnswer, TlsClient};
 use super::report::{Status, Step};
 use super::target::Scheme;
@@ -237,19 +238,17 @@ impl Doctor {
     /// One step per client: Docker, containerd, podman/skopeo/buildah, the system store.
     fn trust_steps(&mut self, chain: &[CertificateDer<'static>], published: Option<Vec<CertificateDer<'static>>>, ips: &[IpAddr]) -> bool {
         let t = self.t().clone();
-        let server_name = match probe::server_name(&t) {
-            Ok(n) => n,
-            Err(e) => {
-                self.push(Step::fail("trust", e));
-                return false;
-            }
-        };
+        if let Err(e) = probe::server_name(&t) {
+            self.push(Step::fail("trust", e));
+            return false;
+        }
+        let host = t.ip.map_or_else(|| t.host.clone(), |ip| ip.to_string());
         let advice = ca_advice(chain, published.as_deref(), &t.host_port());
         let views = runtime_views(&self.fs, &t, ips);
         let mut verified = false;
         let mut advised = false;
         for v in views {
-            let check = trust::check(chain, &v.roots, &server_name);
+            let check = trust::check(chain, &v.roots, &host);
             verified |= v.present && check.fully_verified();
             let step = judge(&v, &check, &advice, advised);
             // `wharf trust` installs for every client at once: explain it in full once.
@@ -287,18 +286,25 @@ fn ca_advice(chain: &[CertificateDer<'static>], published: Option<&[CertificateD
         }
     }
     let top = trust::top_of_chain(chain).expect("chain is not empty");
-    let origin = if trust::is_self_signed(top) {
-        "the root certificate the server sends".to_string()
-    } else {
-        "the last certificate the server sends (its issuer is not sent)".to_string()
-    };
+    let ca_file = format!(
+        "(ca.crt: the registry's CA certificate file, e.g. CA_DIR/ca.crt from wharf cert ca; this server does not publish it at {CA_PATH})"
+    );
+    if trust::is_self_signed(top) {
+        return CaAdvice {
+            command: format!("wharf trust {hp} --ca ca.crt --fingerprint {}\n{ca_file}", fingerprint_der(top)),
+            origin: "the root certificate the server sends".to_string(),
+        };
+    }
+    // The server does not send its root: the fingerprint to give is that of the user's CA
+    // file, which doctor has never seen (the last certificate sent is not it).
+    let issuer = inspect::cert_info_der(top).map(|c| c.issuer).unwrap_or_default();
     CaAdvice {
         command: format!(
-            "wharf trust {hp} --ca ca.crt --fingerprint {}\n(ca.crt: the registry's CA certificate file, e.g. CA_DIR/ca.crt from \
-             wharf cert ca; this server does not publish it at {CA_PATH})",
-            fingerprint_der(top)
+            "wharf trust {hp} --ca ca.crt --fingerprint CA_FINGERPRINT\n{ca_file}\n(CA_FINGERPRINT: the SHA-256 fingerprint of \
+             your ca.crt, which the server does not send — wharf cert inspect ca.crt or openssl x509 -in ca.crt -noout \
+             -fingerprint -sha256 shows it; ca.crt must be the certificate of {issuer}, the issuer of the server's certificate)"
         ),
-        origin,
+        origin: "your ca.crt".to_string(),
     }
 }
 
@@ -363,7 +369,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
     let containerd = RuntimeView {
         id: "trust.containerd",
         label: "containerd (ctr, nerdctl, Kubernetes)",
-        present: fs.exists("/etc/containerd"),
+        present: installed::containerd(fs),
         roots: with_system(cd.roots),
         looked_in: vec![cd
             .dir
@@ -440,7 +446,7 @@ fn system_install(bundle: Option<&str>, host: &str) -> String {
 fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool) -> Step {
     if !v.present {
         let why = match v.id {
-            "trust.containerd" => "not set up on this machine (/etc/containerd missing)",
+            "trust.containerd" => installed::CONTAINERD_MISSING,
             "trust.containers" => "not set up on this machine (/etc/containers missing)",
             "trust.system" => "no CA bundle found (/etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt)",
             _ => "not set up on this machine",
@@ -499,9 +505,9 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
         }
         Verdict::Trusted { by } => {
             let mut step = Step::ok(v.id, format!("{}: trusted (CA from {by})", v.label));
-            if let Some(e) = &check.rustls_error {
+            if let Some(e) = &check.refusal {
                 step = step.detail(format!(
-                    "the chain is trusted, but clients still refuse it for the certificate problem above ({e})"
+                    "the chain is trusted, but Go clients still refuse it for the certificate problem above: {e}"
                 ));
             }
             step.details(v.notes.iter().cloned())
@@ -615,10 +621,14 @@ mod tests {
         );
         assert!(a.origin.contains("root certificate"));
 
-        // Only the server certificate sent: its fingerprint, flagged as not a root.
+        // Only the server certificate sent: never its fingerprint, which `wharf trust --ca`
+        // would refuse as a mismatch; the user's CA file's instead.
         let a = ca_advice(&chain[..1], None, "10.0.0.5:5000");
-        assert!(a.command.contains(&fingerprint_der(&chain[0])));
-        assert!(a.origin.contains("issuer is not sent"));
+        assert!(!a.command.contains(&fingerprint_der(&chain[0])), "{}", a.command);
+        assert!(a
+            .command
+            .starts_with("wharf trust 10.0.0.5:5000 --ca ca.crt --fingerprint CA_FINGERPRINT\n"));
+        assert!(a.command.contains("CN=A"), "{}", a.command);
     }
 
     #[test]

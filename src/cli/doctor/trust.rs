@@ -1,18 +1,13 @@
 //! Would a client with these CA certificates accept the server's chain?
 //!
-//! rustls's `WebPkiServerVerifier` answers first. Where it refuses for a reason other than
-//! the issuer (a name, a date, a key usage, or a self-signed server certificate that is also
-//! a CA, which Go accepts and webpki does not), the chain is checked for an anchor the way
-//! Go's crypto/x509 finds one — a presented certificate that is in the pool, or one signed by
-//! a pool certificate — because those other reasons are reported by the certificate step.
+//! Docker, containerd and podman/skopeo are Go programs: their answer is Go's crypto/x509's
+//! (see `go_x509`), not rustls's — webpki refuses a self-signed CA:TRUE server certificate
+//! even when it is the trusted root, which every Go client accepts.
 
 use super::clients::Root;
-use crate::tls;
-use rustls::client::danger::ServerCertVerifier;
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, RootCertStore};
-use std::sync::Arc;
+use super::go_x509;
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
 use x509_parser::parse_x509_certificate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,52 +21,24 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Check {
     pub verdict: Verdict,
-    /// webpki's own refusal, when it refused.
-    pub rustls_error: Option<rustls::Error>,
+    /// Go's refusal for a reason other than the issuer (dates, name, key usage).
+    pub refusal: Option<String>,
 }
 
 impl Check {
-    /// Anchored, and rustls accepts the whole chain for the name (dates, usages) too.
+    /// Anchored, and Go accepts the whole chain for the name (dates, usages) too.
     pub fn fully_verified(&self) -> bool {
-        matches!(self.verdict, Verdict::Trusted { .. }) && self.rustls_error.is_none()
+        matches!(self.verdict, Verdict::Trusted { .. }) && self.refusal.is_none()
     }
 }
 
-pub fn check(chain: &[CertificateDer<'static>], roots: &[Root], name: &ServerName<'static>) -> Check {
-    let Some((leaf, intermediates)) = chain.split_first() else {
-        return Check {
-            verdict: Verdict::UnknownAuthority,
-            rustls_error: None,
-        };
-    };
-    let rustls_result = webpki_verifier(roots).map(|v| v.verify_server_cert(leaf, intermediates, name, &[], UnixTime::now()));
-    match rustls_result {
-        Some(Ok(_)) => Check {
-            verdict: Verdict::Trusted {
-                by: anchor(chain, roots).unwrap_or_else(|| "the trust store".into()),
-            },
-            rustls_error: None,
-        },
-        Some(Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))) | None => Check {
-            verdict: Verdict::UnknownAuthority,
-            rustls_error: None,
-        },
-        Some(Err(e)) => Check {
-            verdict: anchor(chain, roots).map_or(Verdict::UnknownAuthority, |by| Verdict::Trusted { by }),
-            rustls_error: Some(e),
-        },
+/// Go's verdict for `host` (an IP address or DNS name, without port).
+pub fn check(chain: &[CertificateDer<'static>], roots: &[Root], host: &str) -> Check {
+    let go = go_x509::verify(chain, roots, host, OffsetDateTime::now_utc());
+    Check {
+        verdict: go.anchor.map_or(Verdict::UnknownAuthority, |by| Verdict::Trusted { by }),
+        refusal: go.refusal,
     }
-}
-
-fn webpki_verifier(roots: &[Root]) -> Option<Arc<WebPkiServerVerifier>> {
-    let mut store = RootCertStore::empty();
-    store.add_parsable_certificates(roots.iter().map(|r| r.der.clone()));
-    if store.is_empty() {
-        return None;
-    }
-    WebPkiServerVerifier::builder_with_provider(Arc::new(store), tls::provider())
-        .build()
-        .ok()
 }
 
 /// The file of the pool certificate that anchors the chain, Go's way: a presented
@@ -136,21 +103,72 @@ mod tests {
         let other = certs::new_ca("B", 10).unwrap();
         let server = certs::issue_server(&ca, &["10.0.0.5".parse().unwrap()], &[], 10).unwrap();
         let chain = ders(&server.cert_pem);
-        let name = ServerName::IpAddress("10.0.0.5".parse::<std::net::IpAddr>().unwrap().into());
-        let good = check(&chain, &roots(&ca.cert_pem, "/ca.crt"), &name);
+        let good = check(&chain, &roots(&ca.cert_pem, "/ca.crt"), "10.0.0.5");
         assert_eq!(good.verdict, Verdict::Trusted { by: "/ca.crt".into() });
         assert!(good.fully_verified());
         assert_eq!(
-            check(&chain, &roots(&other.cert_pem, "/b.crt"), &name).verdict,
+            check(&chain, &roots(&other.cert_pem, "/b.crt"), "10.0.0.5").verdict,
             Verdict::UnknownAuthority
         );
-        assert_eq!(check(&chain, &[], &name).verdict, Verdict::UnknownAuthority);
-        // Anchored, but not for this address: the anchor is still found, rustls's refusal kept.
-        let wrong = ServerName::IpAddress("10.0.0.6".parse::<std::net::IpAddr>().unwrap().into());
-        let c = check(&chain, &roots(&ca.cert_pem, "/ca.crt"), &wrong);
+        assert_eq!(check(&chain, &[], "10.0.0.5").verdict, Verdict::UnknownAuthority);
+        // Anchored, but not for this address: the anchor is still found, Go's refusal kept.
+        let c = check(&chain, &roots(&ca.cert_pem, "/ca.crt"), "10.0.0.6");
         assert_eq!(c.verdict, Verdict::Trusted { by: "/ca.crt".into() });
-        assert!(c.rustls_error.is_some() && !c.fully_verified());
+        assert_eq!(c.refusal.as_deref(), Some("x509: certificate is valid for 10.0.0.5, not 10.0.0.6"));
         assert!(is_self_signed(top_of_chain(&chain).unwrap()));
         assert!(!is_self_signed(&chain[0]));
+    }
+
+    /// `openssl req -x509` certificates: self-signed and CA:TRUE (OpenSSL's default
+    /// v3_ca extensions), used as the server certificate.
+    fn self_signed_ca(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Vec<CertificateDer<'static>> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "registry.test");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.subject_alt_names = vec![rcgen::SanType::DnsName("registry.test".try_into().unwrap())];
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+        edit(&mut p);
+        ders(&p.self_signed(&key).unwrap().pem())
+    }
+
+    fn as_roots(chain: &[CertificateDer<'static>]) -> Vec<Root> {
+        vec![Root {
+            source: "/etc/docker/certs.d/registry.test/ca.crt".into(),
+            der: chain[0].clone(),
+        }]
+    }
+
+    #[test]
+    fn go_accepts_a_self_signed_ca_server_certificate_that_is_the_root() {
+        let chain = self_signed_ca(|_| {});
+        let c = check(&chain, &as_roots(&chain), "registry.test");
+        assert!(c.fully_verified(), "{c:?}");
+        assert_eq!(check(&chain, &[], "registry.test").verdict, Verdict::UnknownAuthority);
+    }
+
+    #[test]
+    fn go_refuses_cn_only_client_auth_only_and_expired() {
+        let cn_only = self_signed_ca(|p| p.subject_alt_names.clear());
+        let c = check(&cn_only, &as_roots(&cn_only), "registry.test");
+        assert_eq!(
+            c.refusal.as_deref(),
+            Some("x509: certificate relies on legacy Common Name field, use SANs instead")
+        );
+        let client_auth = self_signed_ca(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]);
+        let c = check(&client_auth, &as_roots(&client_auth), "registry.test");
+        assert_eq!(c.refusal.as_deref(), Some("x509: certificate specifies an incompatible key usage"));
+        let expired = self_signed_ca(|p| {
+            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+            p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        });
+        let c = check(&expired, &as_roots(&expired), "registry.test");
+        assert!(
+            c.refusal
+                .as_deref()
+                .is_some_and(|r| r.starts_with("x509: certificate has expired or is not yet valid")),
+            "{c:?}"
+        );
     }
 }
