@@ -341,9 +341,13 @@ fn tls_registry_with_an_unknown_ca_then_trusted_once_the_ca_is_installed() {
         &format!("/etc/docker/certs.d/{addr}/ca.crt"),
         &std::fs::read_to_string(ca.join("ca.crt")).unwrap(),
     );
-    // containerd with a hosts.toml naming the CA.
-    // containerd installed (its config.toml exists), with a hosts.toml naming the CA.
-    put(&root, "/etc/containerd/config.toml", "version = 2\n");
+    // containerd installed (its config.toml exists, and sets config_path so that the CRI
+    // reads certs.d too), with a hosts.toml naming the CA.
+    put(
+        &root,
+        "/etc/containerd/config.toml",
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n",
+    );
     let ca_path = format!("/etc/containerd/certs.d/{addr}/ca.crt");
     put(&root, &ca_path, &std::fs::read_to_string(ca.join("ca.crt")).unwrap());
     put(

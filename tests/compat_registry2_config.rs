@@ -146,6 +146,7 @@ async fn seed_004_environment_without_an_address_listens_on_port_5000_everywhere
     let (status, _, body) = curl_https(&ca.join("ca.crt"), &url, Some("admin:secret"));
     assert_eq!(status, 200);
     assert_eq!(body, "{\"repositories\":[]}");
+    w.wait_for_start_messages();
     assert!(!w.errors().contains(AUTO_TLS_HINT), "TLS is configured: no warning");
 }
 
@@ -182,6 +183,7 @@ async fn wharf_started_its_own_way_stays_secure_and_auto_tls_is_one_variable_awa
         .trim()
         .to_string();
     assert!(out.contains("wharf trust registry.test:5000 --fingerprint"), "{out}");
+    w.wait_for_start_messages();
     assert!(!w.errors().contains(AUTO_TLS_HINT), "asked for TLS: no plain-HTTP warning");
     let ca = Path::new(&root).join("wharf/ca.crt");
     let addr = host.addr(5000);
@@ -308,6 +310,7 @@ fn unimplemented_sections_warn_at_start_and_in_config_check() {
     assert!(check.status.success(), "{err}");
     let root = dir.path().join("data").display().to_string();
     let w = Wharf::launch_args(&[], &[config.to_str().unwrap(), "--addr", "127.0.0.1:0", "--root", &root], &[]);
+    w.wait_for_start_messages();
     for section in sections {
         let named = |text: &str| {
             text.lines()

@@ -51,7 +51,9 @@ fn serve(dir: &Path, crt: &Path, key: &Path, extra: &[&str]) -> Result<Wharf, St
     let root = root.display().to_string();
     let mut args = vec!["--addr", "127.0.0.1:0", "--root", &root];
     args.extend_from_slice(extra);
-    Wharf::try_launch_args(&[], &args, &tls_env(&crt, &key))
+    let w = Wharf::try_launch_args(&[], &args, &tls_env(&crt, &key))?;
+    w.wait_for_start_messages();
+    Ok(w)
 }
 
 /// What curl, verifying against the certificate itself as the CA, makes of the server.

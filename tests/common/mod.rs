@@ -205,6 +205,22 @@ impl Wharf {
         }
     }
 
+    /// Waits (up to 20 s) until the server printed `line` on stderr at least `n` times: stderr
+    /// is read on a thread of its own, so what was printed before the listening line on stdout
+    /// may not be in [`Wharf::errors`] yet when the server is up.
+    pub fn wait_for_errors(&self, line: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.errors().matches(line).count() < n {
+            assert!(Instant::now() < deadline, "no {line:?} on stderr after 20s:\n{}", self.errors());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the start-up log line that follows every start-up warning is on stderr.
+    pub fn wait_for_start_messages(&self) {
+        self.wait_for_errors("serving addr=", 1);
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
