@@ -16,10 +16,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod histogram;
+use histogram::AtomicHistogram;
 
 /// docker/go-metrics' default latency buckets, in seconds.
 const DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0];
@@ -46,10 +49,10 @@ struct HandlerCodeMethod {
 pub struct Metrics {
     registry: Registry,
     requests: Family<HandlerCodeMethod, Counter>,
-    durations: Family<HandlerMethod, Histogram>,
+    durations: Family<HandlerMethod, AtomicHistogram>,
     in_flight: Family<Handler, Gauge>,
-    request_sizes: Family<Handler, Histogram>,
-    response_sizes: Family<Handler, Histogram>,
+    request_sizes: Family<Handler, AtomicHistogram>,
+    response_sizes: Family<Handler, AtomicHistogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,18 +61,18 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn size_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1024.0, 2.0, 22))
+fn size_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(exponential_buckets(1024.0, 2.0, 22))
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::default();
         let requests = Family::<HandlerCodeMethod, Counter>::default();
-        let durations = Family::<HandlerMethod, Histogram>::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        let durations = Family::<HandlerMethod, AtomicHistogram>::new_with_constructor(|| AtomicHistogram::new(DURATION_BUCKETS));
         let in_flight = Family::<Handler, Gauge>::default();
-        let request_sizes = Family::<Handler, Histogram>::new_with_constructor(size_histogram);
-        let response_sizes = Family::<Handler, Histogram>::new_with_constructor(size_histogram);
+        let request_sizes = Family::<Handler, AtomicHistogram>::new_with_constructor(size_histogram);
+        let response_sizes = Family::<Handler, AtomicHistogram>::new_with_constructor(size_histogram);
         {
             let http = registry.sub_registry_with_prefix("registry_http");
             http.register("requests", "Total number of HTTP requests made", requests.clone());
