@@ -39,7 +39,36 @@ pub const KNOWN_ADDRESSES: usize = 16;
 const MAX_USER_KEY: usize = 256;
 /// What a client waits for when only attempts in flight (not yet failures) fill its limit:
 /// they finish within about a bcrypt run.
-pub const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+
+/// Why an attempt is refused now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Failures reached the limit: no attempt until this long has passed.
+    Locked(Duration),
+    /// Only attempts still being checked (no failures yet) fill the limit: they end within
+    /// about a bcrypt run, and a caller may wait for them instead of refusing.
+    InFlight,
+}
+
+impl Refusal {
+    /// What `Retry-After` says.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Refusal::Locked(wait) => wait,
+            Refusal::InFlight => IN_FLIGHT_RETRY,
+        }
+    }
+
+    /// The refusal that holds when both the address's and the user's counts refuse.
+    fn or_worse(self, other: Refusal) -> Refusal {
+        match (self, other) {
+            (Refusal::Locked(a), Refusal::Locked(b)) => Refusal::Locked(a.max(b)),
+            (Refusal::Locked(a), _) | (_, Refusal::Locked(a)) => Refusal::Locked(a),
+            _ => Refusal::InFlight,
+        }
+    }
+}
 
 /// How many failures are allowed, and over how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,17 +139,17 @@ impl Counter {
         }
     }
 
-    /// `Err(wait)` when a new attempt must be refused.
-    fn admits(&self, limit: u32, now: Instant) -> Result<(), Duration> {
+    /// `Err` when a new attempt must be refused.
+    fn admits(&self, limit: u32, now: Instant) -> Result<(), Refusal> {
         if limit == 0 {
             return Ok(());
         }
         if let Some(until) = self.locked_until {
             // Round up: a client told "0 seconds" would retry at once and be refused again.
-            return Err((until - now).max(Duration::from_millis(1)));
+            return Err(Refusal::Locked((until - now).max(Duration::from_millis(1))));
         }
         if self.failures.saturating_add(self.in_flight) >= limit {
-            return Err(IN_FLIGHT_RETRY);
+            return Err(Refusal::InFlight);
         }
         Ok(())
     }
@@ -205,7 +234,7 @@ impl LoginLimiter {
     }
 
     /// Reserves a slot for `user` logging in from `client`, or says how long until it may try.
-    pub fn begin(self: &Arc<Self>, client: IpAddr, user: &str) -> Result<Attempt, Duration> {
+    pub fn begin(self: &Arc<Self>, client: IpAddr, user: &str) -> Result<Attempt, Refusal> {
         let key = key(client, user);
         let Limits {
             per_client,
@@ -233,9 +262,14 @@ impl LoginLimiter {
         } else {
             user_entry.counter.admits(per_user, now)
         };
-        if let Err(wait) = pair_ok.and(user_ok) {
+        let refused = match (pair_ok, user_ok) {
+            (Ok(()), Ok(())) => None,
+            (Err(a), Err(b)) => Some(a.or_worse(b)),
+            (Err(r), Ok(())) | (Ok(()), Err(r)) => Some(r),
+        };
+        if let Some(refusal) = refused {
             t.drop_if_idle(&key, now, window);
-            return Err(wait);
+            return Err(refusal);
         }
         if let Some(pair) = t.pairs.get_mut(&key) {
             pair.in_flight += 1;
@@ -390,11 +424,11 @@ mod tests {
         fail(&l, A, "alice");
         fail(&l, A, "alice");
         fail(&l, A, "alice");
-        let retry = l.begin(A, "alice").unwrap_err();
+        let retry = l.begin(A, "alice").unwrap_err().retry_after();
         assert!(retry > Duration::from_millis(500) && retry <= Duration::from_secs(1), "{retry:?}");
         // Still refused, even with the right password: the caller must not even try.
         sleep(Duration::from_millis(100));
-        let later = l.begin(A, "alice").unwrap_err();
+        let later = l.begin(A, "alice").unwrap_err().retry_after();
         assert!(later < retry);
         sleep(later + Duration::from_millis(20));
         fail(&l, A, "alice");
@@ -405,7 +439,11 @@ mod tests {
     fn attempts_in_flight_count_against_the_limit() {
         let l = limiter(3, 0, Duration::from_secs(60));
         let held: Vec<Attempt> = (0..3).map(|_| l.begin(A, "alice").unwrap()).collect();
-        assert_eq!(l.begin(A, "alice").unwrap_err(), IN_FLIGHT_RETRY, "three in flight fill the limit");
+        assert_eq!(
+            l.begin(A, "alice").unwrap_err(),
+            Refusal::InFlight,
+            "three in flight fill the limit"
+        );
         assert!(l.begin(B, "alice").is_ok(), "another address has its own slots");
         let mut held = held.into_iter();
         held.next().unwrap().succeeded();
@@ -413,7 +451,7 @@ mod tests {
         again.failed();
         held.next().unwrap().failed();
         held.next().unwrap().failed();
-        let locked = l.begin(A, "alice").unwrap_err();
+        let locked = l.begin(A, "alice").unwrap_err().retry_after();
         assert!(
             locked > Duration::from_secs(50),
             "two failures after the success lock it: {locked:?}"
@@ -486,7 +524,7 @@ mod tests {
         for i in 0..10 {
             fail(&l, ip(i), "alice");
         }
-        let wait = l.begin(ip(100), "alice").unwrap_err();
+        let wait = l.begin(ip(100), "alice").unwrap_err().retry_after();
         assert!(wait > Duration::from_secs(50), "a new address is refused for the user: {wait:?}");
         assert!(l.begin(A, "alice").is_ok(), "the address alice logged in from is not locked out");
         assert!(l.begin(ip(100), "bob").is_ok(), "other users are unaffected");

@@ -13,7 +13,7 @@ use super::forwarded::TrustedProxies;
 use super::request::Route;
 use super::Urls;
 use crate::auth::bcrypt_pool::BcryptPool;
-use crate::auth::ratelimit::IN_FLIGHT_RETRY;
+use crate::auth::ratelimit::Refusal;
 use crate::auth::token::{unix_now, Claims, Scope, TokenIssuer, TokenVerifier};
 use crate::auth::{parse_authorization, Action, Credentials, Htpasswd, LoginLimiter, Policy};
 use crate::oci::{ErrorCode, RegistryError, RepoName};
@@ -271,10 +271,10 @@ impl Login {
                 // requests (parallel layer pulls, CI jobs starting together) before the first
                 // success is cached. Wait for them rather than refuse; when one succeeds the
                 // cache answers, and failures turn this into a refusal within a bcrypt run.
-                Err(wait) if wait == IN_FLIGHT_RETRY && std::time::Instant::now() < give_up => {
+                Err(Refusal::InFlight) if std::time::Instant::now() < give_up => {
                     tokio::time::sleep(IN_FLIGHT_POLL).await;
                 }
-                Err(wait) => return Err(LoginFailure::TooMany(wait)),
+                Err(refusal) => return Err(LoginFailure::TooMany(refusal.retry_after())),
             }
         };
         let htpasswd = self.htpasswd.clone();
