@@ -12,6 +12,19 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The server this test started, killed if the test fails before it stops it itself (so a
+/// failed assertion leaves no wharf running in the namespace).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn resolve(host: &TestHost, name: &str, service: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mdns_resolve.py");
     let out = Command::new("python3")
@@ -47,7 +60,8 @@ fn name_local_resolves_from_another_namespace() {
     .arg(tmp.path().join("data"))
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
+    let mut server = Stopped(cmd.spawn().unwrap());
+    let child = &mut server.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let start = Instant::now();
