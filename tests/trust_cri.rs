@@ -17,17 +17,16 @@
 
 mod common;
 
-use common::images::{run, run_unchecked, short_tempdir, signal_pid, wait_until, OciLayout};
+use common::cri::{grpc_tools_present, Containerd, DEBIAN_CONFIG};
+use common::images::{run, run_unchecked, signal_pid, wait_until, OciLayout};
 use common::netns::TestHost;
 use common::{require_tool, wharf_bin, write_htpasswd, Wharf};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// /etc/containerd/config.toml as Debian's containerd package installs it.
-const DEBIAN_CONFIG: &str = include_str!("fixtures/containerd/debian-default.toml");
 const USER: &str = "kubelet";
 const PASSWORD: &str = "pull-secret-password";
 
@@ -37,20 +36,12 @@ fn text(out: &Output) -> String {
 
 /// The tools this test drives; false (after SKIP) outside CI when one is missing.
 fn tools_present() -> bool {
-    for tool in ["containerd", "unshare", "skopeo", "python3"] {
+    for tool in ["containerd", "unshare", "skopeo"] {
         if !require_tool(tool) {
             return false;
         }
     }
-    let grpc = Command::new("python3").args(["-c", "import grpc, grpc_tools.protoc"]).output();
-    if !grpc.is_ok_and(|o| o.status.success()) {
-        if common::in_ci() {
-            panic!("grpcio-tools is required in CI (scripts/test.sh installs it)");
-        }
-        eprintln!("SKIP: grpcio-tools not installed (python3 -m pip install grpcio-tools)");
-        return false;
-    }
-    true
+    grpc_tools_present()
 }
 
 /// A node's root filesystem as far as containerd is concerned: `etc/containerd` with Debian's
@@ -60,104 +51,6 @@ fn node_root() -> tempfile::TempDir {
     std::fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
     std::fs::write(root.path().join("etc/containerd/config.toml"), DEBIAN_CONFIG).unwrap();
     root
-}
-
-/// A containerd reading `root`'s etc/containerd as /etc/containerd. Stopped by PID on drop.
-struct Containerd {
-    child: Option<Child>,
-    etc: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Containerd {
-    fn start(root: &Path) -> Containerd {
-        let mut c = Containerd {
-            child: None,
-            etc: root.join("etc/containerd"),
-            dir: short_tempdir("wcri"),
-        };
-        c.launch();
-        c
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("run/c.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
-    }
-
-    /// `unshare -m` execs sh, which execs containerd after the bind mount: the child's PID is
-    /// containerd's, and the mount goes away with its namespace.
-    fn launch(&mut self) {
-        let d = self.dir.path();
-        let _ = std::fs::remove_file(self.socket());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("containerd.log"))
-            .unwrap();
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "mount --bind \"$0\" /etc/containerd && exec containerd --config /etc/containerd/config.toml \
-                 --root \"$1\" --state \"$2\" --address \"$3\"",
-            )
-            .arg(&self.etc)
-            .arg(d.join("lib"))
-            .arg(d.join("run"))
-            .arg(self.socket())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
-        self.child = Some(child);
-        let sock = self.socket();
-        assert!(
-            wait_until(Duration::from_secs(60), || sock.exists()
-                && self.log().contains("containerd successfully booted")),
-            "containerd did not start within 60s:\n{}",
-            self.log()
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal_pid(child.id(), libc::SIGTERM);
-            let exited = wait_until(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_))));
-            if !exited {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-    }
-
-    /// What `systemctl restart containerd` does on a node: stop it, start it again.
-    fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
-    /// CRI PullImage with the pull secret's user and password.
-    fn cri_pull(&self, image: &str) -> Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri/cri_pull.py");
-        run_unchecked(
-            Command::new("python3")
-                .arg(script)
-                .arg(self.socket())
-                .arg(image)
-                .arg(USER)
-                .env("CRI_PASSWORD", PASSWORD),
-        )
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn assert_unknown_authority(out: &Output, when: &str) {
@@ -299,7 +192,7 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     // A node as Debian installs it: the CRI refuses the user's CA.
     let root = node_root();
     let mut containerd = Containerd::start(root.path());
-    assert_unknown_authority(&containerd.cri_pull(&image), "Debian's default config, nothing trusted");
+    assert_unknown_authority(&containerd.cri_pull(&image, USER, PASSWORD), "Debian's default config, nothing trusted");
 
     // The CA in certs.d alone (config.toml kept as Debian ships it): the CRI still refuses, and
     // doctor says so for Kubernetes although ctr --hosts-dir would trust it.
@@ -314,7 +207,7 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
         "--keep-containerd-config",
     ])));
     assert!(keep.contains("does not set config_path"), "{keep}");
-    assert_unknown_authority(&containerd.cri_pull(&image), "certs.d without config_path");
+    assert_unknown_authority(&containerd.cri_pull(&image, USER, PASSWORD), "certs.d without config_path");
     let doctor = text(&run_unchecked(Command::new(wharf_bin()).args(["doctor", &registry, "--root", r])));
     let line = doctor
         .lines()
@@ -345,10 +238,10 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     assert!(restart_lines[0].ends_with(": systemctl restart containerd"), "{}", restart_lines[0]);
 
     // containerd reads config.toml only when it starts: until then the pull still fails.
-    assert_unknown_authority(&containerd.cri_pull(&image), "before the restart");
+    assert_unknown_authority(&containerd.cri_pull(&image, USER, PASSWORD), "before the restart");
     containerd.restart();
     assert_pulled(
-        &containerd.cri_pull(&image),
+        &containerd.cri_pull(&image, USER, PASSWORD),
         &image_id,
         &containerd,
         "after wharf trust and a restart",
@@ -375,7 +268,7 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     // root mounted): it installs on start; on SIGTERM it removes what it wrote.
     let node = node_root();
     let mut containerd = Containerd::start(node.path());
-    assert_unknown_authority(&containerd.cri_pull(&image), "a fresh node");
+    assert_unknown_authority(&containerd.cri_pull(&image, USER, PASSWORD), "a fresh node");
     // The same CA, put into Docker's certs.d by hand before: not wharf's, so it stays.
     let hand = node.path().join(format!("etc/docker/certs.d/{registry}/ca.crt"));
     std::fs::create_dir_all(hand.parent().unwrap()).unwrap();
@@ -414,7 +307,7 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     assert!(hosts_toml.is_file());
     containerd.restart();
     assert_pulled(
-        &containerd.cri_pull(&image),
+        &containerd.cri_pull(&image, USER, PASSWORD),
         &image_id,
         &containerd,
         "after node-trust and a restart",
@@ -472,7 +365,7 @@ fn old_style_registry_blocks_are_moved_out_and_the_cri_loads_again() {
         "{}",
         containerd.log()
     );
-    assert!(!containerd.cri_pull(&image).status.success(), "no CRI without its plugin");
+    assert!(!containerd.cri_pull(&image, USER, PASSWORD).status.success(), "no CRI without its plugin");
 
     let out = text(&run(Command::new(wharf_bin())
         .args(["trust", &registry, "--ca"])
@@ -487,7 +380,7 @@ fn old_style_registry_blocks_are_moved_out_and_the_cri_loads_again() {
     containerd.restart();
     assert!(!containerd.log()[log_before..].contains("cannot be set"), "{}", containerd.log());
     assert_pulled(
-        &containerd.cri_pull(&image),
+        &containerd.cri_pull(&image, USER, PASSWORD),
         &image_id,
         &containerd,
         "after moving the old blocks out",

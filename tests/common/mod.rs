@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cri;
 pub mod distribution;
 pub mod dockerd;
 pub mod images;
