@@ -192,7 +192,10 @@ fn cri_pull_with_a_pull_secret_works_after_one_wharf_trust_and_after_the_node_tr
     // A node as Debian installs it: the CRI refuses the user's CA.
     let root = node_root();
     let mut containerd = Containerd::start(root.path());
-    assert_unknown_authority(&containerd.cri_pull(&image, USER, PASSWORD), "Debian's default config, nothing trusted");
+    assert_unknown_authority(
+        &containerd.cri_pull(&image, USER, PASSWORD),
+        "Debian's default config, nothing trusted",
+    );
 
     // The CA in certs.d alone (config.toml kept as Debian ships it): the CRI still refuses, and
     // doctor says so for Kubernetes although ctr --hosts-dir would trust it.
@@ -365,7 +368,10 @@ fn old_style_registry_blocks_are_moved_out_and_the_cri_loads_again() {
         "{}",
         containerd.log()
     );
-    assert!(!containerd.cri_pull(&image, USER, PASSWORD).status.success(), "no CRI without its plugin");
+    assert!(
+        !containerd.cri_pull(&image, USER, PASSWORD).status.success(),
+        "no CRI without its plugin"
+    );
 
     let out = text(&run(Command::new(wharf_bin())
         .args(["trust", &registry, "--ca"])

@@ -57,9 +57,7 @@ impl MountView {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        args.push(
-            "while [ \"$1\" != -- ]; do mount --bind \"$1\" \"$2\" || exit 111; shift 2; done; shift; exec \"$@\"".into(),
-        );
+        args.push("while [ \"$1\" != -- ]; do mount --bind \"$1\" \"$2\" || exit 111; shift 2; done; shift; exec \"$@\"".into());
         args.push("mount-view".into());
         for (source, target) in &self.binds {
             args.push(source.display().to_string());

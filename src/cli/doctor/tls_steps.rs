@@ -224,7 +224,7 @@ impl Doctor {
             self.push(Step::new("certificate", status, f.problem.clone()).fix(f.fix.clone()));
         }
         let published = self.published_ca(endpoint).await;
-        let verified = self.trust_steps(&chain, published, ips);
+        let verified = self.trust_steps(&chain, published, ips, report.has_errors());
         verified && !report.has_errors()
     }
 
@@ -236,14 +236,26 @@ impl Doctor {
     }
 
     /// One step per client: Docker, containerd, podman/skopeo/buildah, the system store.
-    fn trust_steps(&mut self, chain: &[CertificateDer<'static>], published: Option<Vec<CertificateDer<'static>>>, ips: &[IpAddr]) -> bool {
+    /// `unusable`: the certificate step failed, so the certificate must be re-issued before a
+    /// CA is worth installing (and `wharf trust` refuses to install one for it).
+    fn trust_steps(
+        &mut self,
+        chain: &[CertificateDer<'static>],
+        published: Option<Vec<CertificateDer<'static>>>,
+        ips: &[IpAddr],
+        unusable: bool,
+    ) -> bool {
         let t = self.t().clone();
         if let Err(e) = probe::server_name(&t) {
             self.push(Step::fail("trust", e));
             return false;
         }
         let host = t.ip.map_or_else(|| t.host.clone(), |ip| ip.to_string());
-        let advice = ca_advice(chain, published.as_deref(), &t.host_port());
+        let advice = if unusable {
+            CaAdvice::reissue_first()
+        } else {
+            ca_advice(chain, published.as_deref(), &t.host_port())
+        };
         let views = runtime_views(&self.fs, &t, ips);
         let mut verified = false;
         let mut advised = false;
@@ -265,6 +277,22 @@ struct CaAdvice {
     command: String,
     /// Where the fingerprint comes from.
     origin: String,
+}
+
+impl CaAdvice {
+    /// No CA to install yet: clients refuse the certificate itself, and `wharf trust` refuses to
+    /// install a CA for a server certificate clients reject (a CN-only, expired or
+    /// clientAuth-only one).
+    fn reissue_first() -> CaAdvice {
+        CaAdvice {
+            command: String::new(),
+            origin: String::new(),
+        }
+    }
+
+    fn is_reissue_first(&self) -> bool {
+        self.command.is_empty()
+    }
 }
 
 /// `wharf trust` fetches the CA itself from a wharf server that publishes it; otherwise it
@@ -503,17 +531,31 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
                     .unwrap_or_default()
             ))
         }
-        Verdict::Trusted { by } => {
-            let mut step = Step::ok(v.id, format!("{}: trusted (CA from {by})", v.label));
-            if let Some(e) = &check.refusal {
-                step = step.detail(format!(
-                    "the chain is trusted, but Go clients still refuse it for the certificate problem above: {e}"
-                ));
-            }
-            step.details(v.notes.iter().cloned())
+        // Anchored, yet the client refuses the certificate itself (name, dates, key usage):
+        // what it prints is the refusal, not "trusted".
+        Verdict::Trusted { by } if check.refusal.is_some() => {
+            let e = check.refusal.as_deref().unwrap_or_default();
+            Step::fail(v.id, format!("{}: {e}", v.label))
+                .detail(format!(
+                    "the chain is trusted (CA from {by}), but the certificate itself is refused"
+                ))
+                .details(v.notes.iter().cloned())
+                .fix("re-issue the server certificate, as the failed certificate step above says")
         }
+        Verdict::Trusted { by } => Step::ok(v.id, format!("{}: trusted (CA from {by})", v.label)).details(v.notes.iter().cloned()),
         Verdict::UnknownAuthority => {
             let status = if v.id == "trust.system" { Status::Warn } else { Status::Fail };
+            // Go checks the server certificate's dates and name before the chain, and prints
+            // that error first; OpenSSL (curl, the system store's user) the chain first.
+            let error = match &check.refusal {
+                Some(e) if v.id != "trust.system" => e.clone(),
+                _ => "x509: certificate signed by unknown authority".to_string(),
+            };
+            if advice.is_reissue_first() {
+                return Step::new(v.id, status, format!("{}: {error}", v.label))
+                    .details(v.looked_in.iter().map(|l| format!("looked for the CA in {l}")))
+                    .fix(REISSUE_FIRST);
+            }
             let hp_line = if advised {
                 "the wharf trust command above installs the CA for this client too".to_string()
             } else {
@@ -526,6 +568,11 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
         }
     }
 }
+
+/// The fix for an unknown authority when the certificate itself is one clients refuse.
+const REISSUE_FIRST: &str = "re-issue the server certificate first, as the failed certificate step above says: clients refuse \
+     this one even with its CA installed, and wharf trust refuses to install a CA for it; then run wharf doctor again for the \
+     command that installs the CA";
 
 fn advice_line(a: &CaAdvice) -> String {
     format!(
