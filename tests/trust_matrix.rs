@@ -203,6 +203,21 @@ impl Machine {
         std::fs::write(path, hosts).unwrap();
     }
 
+    /// The user's CA file copied where each client reads CAs for `registry`, by hand (no
+    /// hosts.toml for containerd, which then reads the directory's *.crt), and added to the
+    /// system store.
+    fn install_by_hand(&self, registry: &str, ca: &Path) {
+        for dir in ["etc/docker/certs.d", "etc/containerd/certs.d", "etc/containers/certs.d"] {
+            let dir = self.root().join(dir).join(registry);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(ca, dir.join("ca.crt")).unwrap();
+        }
+        let anchor = format!("usr/local/share/ca-certificates/{}.crt", registry.replace(':', "_"));
+        std::fs::copy(ca, self.root().join(anchor)).unwrap();
+        let out = run_unchecked(&mut self.view.command("update-ca-certificates"));
+        assert!(out.status.success(), "update-ca-certificates: {}", text(&out));
+    }
+
     /// `timeout SECS PROGRAM` in the machine's view.
     fn command(&self, program: &str) -> Command {
         let mut c = self.view.command("timeout");
@@ -585,6 +600,9 @@ struct Recipe {
     row: &'static str,
     /// The registry's host name (`None`: the test host's IP address).
     dns: Option<&'static str>,
+    /// The user copied their CA file into every client's place by hand before (seed 003
+    /// copies domain.crt to certs.d; seed 004's nodes get the cluster CA).
+    by_hand: bool,
     make: fn(&Path, &str) -> Certs,
 }
 
@@ -593,6 +611,7 @@ fn recipes() -> Vec<Recipe> {
         Recipe {
             row: "000 IP SAN self-signed",
             dns: None,
+            by_hand: false,
             // The prompts answered with Enter: OpenSSL's default subject.
             make: |d, ip| {
                 self_signed(
@@ -609,11 +628,13 @@ fn recipes() -> Vec<Recipe> {
         Recipe {
             row: "001 openssl.cnf alt_names",
             dns: None,
+            by_hand: false,
             make: seed_001,
         },
         Recipe {
             row: "002 DNS SAN",
             dns: Some("image-registry"),
+            by_hand: false,
             make: |d, _| {
                 self_signed(
                     d,
@@ -624,21 +645,43 @@ fn recipes() -> Vec<Recipe> {
         Recipe {
             row: "003 CN only",
             dns: None,
+            by_hand: false,
             make: |d, ip| self_signed(d, &["-subj", &format!("/C=CO/ST=Some-State/O=xXDrackleroXx/CN={ip}")]),
         },
         Recipe {
             row: "004 CA-signed EC",
             dns: Some("dkr-registry.kloud.lan"),
+            by_hand: false,
             make: |d, _| seed_004(d),
         },
         Recipe {
             row: "clientAuth-only EKU",
             dns: None,
+            by_hand: false,
             make: client_auth_only,
         },
         Recipe {
             row: "expired",
             dns: None,
+            by_hand: false,
+            make: expired,
+        },
+        Recipe {
+            row: "003 CN only, domain.crt copied by hand",
+            dns: None,
+            by_hand: true,
+            make: |d, ip| self_signed(d, &["-subj", &format!("/C=CO/ST=Some-State/O=xXDrackleroXx/CN={ip}")]),
+        },
+        Recipe {
+            row: "clientAuth-only EKU, CA copied by hand",
+            dns: None,
+            by_hand: true,
+            make: client_auth_only,
+        },
+        Recipe {
+            row: "expired, CA copied by hand",
+            dns: None,
+            by_hand: true,
             make: expired,
         },
     ]
@@ -850,6 +893,9 @@ fn every_seed_certificate_times_every_client_doctor_agrees_and_its_fix_works() {
             }
             None => host.addr(port),
         };
+        if recipe.by_hand {
+            m.install_by_hand(&name, &certs.user_ca);
+        }
         let reg = Registry::start(&host, port, &certs);
         reg.push(&host);
         let mut subject = Subject { name, certs, reg, work };

@@ -194,7 +194,7 @@ pub fn matches_host(c: &CertInfo, host: &str) -> bool {
     }
 }
 
-fn dns_matches(pattern: &str, host: &str) -> bool {
+pub fn dns_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let (p, h): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), host.split('.').collect());

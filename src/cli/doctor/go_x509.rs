@@ -64,9 +64,19 @@ impl<'a> Cert<'a> {
     }
 }
 
+/// How the server certificate's name is matched against the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Go's: subjectAltName only; a Common Name alone is "legacy".
+    Go,
+    /// OpenSSL's as curl uses it: without a subjectAltName, the Common Name is compared (seed
+    /// 003's CN-only certificate works with curl once trusted, with Go clients never).
+    CommonNameFallback,
+}
+
 /// Go's `Verify` with `DNSName` set to `host` (an IP address or a DNS name, no port) and
-/// `roots` as the pool, at time `now`.
-pub fn verify(chain: &[CertificateDer<'static>], roots: &[Root], host: &str, now: OffsetDateTime) -> GoVerdict {
+/// `roots` as the pool, at time `now`, the host name matched by `names`' rules.
+pub fn verify_names(chain: &[CertificateDer<'static>], roots: &[Root], host: &str, now: OffsetDateTime, names: Names) -> GoVerdict {
     let Some(leaf) = chain.first().and_then(|d| Cert::new(d)) else {
         return GoVerdict {
             anchor: None,
@@ -77,7 +87,9 @@ pub fn verify(chain: &[CertificateDer<'static>], roots: &[Root], host: &str, now
     let pool: Vec<(Cert<'_>, &Root)> = roots.iter().filter_map(|r| Cert::new(&r.der).map(|c| (c, r))).collect();
 
     let mut refusal = validity_error(&leaf.info, now);
-    if refusal.is_none() && !inspect::matches_host(&leaf.info, host) {
+    let cn_matches = || !leaf.info.has_san_extension && leaf.info.common_name.as_deref().is_some_and(|cn| inspect::dns_matches(cn, host));
+    let name_ok = inspect::matches_host(&leaf.info, host) || (names == Names::CommonNameFallback && cn_matches());
+    if refusal.is_none() && !name_ok {
         refusal = Some(inspect::go_hostname_error(&leaf.info, host));
     }
     let path = match pool.iter().find(|(c, _)| c.der == leaf.der) {

@@ -3,6 +3,7 @@
 
 use super::api::Endpoint;
 use super::clients::{self, Root, CONTAINERD_CERTS_D, DAEMON_JSON};
+use super::go_x509::Names;
 use super::installed;
 use super::probe::{self, Handshake, PlainAnswer, TlsClient};
 use super::report::{Status, Step};
@@ -260,7 +261,13 @@ impl Doctor {
         let mut verified = false;
         let mut advised = false;
         for v in views {
-            let check = trust::check(chain, &v.roots, &host);
+            // curl and other OpenSSL programs read the system store, and still match a CN.
+            let names = if v.id == "trust.system" {
+                Names::CommonNameFallback
+            } else {
+                Names::Go
+            };
+            let check = trust::check_names(chain, &v.roots, &host, names);
             verified |= v.present && check.fully_verified();
             let step = judge(&v, &check, &advice, advised);
             // `wharf trust` installs for every client at once: explain it in full once.

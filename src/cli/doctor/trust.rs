@@ -33,8 +33,14 @@ impl Check {
 }
 
 /// Go's verdict for `host` (an IP address or DNS name, without port).
+#[cfg(test)]
 pub fn check(chain: &[CertificateDer<'static>], roots: &[Root], host: &str) -> Check {
-    let go = go_x509::verify(chain, roots, host, OffsetDateTime::now_utc());
+    check_names(chain, roots, host, go_x509::Names::Go)
+}
+
+/// The verdict with the host name matched by `names`' rules (OpenSSL's for curl).
+pub fn check_names(chain: &[CertificateDer<'static>], roots: &[Root], host: &str, names: go_x509::Names) -> Check {
+    let go = go_x509::verify_names(chain, roots, host, OffsetDateTime::now_utc(), names);
     Check {
         verdict: go.anchor.map_or(Verdict::UnknownAuthority, |by| Verdict::Trusted { by }),
         refusal: go.refusal,
