@@ -140,13 +140,14 @@ fn reason(t: &str) -> &'static str {
 }
 
 /// The client machine: a fake root that the daemons, the clients and doctor see as `/`.
+/// The daemons come first: they stop (on drop, in field order) before the root they see goes.
 struct Machine {
-    root: tempfile::TempDir,
-    view: MountView,
     dockerd: Option<Dockerd>,
     containerd: Option<Containerd>,
+    view: MountView,
     podman_store: tempfile::TempDir,
     clients: Vec<Client>,
+    root: tempfile::TempDir,
 }
 
 impl Machine {
@@ -170,12 +171,12 @@ impl Machine {
             .bind(r.join("usr/local/share/ca-certificates"), "/usr/local/share/ca-certificates")
             .bind(r.join("etc/hosts"), "/etc/hosts");
         let mut m = Machine {
-            root,
-            view,
             dockerd: None,
             containerd: None,
+            view,
             podman_store: tempfile::tempdir().unwrap(),
             clients,
+            root,
         };
         if m.clients.contains(&Client::Docker) {
             let prefix = m.view.prefix();

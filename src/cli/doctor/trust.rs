@@ -162,6 +162,11 @@ mod tests {
             c.refusal.as_deref(),
             Some("x509: certificate relies on legacy Common Name field, use SANs instead")
         );
+        // OpenSSL (curl) compares the Common Name of a certificate without subjectAltName.
+        let curl = check_names(&cn_only, &as_roots(&cn_only), "registry.test", go_x509::Names::CommonNameFallback);
+        assert!(curl.fully_verified(), "{curl:?}");
+        let other = check_names(&cn_only, &as_roots(&cn_only), "other.test", go_x509::Names::CommonNameFallback);
+        assert!(other.refusal.is_some(), "{other:?}");
         let client_auth = self_signed_ca(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]);
         let c = check(&client_auth, &as_roots(&client_auth), "registry.test");
         assert_eq!(c.refusal.as_deref(), Some("x509: certificate specifies an incompatible key usage"));
