@@ -876,13 +876,15 @@ fn docker_only_host_does_not_fail_on_containerd() {
     assert!(o.step("skip", "trust.containerd").contains("not installed"), "{}", o.stdout);
     assert!(o.step("ok", "trust.docker").contains("verify with the CA"), "{}", o.stdout);
 
-    // Once containerd is there (its config.toml), it is judged: no CA for it yet.
+    // Once containerd is there (its config.toml), it is judged: without a hosts.toml it
+    // speaks plain HTTP to a loopback registry (tests/trust_matrix.rs shows containerd 1.6 do
+    // so), which this TLS port refuses.
     put(&root, "/etc/containerd/config.toml", "version = 2\n");
     let o = doctor(&[&addr, "--root", p(&root)], None);
     assert_eq!(o.code, 1, "{}", o.stdout);
+    let step = o.step("FAIL", "trust.containerd");
     assert!(
-        o.step("FAIL", "trust.containerd")
-            .contains("x509: certificate signed by unknown authority"),
+        step.contains("speaks plain HTTP") && step.contains("malformed HTTP response"),
         "{}",
         o.stdout
     );

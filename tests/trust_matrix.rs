@@ -132,6 +132,8 @@ fn reason(t: &str) -> &'static str {
         "key usage"
     } else if t.contains("not valid for") || t.contains("does not match") || t.contains("no alternative certificate subject name") {
         "name mismatch"
+    } else if t.contains("malformed http response") {
+        "plain HTTP to TLS"
     } else if t.contains("timed out") || t.contains("timeout") {
         "timeout"
     } else {
@@ -601,6 +603,8 @@ struct Recipe {
     row: &'static str,
     /// The registry's host name (`None`: the test host's IP address).
     dns: Option<&'static str>,
+    /// On 127.0.0.1 instead of the test host (seed 003 as written: its CN is 127.0.0.1).
+    loopback: bool,
     /// The user copied their CA file into every client's place by hand before (seed 003
     /// copies domain.crt to certs.d; seed 004's nodes get the cluster CA).
     by_hand: bool,
@@ -613,6 +617,7 @@ fn recipes() -> Vec<Recipe> {
             row: "000 IP SAN self-signed",
             dns: None,
             by_hand: false,
+            loopback: false,
             // The prompts answered with Enter: OpenSSL's default subject.
             make: |d, ip| {
                 self_signed(
@@ -630,12 +635,14 @@ fn recipes() -> Vec<Recipe> {
             row: "001 openssl.cnf alt_names",
             dns: None,
             by_hand: false,
+            loopback: false,
             make: seed_001,
         },
         Recipe {
             row: "002 DNS SAN",
             dns: Some("image-registry"),
             by_hand: false,
+            loopback: false,
             make: |d, _| {
                 self_signed(
                     d,
@@ -647,51 +654,92 @@ fn recipes() -> Vec<Recipe> {
             row: "003 CN only",
             dns: None,
             by_hand: false,
+            loopback: false,
             make: |d, ip| self_signed(d, &["-subj", &format!("/C=CO/ST=Some-State/O=xXDrackleroXx/CN={ip}")]),
         },
         Recipe {
             row: "004 CA-signed EC",
             dns: Some("dkr-registry.kloud.lan"),
             by_hand: false,
+            loopback: false,
             make: |d, _| seed_004(d),
         },
         Recipe {
             row: "clientAuth-only EKU",
             dns: None,
             by_hand: false,
+            loopback: false,
             make: client_auth_only,
         },
         Recipe {
             row: "expired",
             dns: None,
             by_hand: false,
+            loopback: false,
             make: expired,
+        },
+        Recipe {
+            // Docker does not verify 127.0.0.0/8 registries at all; every other client does.
+            row: "003 CN only on 127.0.0.1, as the seed has it",
+            dns: None,
+            by_hand: false,
+            loopback: true,
+            make: |d, ip| self_signed(d, &["-subj", &format!("/C=CO/ST=Some-State/O=xXDrackleroXx/CN={ip}")]),
         },
         Recipe {
             row: "003 CN only, domain.crt copied by hand",
             dns: None,
             by_hand: true,
+            loopback: false,
             make: |d, ip| self_signed(d, &["-subj", &format!("/C=CO/ST=Some-State/O=xXDrackleroXx/CN={ip}")]),
         },
         Recipe {
             row: "clientAuth-only EKU, CA copied by hand",
             dns: None,
             by_hand: true,
+            loopback: false,
             make: client_auth_only,
         },
         Recipe {
             row: "expired, CA copied by hand",
             dns: None,
             by_hand: true,
+            loopback: false,
             make: expired,
         },
     ]
 }
 
-/// wharf serving one recipe's files on the test host.
+/// Where a registry listens: on the test host (a network namespace), or on this machine's
+/// loopback.
+struct Place {
+    /// Runs wharf there (`ip netns exec NS`, or nothing).
+    prefix: Vec<String>,
+    /// The address clients connect to.
+    ip: String,
+}
+
+impl Place {
+    fn test_host(host: &TestHost) -> Place {
+        Place {
+            prefix: host.prefix().iter().map(|s| s.to_string()).collect(),
+            ip: host.ip.clone(),
+        }
+    }
+
+    fn loopback() -> Place {
+        Place {
+            prefix: Vec::new(),
+            ip: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// wharf serving one recipe's files.
 struct Registry {
     wharf: Option<Wharf>,
     dir: tempfile::TempDir,
+    place: Place,
     port: u16,
 }
 
@@ -702,9 +750,10 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 0.0.0.0:{}\n  tls:\n    certificate: {}\n    \
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {}:{}\n  tls:\n    certificate: {}\n    \
                  key: {}\nauth:\n  htpasswd:\n    realm: matrix\n    path: {}\n",
                 d.join("data").display(),
+                self.place.ip,
                 self.port,
                 certs.cert.display(),
                 certs.key.display(),
@@ -715,21 +764,31 @@ impl Registry {
         config
     }
 
-    fn start(host: &TestHost, port: u16, certs: &Certs) -> Registry {
+    fn start(place: Place, port: u16, certs: &Certs) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         write_htpasswd(&dir.path().join("htpasswd"), &[(USER, PASSWORD)]);
-        let mut r = Registry { wharf: None, dir, port };
-        r.launch(host, certs, &[]);
+        let mut r = Registry {
+            wharf: None,
+            dir,
+            place,
+            port,
+        };
+        r.launch(certs, &[]);
         r
     }
 
-    fn launch(&mut self, host: &TestHost, certs: &Certs, env: &[(&str, &str)]) {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.place.ip, self.port)
+    }
+
+    fn launch(&mut self, certs: &Certs, env: &[(&str, &str)]) {
         if let Some(mut w) = self.wharf.take() {
             w.stop();
         }
         let config = self.config(certs);
-        self.wharf = Some(Wharf::launch_args(&host.prefix(), &[config.to_str().unwrap()], env));
-        let addr = host.addr(self.port);
+        let prefix: Vec<&str> = self.place.prefix.iter().map(String::as_str).collect();
+        self.wharf = Some(Wharf::launch_args(&prefix, &[config.to_str().unwrap()], env));
+        let addr = self.addr();
         assert!(
             wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&addr).is_ok()),
             "the registry on {addr} never accepted connections"
@@ -737,7 +796,7 @@ impl Registry {
     }
 
     /// Pushes a one-layer image (setup, so without verifying TLS).
-    fn push(&self, host: &TestHost) {
+    fn push(&self) {
         let layout_dir = tempfile::tempdir().unwrap();
         let mut layout = OciLayout::create(layout_dir.path());
         let img = layout.add_image("amd64", 1);
@@ -749,7 +808,7 @@ impl Registry {
             .arg(&policy)
             .args(["copy", "--dest-tls-verify=false", "--dest-creds", &format!("{USER}:{PASSWORD}")])
             .arg(layout.reference("v1"))
-            .arg(format!("docker://{}/{REPO}:v1", host.addr(self.port))));
+            .arg(format!("docker://{}/{REPO}:v1", self.addr())));
     }
 }
 
@@ -766,7 +825,7 @@ struct Subject {
 }
 
 /// Follows the fix doctor printed for the clients that refused; returns what was done.
-fn follow_fix(m: &mut Machine, doctor: &Doctor, refusing: &[Client], subject: &mut Subject, host: &TestHost) -> String {
+fn follow_fix(m: &mut Machine, doctor: &Doctor, refusing: &[Client], subject: &mut Subject) -> String {
     let Subject {
         name: registry_name,
         certs,
@@ -814,7 +873,7 @@ fn follow_fix(m: &mut Machine, doctor: &Doctor, refusing: &[Client], subject: &m
     };
     // "then point REGISTRY_HTTP_TLS_CERTIFICATE / REGISTRY_HTTP_TLS_KEY at CERT_DIR/server.crt and ..."
     let (c, k) = (certs.cert.display().to_string(), certs.key.display().to_string());
-    reg.launch(host, certs, &[("REGISTRY_HTTP_TLS_CERTIFICATE", &c), ("REGISTRY_HTTP_TLS_KEY", &k)]);
+    reg.launch(certs, &[("REGISTRY_HTTP_TLS_CERTIFICATE", &c), ("REGISTRY_HTTP_TLS_KEY", &k)]);
     format!("{line}, registry restarted with it")
 }
 
@@ -885,20 +944,24 @@ fn every_seed_certificate_times_every_client_doctor_agrees_and_its_fix_works() {
     let mut still_refused = Vec::new();
     for (i, recipe) in recipes().into_iter().enumerate() {
         let work = tempfile::tempdir().unwrap();
-        let port = 5000 + i as u16;
-        let certs = (recipe.make)(work.path(), &host.ip);
+        let (place, port) = if recipe.loopback {
+            (Place::loopback(), common::free_port())
+        } else {
+            (Place::test_host(&host), 5000 + i as u16)
+        };
+        let certs = (recipe.make)(work.path(), &place.ip);
         let name = match recipe.dns {
             Some(dns) => {
-                m.add_host(&host.ip, dns);
+                m.add_host(&place.ip, dns);
                 format!("{dns}:{port}")
             }
-            None => host.addr(port),
+            None => format!("{}:{port}", place.ip),
         };
         if recipe.by_hand {
             m.install_by_hand(&name, &certs.user_ca);
         }
-        let reg = Registry::start(&host, port, &certs);
-        reg.push(&host);
+        let reg = Registry::start(place, port, &certs);
+        reg.push();
         let mut subject = Subject { name, certs, reg, work };
         let mut cells: Vec<(Client, Cell)> = clients.iter().map(|c| (*c, Vec::new())).collect();
         let mut fixes = Vec::new();
@@ -931,7 +994,7 @@ fn every_seed_certificate_times_every_client_doctor_agrees_and_its_fix_works() {
                 still_refused.push(format!("{}: {refusing:?} still refuse after {} fixes", recipe.row, ROUNDS - 1));
                 break;
             }
-            fixes.push(follow_fix(&mut m, &doctor, &refusing, &mut subject, &host));
+            fixes.push(follow_fix(&mut m, &doctor, &refusing, &mut subject));
         }
         table.push(Line {
             row: format!("{} ({})", recipe.row, subject.name),

@@ -261,6 +261,9 @@ pub struct Containerd {
     pub notes: Vec<String>,
     /// Why containerd's CRI plugin (Kubernetes) does not read certs.d, when it does not.
     pub cri_ignores_certs_d: Option<String>,
+    /// No hosts.toml for a loopback registry (localhost, 127.0.0.0/8, ::1): containerd then
+    /// speaks plain HTTP to it, as its resolver does for local hosts.
+    pub loopback_http: bool,
 }
 
 pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
@@ -278,16 +281,19 @@ pub fn containerd(fs: &ClientFs, t: &Target) -> Containerd {
         out.cri_ignores_certs_d = why.map(|why| format!("/etc/containerd/config.toml {why}"));
     }
     let candidates = host_dirs(t).into_iter().chain(["_default".to_string()]);
+    let loopback = t.host.eq_ignore_ascii_case("localhost") || t.ip.is_some_and(|ip| ip.is_loopback());
     let Some(dir) = candidates
         .map(|n| format!("{CONTAINERD_CERTS_D}/{n}"))
         .find(|d| fs.path(d).is_dir())
     else {
+        out.loopback_http = loopback;
         return out;
     };
     out.dir = Some(dir.clone());
     let hosts_toml = format!("{dir}/hosts.toml");
     match fs.read(&hosts_toml) {
         None => {
+            out.loopback_http = loopback;
             // Without hosts.toml containerd reads the directory like Docker does.
             if let Some(cd) = read_cert_dir(fs, &dir) {
                 out.roots = cd.roots;

@@ -360,6 +360,8 @@ struct RuntimeView {
     notes: Vec<String>,
     /// Why Kubernetes (the CRI) does not read the files this client's verdict rests on.
     cri_ignores: Option<String>,
+    /// The client speaks plain HTTP to this TLS registry, and why.
+    plain_http: Option<String>,
     /// Installing the CA by hand.
     install: String,
 }
@@ -396,6 +398,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         problems: docker_problems,
         notes: clients::near_misses(fs, "/etc/docker/certs.d", t),
         cri_ignores: None,
+        plain_http: None,
         install: docker_install(&name),
     };
 
@@ -417,6 +420,13 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         problems: cd.problems,
         notes: cd.notes,
         cri_ignores: cd.cri_ignores_certs_d,
+        plain_http: cd.loopback_http.then(|| {
+            format!(
+                "speaks plain HTTP to {name}, a loopback registry without {containerd_dir}/hosts.toml, and this port serves \
+                 TLS: failed to do request: Head \"http://{name}/v2/...\": net/http: HTTP/1.x transport connection broken: \
+                 malformed HTTP response"
+            )
+        }),
         install: format!(
             "sudo mkdir -p {containerd_dir} && sudo cp ca.crt {containerd_dir}/ca.crt (when {containerd_dir}/hosts.toml exists, \
              also add ca = \"{containerd_dir}/ca.crt\" to it)"
@@ -437,6 +447,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         insecure: ct.insecure.map(|reason| Insecure { reason, harmless: false }),
         notes: Vec::new(),
         cri_ignores: None,
+        plain_http: None,
         install: format!("sudo mkdir -p /etc/containers/certs.d/{name} && sudo cp ca.crt /etc/containers/certs.d/{name}/ca.crt"),
     };
 
@@ -452,6 +463,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
         problems: Vec::new(),
         notes: Vec::new(),
         cri_ignores: None,
+        plain_http: None,
         install: system_install(system_label.as_deref(), &t.host),
     };
     vec![docker, containerd, containers, store]
@@ -493,6 +505,17 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
             .details(v.problems[1..].iter().cloned())
             .details(v.notes.iter().cloned())
             .fix(format!("correct the files named above; to install a CA certificate: {}", v.install));
+    }
+    if let Some(why) = &v.plain_http {
+        // A hosts.toml with an https:// server and the CA (what wharf trust writes) fixes it.
+        let fix = if advice.is_reissue_first() {
+            REISSUE_FIRST.to_string()
+        } else if advised {
+            "the wharf trust command above writes the hosts.toml (https:// and the CA) for this client too".to_string()
+        } else {
+            advice_line(advice)
+        };
+        return Step::fail(v.id, format!("{}: {why}", v.label)).fix(fix);
     }
     if let Some(ins) = &v.insecure {
         let status = if ins.harmless { Status::Ok } else { Status::Warn };
