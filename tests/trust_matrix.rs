@@ -4,7 +4,11 @@
 //! Recipes, made with the seeds' own `openssl` commands: 000 IP SAN self-signed, 001 the
 //! openssl.cnf `alt_names` edit, 002 DNS SAN, 003 CN only, 004 an EC certificate signed by a CA
 //! of the user's own with the seed's exact extensions, plus a clientAuth-only EKU and an
-//! expired one (both from such a CA; the expired one by `openssl ca -startdate/-enddate`).
+//! expired one (both from such a CA; the expired one by `openssl ca -startdate/-enddate`);
+//! then seed 003's certificate as the seed has it, on 127.0.0.1 (Docker does not verify
+//! loopback registries; containerd speaks plain HTTP to them without a hosts.toml), and 003,
+//! clientAuth-only and expired with the CA already copied by hand where each client reads it
+//! (Go refuses all three; curl, with OpenSSL's rules, accepts the CN-only one).
 //! Clients: Docker, containerd through the CRI (kubelet's PullImage with the pull secret's
 //! credentials), ctr (`--hosts-dir`), podman, skopeo, curl.
 //!
@@ -20,8 +24,12 @@
 //! record accept or refuse; run `wharf doctor` for that registry and read its verdict for that
 //! client; when a client refused, follow doctor's printed fix as printed (the `wharf trust`
 //! line, then what it says to run; or the `wharf cert issue` line, then serving the new files
-//! the way it says). Every verdict must equal the client's outcome, and every client must
-//! succeed at the end. The matrix is printed to stderr.
+//! the way it says). The placeholders are filled as the printed text says: `ca.crt` is the
+//! user's CA file, CA_FINGERPRINT its openssl fingerprint, CA_DIR their CA directory (or one
+//! `wharf cert ca` makes, when they have none), CERT_DIR a new directory; `--root` is added.
+//! Every verdict must equal the client's outcome — both accept, or both refuse for the same
+//! reason (unknown authority, CN only, expired, key usage, plain HTTP to TLS) — and every
+//! client must succeed at the end. The matrix is printed to stderr (see it with --nocapture).
 
 mod common;
 
