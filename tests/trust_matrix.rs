@@ -170,16 +170,28 @@ impl Machine {
         std::fs::write(r.join("etc/containerd/config.toml"), DEBIAN_CONFIG).unwrap();
         // The host's podman configuration (policy.json, registries.conf) and CA bundle, so the
         // clients work as they do here; certs.d directories start empty.
-        run(Command::new("cp").args(["-a", "/etc/containers"]).arg(r.join("etc/containers")));
-        run(Command::new("cp").args(["-a", "/etc/ssl/certs"]).arg(r.join("etc/ssl/certs")));
+        for dir in ["etc/containers", "etc/ssl/certs"] {
+            let host_dir = Path::new("/").join(dir);
+            if host_dir.is_dir() {
+                run(Command::new("cp").arg("-a").arg(&host_dir).arg(r.join(dir)));
+            } else {
+                std::fs::create_dir_all(r.join(dir)).unwrap();
+            }
+        }
         std::fs::copy("/etc/hosts", r.join("etc/hosts")).unwrap();
-        let view = MountView::new()
-            .bind(r.join("etc/docker"), "/etc/docker")
-            .bind(r.join("etc/containerd"), "/etc/containerd")
-            .bind(r.join("etc/containers"), "/etc/containers")
-            .bind(r.join("etc/ssl/certs"), "/etc/ssl/certs")
-            .bind(r.join("usr/local/share/ca-certificates"), "/usr/local/share/ca-certificates")
-            .bind(r.join("etc/hosts"), "/etc/hosts");
+        // A bind mount needs its target: a directory this host lacks is one no client here reads.
+        let shown = [
+            "etc/docker",
+            "etc/containerd",
+            "etc/containers",
+            "etc/ssl/certs",
+            "usr/local/share/ca-certificates",
+            "etc/hosts",
+        ];
+        let view = shown
+            .iter()
+            .filter(|p| Path::new("/").join(p).exists())
+            .fold(MountView::new(), |v, p| v.bind(r.join(p), Path::new("/").join(p)));
         let mut m = Machine {
             dockerd: None,
             containerd: None,
