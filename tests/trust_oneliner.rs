@@ -14,7 +14,7 @@
 mod common;
 
 use common::dockerd::Dockerd;
-use common::images::{docker_context, run, run_unchecked, run_with_input_unchecked, short_tempdir};
+use common::images::{run, run_unchecked, run_with_input_unchecked, short_tempdir};
 use common::netns::TestHost;
 use common::{files_under, printed_after, require_tool, wharf_bin, Wharf};
 use std::path::Path;
@@ -67,44 +67,9 @@ fn served_pin(addr: &str) -> String {
 /// Runs `script` with `sh -c` on the client: in the namespaces of its dockerd (network and
 /// mounts), with a clean environment and the system PATH.
 fn on_client(d: &Dockerd, script: &str) -> Output {
-    let pid = d.pid().expect("the client's dockerd runs").to_string();
-    let out = run_unchecked(
-        Command::new("nsenter")
-            .args(["--target", &pid, "--mount", "--net", "--", "env", "-i", CLIENT_PATH, "sh", "-c"])
-            .arg(script),
-    );
+    let out = run_unchecked(d.nsenter().args(["env", "-i", CLIENT_PATH, "sh", "-c"]).arg(script));
     println!("client$ {script}\n{}", text(&out));
     out
-}
-
-/// A dockerd in `host`'s network namespace whose /etc and /usr/local/share/ca-certificates are
-/// overlays on this machine's, private to it: what the client writes there stays there.
-fn client_dockerd(host: &TestHost, overlays: &Path) -> Option<Dockerd> {
-    let ov = overlays.display();
-    let setup = format!(
-        "set -e; mount -t tmpfs wharf-client {ov}; \
-         for d in /etc /usr/local/share/ca-certificates; do \
-           [ -d \"$d\" ] || continue; n=$(echo \"$d\" | tr / _); mkdir -p {ov}/$n/u {ov}/$n/w; \
-           mount -t overlay overlay -o lowerdir=$d,upperdir={ov}/$n/u,workdir={ov}/$n/w $d; \
-         done; exec \"$@\""
-    );
-    // nsenter rather than `ip netns exec`, which remounts /sys and so hides the cgroup mounts
-    // dockerd needs.
-    let netns = format!("--net=/run/netns/{}", host.ns);
-    let wrapper = [
-        "nsenter",
-        &netns,
-        "--",
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &setup,
-        "sh",
-    ];
-    Dockerd::start_wrapped(&wrapper)
 }
 
 fn docker_login(d: &Dockerd, registry: &str, password: &str) -> Output {
@@ -120,7 +85,9 @@ fn a_client_with_only_curl_and_sh_trusts_the_registry_with_the_printed_one_liner
     }
     let Some(host) = TestHost::create() else { return };
     let overlays = short_tempdir("wo");
-    let Some(d) = client_dockerd(&host, overlays.path()) else { return };
+    let Some(d) = Dockerd::start_with_private_etc(&host.ns, overlays.path(), "") else {
+        return;
+    };
 
     // The registry listens on this side of the client's link, secured automatically.
     let data = tempfile::tempdir().unwrap();
@@ -196,16 +163,7 @@ fn a_client_with_only_curl_and_sh_trusts_the_registry_with_the_printed_one_liner
     // Docker on the client now logs in, pushes and pulls.
     let login = docker_login(&d, &registry, &printed.password);
     assert!(login.status.success(), "{}", text(&login));
-    let image = format!("{registry}/oneliner/app:v1");
-    let ctx = tempfile::tempdir().unwrap();
-    docker_context(ctx.path(), 2);
-    d.docker(&["build", "-q", "-t", &image, &ctx.path().to_string_lossy()]);
-    let id = d.inspect(&image, "{{.Id}}");
-    d.docker(&["push", &image]);
-    d.docker(&["rmi", &image]);
-    assert!(!d.has_image(&image));
-    d.docker(&["pull", &image]);
-    assert_eq!(d.inspect(&image, "{{.Id}}"), id, "the pulled image is the pushed one");
+    d.push_and_pull_back(&format!("{registry}/oneliner/app:v1"));
 }
 
 /// A directory of busybox applets (its `--list`), as the only PATH: the script meets nothing

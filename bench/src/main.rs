@@ -180,9 +180,8 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
     // wharf once more on the same data, its debug server counting every request in /metrics:
     // the "metrics" workload measures what that costs on the hottest path, manifest GETs.
     let metrics_addr = format!("127.0.0.1:{}", servers::free_port());
-    let with_metrics = wants("metrics").then(|| {
-        Server::start_with_metrics(Kind::Wharf, &args.wharf, &work.join("wharf-root"), work, &metrics_addr)
-    });
+    let with_metrics =
+        wants("metrics").then(|| Server::start_with_metrics(Kind::Wharf, &args.wharf, &work.join("wharf-root"), work, &metrics_addr));
     std::thread::sleep(std::time::Duration::from_secs(2));
     for t in &targets {
         idle.push((t.kind, t.open.rss_kib()));

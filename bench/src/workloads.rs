@@ -2,7 +2,7 @@
 //! Uploads use the two-step flow every client uses (POST a session, then PUT or PATCH+PUT),
 //! which both registries support.
 
-use crate::client::{location_path, with_param, Conn, Content, Result};
+use crate::client::{location_path, with_param, Conn, Content, Digester, Result};
 use hyper::{Method, StatusCode};
 use std::time::{Duration, Instant};
 
@@ -66,32 +66,52 @@ pub async fn push_chunked(addr: &str, repo: &str, content: &Content, digest: &st
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// GET of the whole blob; returns seconds.
+/// GET of the whole blob, whose bytes must have its digest; returns seconds.
 pub async fn pull(addr: &str, repo: &str, digest: &str, size: u64) -> Result<f64> {
     let mut c = Conn::open(addr, None).await?;
+    let mut pulled = Digester::new();
     let start = Instant::now();
-    let r = c.get(&format!("/v2/{repo}/blobs/{digest}"), &[]).await?;
+    let r = c
+        .get_into(&format!("/v2/{repo}/blobs/{digest}"), &[], &mut |d| pulled.feed(d))
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
     if r.status != StatusCode::OK || r.len != size {
         return Err(format!("pull: status {} with {} of {size} bytes", r.status, r.len).into());
     }
-    Ok(start.elapsed().as_secs_f64())
+    same_digest("pull", pulled, digest)?;
+    Ok(secs)
 }
 
-/// The whole blob as consecutive `range`-byte Range requests on one connection; returns seconds.
+/// The whole blob as consecutive `range`-byte Range requests on one connection, whose bytes
+/// put together must have its digest; returns seconds.
 pub async fn pull_ranged(addr: &str, repo: &str, digest: &str, size: u64, range: u64) -> Result<f64> {
     let mut c = Conn::open(addr, None).await?;
+    let mut pulled = Digester::new();
     let start = Instant::now();
     let path = format!("/v2/{repo}/blobs/{digest}");
     let mut off = 0;
     while off < size {
         let end = (off + range).min(size) - 1;
-        let r = c.get(&path, &[("range", format!("bytes={off}-{end}"))]).await?;
+        let r = c
+            .get_into(&path, &[("range", format!("bytes={off}-{end}"))], &mut |d| pulled.feed(d))
+            .await?;
         if r.status != StatusCode::PARTIAL_CONTENT || r.len != end - off + 1 {
             return Err(format!("ranged pull: status {} with {} bytes", r.status, r.len).into());
         }
         off = end + 1;
     }
-    Ok(start.elapsed().as_secs_f64())
+    let secs = start.elapsed().as_secs_f64();
+    same_digest("ranged pull", pulled, digest)?;
+    Ok(secs)
+}
+
+/// A pull with the right length but other bytes is a broken registry, not a fast one.
+fn same_digest(what: &str, pulled: Digester, digest: &str) -> Result<()> {
+    let got = pulled.finish()?;
+    if got != digest {
+        return Err(format!("{what}: the bytes pulled have digest {got}, not {digest}").into());
+    }
+    Ok(())
 }
 
 /// Request rate and latency percentiles of a load.

@@ -82,13 +82,14 @@ pub struct Limits {
 
 #[derive(Debug)]
 pub struct LoginLimiter {
-    limits: Limits,
     capacity: usize,
     tables: Mutex<Tables>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tables {
+    /// Under the same lock as the counts: a reload may change them while logins go on.
+    limits: Limits,
     pairs: HashMap<(IpAddr, String), Counter>,
     users: HashMap<String, UserEntry>,
 }
@@ -223,26 +224,36 @@ impl LoginLimiter {
     /// As [`LoginLimiter::new`], remembering at most `capacity` entries per table (at least 1).
     pub fn with_capacity(limits: Limits, capacity: usize) -> Self {
         LoginLimiter {
-            limits,
             capacity: capacity.max(1),
-            tables: Mutex::new(Tables::default()),
+            tables: Mutex::new(Tables {
+                limits,
+                pairs: HashMap::new(),
+                users: HashMap::new(),
+            }),
         }
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.lock().limits
+    }
+
+    /// Counts with `limits` from now on (a configuration reload), keeping every count and
+    /// lockout: a lockout in force ends when it was due to, and failures so far count
+    /// against the new limits.
+    pub fn set_limits(&self, limits: Limits) {
+        self.lock().limits = limits;
     }
 
     /// Reserves a slot for `user` logging in from `client`, or says how long until it may try.
     pub fn begin(self: &Arc<Self>, client: IpAddr, user: &str) -> Result<Attempt, Refusal> {
         let key = key(client, user);
+        let now = Instant::now();
+        let mut t = self.lock();
         let Limits {
             per_client,
             per_user,
             window,
-        } = self.limits;
-        let now = Instant::now();
-        let mut t = self.lock();
+        } = t.limits;
         if !t.pairs.contains_key(&key) && t.pairs.len() >= self.capacity {
             make_room(&mut t.pairs, self.capacity, |c| c.idle(now, window), |c| c.last);
         }
@@ -285,13 +296,13 @@ impl LoginLimiter {
     }
 
     fn finish(&self, key: &(IpAddr, String), failed: bool) {
+        let now = Instant::now();
+        let mut t = self.lock();
         let Limits {
             per_client,
             per_user,
             window,
-        } = self.limits;
-        let now = Instant::now();
-        let mut t = self.lock();
+        } = t.limits;
         if let Some(pair) = t.pairs.get_mut(key) {
             if failed {
                 pair.record_failure(per_client, now, window);
@@ -326,7 +337,8 @@ impl LoginLimiter {
         if let Some(user) = t.users.get_mut(&key.1) {
             user.counter.in_flight = user.counter.in_flight.saturating_sub(1);
         }
-        t.drop_if_idle(key, now, self.limits.window);
+        let window = t.limits.window;
+        t.drop_if_idle(key, now, window);
     }
 
     /// Entries currently remembered: (address, user) counters plus user counters.

@@ -5,6 +5,7 @@
 
 mod api;
 mod clients;
+mod go_verifier;
 mod go_x509;
 mod http_steps;
 mod installed;

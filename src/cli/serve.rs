@@ -509,6 +509,10 @@ impl Reloader {
             handle.reload(filter).context("changing the log level")?;
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = http::router(state.clone());
+        // Changed failedlogins limits apply to the kept counts only now, with nothing left to fail.
+        if let Some(login) = state.auth.as_deref().and_then(AuthState::login) {
+            login.limiter.set_limits(login.limits);
+        }
         self.state = state;
         self.running = cfg;
         for setting in pending {
@@ -637,7 +641,7 @@ struct LoginOptions {
 }
 
 /// Password checks against `htpasswd`; `kept` is the running login on a reload: its limiter
-/// (when the limits are unchanged) and its bcrypt pool go on.
+/// (with its counts and lockouts, whatever the new limits) and its bcrypt pool go on.
 fn login(realm: String, htpasswd: &std::path::Path, options: LoginOptions, kept: Option<&Login>) -> anyhow::Result<Login> {
     let f = options.limits;
     let limits = Limits {
@@ -645,10 +649,8 @@ fn login(realm: String, htpasswd: &std::path::Path, options: LoginOptions, kept:
         per_user: f.peruser,
         window: f.window,
     };
-    let limiter = match kept {
-        Some(k) if k.limiter.limits() == limits => k.limiter.clone(),
-        _ => Arc::new(LoginLimiter::new(limits)),
-    };
+    // The running limiter goes on, whatever the new limits: a reload must not wipe a lockout.
+    let limiter = kept.map_or_else(|| Arc::new(LoginLimiter::new(limits)), |k| k.limiter.clone());
     let bcrypt = kept.map_or_else(|| Arc::new(BcryptPool::for_this_machine()), |k| k.bcrypt.clone());
     let on_error = if options.keep_on_error {
         OnError::KeepUsers
@@ -659,6 +661,7 @@ fn login(realm: String, htpasswd: &std::path::Path, options: LoginOptions, kept:
         realm,
         htpasswd: Arc::new(Htpasswd::open_or_wait(htpasswd, on_error)),
         limiter,
+        limits,
         bcrypt,
     })
 }

@@ -13,7 +13,7 @@ use super::forwarded::TrustedProxies;
 use super::request::Route;
 use super::Urls;
 use crate::auth::bcrypt_pool::BcryptPool;
-use crate::auth::ratelimit::Refusal;
+use crate::auth::ratelimit::{Limits, Refusal};
 use crate::auth::token::{unix_now, Claims, Scope, TokenIssuer, TokenVerifier};
 use crate::auth::{parse_authorization, Action, Credentials, Htpasswd, LoginLimiter, Policy};
 use crate::oci::{ErrorCode, RegistryError, RepoName};
@@ -42,6 +42,9 @@ pub struct Login {
     pub realm: String,
     pub htpasswd: Arc<Htpasswd>,
     pub limiter: Arc<LoginLimiter>,
+    /// The limits this configuration asks for: a reload applies them to the kept limiter
+    /// once the whole new configuration is in place.
+    pub limits: Limits,
     pub bcrypt: Arc<BcryptPool>,
 }
 

@@ -47,6 +47,48 @@ impl Dockerd {
         Self::launch(None, wrapper)
     }
 
+    /// A daemon on another machine: in the network namespace `netns`, with /etc and
+    /// /usr/local/share/ca-certificates overlays on this machine's, private to it (kept in a
+    /// tmpfs mounted on `overlays`), so what the client writes there (trust, nsswitch.conf)
+    /// stays there. `setup` is shell run in the daemon's mount namespace after the overlays,
+    /// before dockerd starts. Run more in its namespaces with [`Dockerd::nsenter`].
+    pub fn start_with_private_etc(netns: &str, overlays: &Path, setup: &str) -> Option<Dockerd> {
+        let ov = overlays.display();
+        let script = format!(
+            "set -e; mount -t tmpfs wharf-client {ov}; \
+             for d in /etc /usr/local/share/ca-certificates; do \
+               [ -d \"$d\" ] || continue; n=$(echo \"$d\" | tr / _); mkdir -p {ov}/$n/u {ov}/$n/w; \
+               mount -t overlay overlay -o lowerdir=$d,upperdir={ov}/$n/u,workdir={ov}/$n/w $d; \
+             done; {setup}\n exec \"$@\""
+        );
+        // nsenter rather than `ip netns exec`, which remounts /sys and so hides the cgroup
+        // mounts dockerd needs.
+        let netns = format!("--net=/run/netns/{netns}");
+        let wrapper = [
+            "nsenter",
+            &netns,
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ];
+        Self::start_wrapped(&wrapper)
+    }
+
+    /// `nsenter ... --`: a command prefix that runs a program in this daemon's network and
+    /// mount namespaces (its private /etc, when it has one).
+    pub fn nsenter(&self) -> Command {
+        let pid = self.pid().expect("the daemon runs").to_string();
+        let mut c = Command::new("nsenter");
+        c.args(["--target", &pid, "--mount", "--net", "--"]);
+        c
+    }
+
     /// A daemon with a bridge network: `-p` publishing and docker-compose work.
     pub fn start_bridged() -> Option<Dockerd> {
         if !super::is_root() || !super::require_tool("ip") {
@@ -193,6 +235,20 @@ impl Dockerd {
     pub fn inspect(&self, reference: &str, format: &str) -> String {
         let out = self.docker(&["image", "inspect", "--format", format, reference]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Builds a small image as `image`, pushes it, removes it here and pulls it back, and
+    /// checks the image pulled is the one pushed.
+    pub fn push_and_pull_back(&self, image: &str) {
+        let ctx = tempfile::tempdir().unwrap();
+        super::images::docker_context(ctx.path(), 2);
+        self.docker(&["build", "-q", "-t", image, &ctx.path().to_string_lossy()]);
+        let id = self.inspect(image, "{{.Id}}");
+        self.docker(&["push", image]);
+        self.docker(&["rmi", image]);
+        assert!(!self.has_image(image));
+        self.docker(&["pull", image]);
+        assert_eq!(self.inspect(image, "{{.Id}}"), id, "the pulled image is the pushed one");
     }
 
     /// True when the daemon has an image by this name or ID.

@@ -28,39 +28,15 @@ impl TestHost {
     /// Makes the namespace and link. Returns None (after printing SKIP) when not root or `ip`
     /// is missing outside CI; panics in CI.
     pub fn create() -> Option<TestHost> {
-        if !super::is_root() {
-            if super::in_ci() {
-                panic!("network namespace tests must run as root in CI");
-            }
-            eprintln!("SKIP: network namespaces need root");
-            return None;
-        }
-        if !super::require_tool("ip") {
-            return None;
-        }
-        remove_stale();
-        let pid = std::process::id();
-        // Several attempts: another run may hold the subnet this PID maps to.
-        for _ in 0..16 {
-            let n = NEXT.fetch_add(1, Ordering::SeqCst);
-            let subnet = (pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % SUBNETS;
-            let base = (198u32 << 24) | (18 << 16) | (subnet * 4);
-            let (local_ip, ip) = (dotted(base + 1), dotted(base + 2));
-            if address_in_use(&local_ip) || address_in_use(&ip) {
-                continue;
-            }
+        set_up_first(|pid, n, (local_ip, ip)| {
             let host = TestHost {
                 ns: format!("{NS_PREFIX}{pid}-{n}"),
                 host_if: format!("wh{pid}h{n}"),
                 ip,
                 local_ip,
             };
-            if host.set_up(&format!("wh{pid}n{n}")) {
-                return Some(host);
-            }
-            drop(host);
-        }
-        panic!("could not create a test network namespace (see the ip errors above)");
+            host.set_up(&format!("wh{pid}n{n}")).then_some(host)
+        })
     }
 
     /// `ip netns exec NS`: a command prefix that runs a program on the test host.
@@ -98,6 +74,113 @@ impl Drop for TestHost {
         ip_quiet(&["netns", "del", &self.ns]);
         ip_quiet(&["link", "del", &self.host_if]);
     }
+}
+
+/// Two machines on a LAN of their own: two network namespaces joined directly by a veth pair
+/// and to nothing else, so multicast (mDNS) sent by one reaches the other and no real network.
+/// Both are removed on drop, also when the test panics.
+pub struct TestLan {
+    /// The namespace a server runs in, and its address.
+    pub server_ns: String,
+    pub server_ip: String,
+    /// The namespace a client runs in, its address and its end of the link (for a daemon
+    /// that must be told which interface the LAN is on).
+    pub client_ns: String,
+    pub client_ip: String,
+    pub client_if: String,
+}
+
+impl TestLan {
+    /// Makes both namespaces and the link. Returns None (after printing SKIP) when not root or
+    /// `ip` is missing outside CI; panics in CI.
+    pub fn create() -> Option<TestLan> {
+        set_up_first(|pid, n, (server_ip, client_ip)| {
+            let lan = TestLan {
+                server_ns: format!("{NS_PREFIX}{pid}-{n}-s"),
+                server_ip,
+                client_ns: format!("{NS_PREFIX}{pid}-{n}-c"),
+                client_ip,
+                client_if: format!("wh{pid}c{n}"),
+            };
+            lan.set_up(&format!("wh{pid}s{n}")).then_some(lan)
+        })
+    }
+
+    fn set_up(&self, server_if: &str) -> bool {
+        let (server, client, client_if) = (self.server_ns.as_str(), self.client_ns.as_str(), self.client_if.as_str());
+        let server_addr = format!("{}/30", self.server_ip);
+        let client_addr = format!("{}/30", self.client_ip);
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", server],
+            vec!["netns", "add", client],
+            vec![
+                "-n", server, "link", "add", server_if, "type", "veth", "peer", "name", client_if, "netns", client,
+            ],
+            vec!["-n", server, "addr", "add", &server_addr, "dev", server_if],
+            vec!["-n", client, "addr", "add", &client_addr, "dev", client_if],
+            vec!["-n", server, "link", "set", server_if, "up"],
+            vec!["-n", client, "link", "set", client_if, "up"],
+            vec!["-n", server, "link", "set", "lo", "up"],
+            vec!["-n", client, "link", "set", "lo", "up"],
+        ];
+        steps.iter().all(|args| ip(args))
+    }
+}
+
+impl Drop for TestLan {
+    fn drop(&mut self) {
+        // The veth pair lives only in these namespaces: deleting them deletes it.
+        ip_quiet(&["netns", "del", &self.server_ns]);
+        ip_quiet(&["netns", "del", &self.client_ns]);
+    }
+}
+
+/// The first of up to 16 attempts `set_up(pid, attempt, addresses)` makes work, each on a free
+/// /30 of its own: another run may hold the subnet an attempt maps to. None (after printing
+/// SKIP) when namespaces cannot be made here; panics when every attempt fails. A failed attempt
+/// is dropped, which removes what it made.
+fn set_up_first<T>(mut set_up: impl FnMut(u32, u32, (String, String)) -> Option<T>) -> Option<T> {
+    if !can_make_namespaces() {
+        return None;
+    }
+    let pid = std::process::id();
+    for _ in 0..16 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let Some(addresses) = free_pair(pid, n) else { continue };
+        if let Some(made) = set_up(pid, n, addresses) {
+            return Some(made);
+        }
+    }
+    panic!("could not create test network namespaces (see the ip errors above)");
+}
+
+/// False (after printing SKIP) when namespaces cannot be made here: not root, or no `ip`
+/// (outside CI; panics in CI). Removes namespaces earlier runs left first.
+fn can_make_namespaces() -> bool {
+    if !super::is_root() {
+        if super::in_ci() {
+            panic!("network namespace tests must run as root in CI");
+        }
+        eprintln!("SKIP: network namespaces need root");
+        return false;
+    }
+    if !super::require_tool("ip") {
+        return false;
+    }
+    remove_stale();
+    true
+}
+
+/// The two addresses of a /30 in 198.18.0.0/15 that this PID's `n`th attempt maps to, when
+/// no interface here uses them yet.
+fn free_pair(pid: u32, n: u32) -> Option<(String, String)> {
+    let subnet = (pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % SUBNETS;
+    let base = (198u32 << 24) | (18 << 16) | (subnet * 4);
+    let (first, second) = (dotted(base + 1), dotted(base + 2));
+    if address_in_use(&first) || address_in_use(&second) {
+        return None;
+    }
+    Some((first, second))
 }
 
 /// Runs `ip ARGS`, printing the error on failure.

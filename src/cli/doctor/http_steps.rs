@@ -2,6 +2,7 @@
 
 use super::api::{self, Answer, Challenge, Endpoint, RequestError};
 use super::clients::{self, Stored};
+use super::go_verifier::{GoRulesVerifier, UNKNOWN_AUTHORITY};
 use super::probe::TlsClient;
 use super::report::Step;
 use super::target::Target;
@@ -186,7 +187,7 @@ impl Doctor {
         let Some(url) = api::parse_url(realm) else {
             return Step::fail("credentials", format!("the token realm {realm:?} is not an http(s) URL"));
         };
-        let token_ep = match self.token_endpoint(ep, &url).await {
+        let (token_ep, verifier) = match self.token_endpoint(ep, &url).await {
             Ok(e) => e,
             Err(step) => return *step,
         };
@@ -202,7 +203,10 @@ impl Doctor {
         );
         let answer = match token_ep.get(&path, Some(&auth)).await {
             Ok(a) => a,
-            Err(e) => return Step::fail("credentials", format!("the token server {realm} did not answer: {}", e.message)),
+            Err(e) => match verifier.and_then(|v| v.refusal()) {
+                Some(why) => return token_certificate_refused(&ep.target, &url.target, &why),
+                None => return Step::fail("credentials", format!("the token server {realm} did not answer: {}", e.message)),
+            },
         };
         if answer.status != 200 {
             return self.login_answer(&answer, user, source, &format!("the token server {realm}"));
@@ -221,10 +225,11 @@ impl Doctor {
     }
 
     /// Where to ask for a token: the registry's own connection when the realm is on it;
-    /// otherwise a connection verified against this machine's CAs, since it carries the password.
-    async fn token_endpoint(&self, ep: &Endpoint, url: &api::Url) -> Result<Endpoint, Box<Step>> {
+    /// otherwise a connection verified against this machine's CAs with Go's rules (the Go
+    /// clients' own), since it carries the password; its verifier says why it refused.
+    async fn token_endpoint(&self, ep: &Endpoint, url: &api::Url) -> Result<(Endpoint, Option<Arc<GoRulesVerifier>>), Box<Step>> {
         if url.target.host_port() == ep.target.host_port() && url.tls == ep.tls.is_some() {
-            return Ok(ep.clone());
+            return Ok((ep.clone(), None));
         }
         let fail = |m: String| Box::new(Step::fail("credentials", m));
         let realm = url.target.host_port();
@@ -238,35 +243,38 @@ impl Doctor {
                 "the token server http://{realm} is plain HTTP: passwords would cross the network in clear"
             )));
         }
-        let tls = match url.tls {
-            false => None,
-            true => Some(Arc::new(
-                self.verified_client(&url.target)
-                    .map_err(|m| fail(format!("token server {realm}: {m}")))?,
-            )),
+        let (tls, verifier) = match url.tls {
+            false => (None, None),
+            true => {
+                let (client, verifier) = self
+                    .verified_client(&ep.target, &url.target)
+                    .map_err(|m| fail(format!("token server {realm}: {m}")))?;
+                (Some(Arc::new(client)), Some(verifier))
+            }
         };
-        Ok(Endpoint {
+        let endpoint = Endpoint {
             addr,
             target: url.target.clone(),
             tls,
             timeout: ep.timeout,
-        })
+        };
+        Ok((endpoint, verifier))
     }
 
-    /// A TLS client that verifies `t` with the system CAs plus Docker's certs.d for it.
-    fn verified_client(&self, t: &Target) -> Result<TlsClient, String> {
+    /// A TLS client that verifies the token server `t` as Go does, with the CAs Docker asks it
+    /// with: the system's plus the *registry's* certs.d. Docker (loginV2 and pulls), containerd
+    /// and containers/image fetch tokens over the registry's own transport, so certs.d for the
+    /// token server's name plays no part.
+    fn verified_client(&self, registry: &Target, t: &Target) -> Result<(TlsClient, Arc<GoRulesVerifier>), String> {
         let mut roots = clients::system_roots(&self.fs).map(|(_, r)| r).unwrap_or_default();
-        for dir in clients::host_dirs(t) {
+        for dir in clients::host_dirs(registry) {
             if let Some(cd) = clients::read_cert_dir(&self.fs, &format!("/etc/docker/certs.d/{dir}")) {
                 roots.extend(cd.roots);
             }
         }
-        let mut store = rustls::RootCertStore::empty();
-        store.add_parsable_certificates(roots.into_iter().map(|r| r.der));
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), crate::tls::provider())
-            .build()
-            .map_err(|e| format!("no CA certificates to verify it with ({e})"))?;
-        TlsClient::with_verifier(t, verifier, None)
+        let host = t.ip.map_or_else(|| t.host.clone(), |ip| ip.to_string());
+        let verifier = GoRulesVerifier::new(roots, &host);
+        Ok((TlsClient::with_verifier(t, verifier.clone(), None)?, verifier))
     }
 
     /// Judges the answer to an authenticated request.
@@ -377,4 +385,32 @@ fn unexpected_status(url: &str, a: &Answer, t: &Target) -> Step {
         step.detail(format!("Server: {server}"))
     };
     step.details(said.map(|s| format!("the server said: {s}")))
+}
+
+/// The token server's certificate, refused by Go's rules: Docker, containerd and podman would
+/// not get a token either. An unknown authority is fixed by adding the token server's CA
+/// where they look for it: the registry's certs.d (every `*.crt` there is a CA for Docker and
+/// podman) or the system store; anything else by a new certificate for the token server.
+fn token_certificate_refused(registry: &Target, t: &Target, why: &str) -> Step {
+    let hp = t.host_port();
+    let step = Step::fail(
+        "credentials",
+        format!("the token server {hp}'s certificate is refused: {why} (Docker, containerd and podman refuse it too)"),
+    )
+    .detail("the password was not sent");
+    if why != UNKNOWN_AUTHORITY {
+        return step.fix(format!(
+            "give the token server {hp} a certificate Go clients accept (check it with: wharf cert inspect CERT --host {hp}), \
+             then run wharf doctor again"
+        ));
+    }
+    let dir = registry.host_port();
+    step.detail(format!(
+        "clients ask the token server with the registry's CAs: the system's and those in /etc/docker/certs.d/{dir}/"
+    ))
+    .fix(format!(
+        "with the token server's CA certificate saved as token-ca.crt:\n\
+         sudo mkdir -p /etc/docker/certs.d/{dir} && sudo cp token-ca.crt /etc/docker/certs.d/{dir}/token-ca.crt\n\
+         sudo mkdir -p /etc/containers/certs.d/{dir} && sudo cp token-ca.crt /etc/containers/certs.d/{dir}/token-ca.crt"
+    ))
 }

@@ -437,7 +437,7 @@ fn runtime_views(fs: &clients::ClientFs, t: &super::target::Target, ips: &[IpAdd
     let containers = RuntimeView {
         id: "trust.containers",
         label: "podman, skopeo, buildah",
-        present: fs.exists("/etc/containers"),
+        present: installed::containers(fs),
         looked_in: vec![ct.cert_dir.as_ref().map_or(
             format!("/etc/containers/certs.d/{name}/*.crt and /etc/docker/certs.d/{name}/*.crt (both missing)"),
             |c| format!("{}/*.crt", c.dir),
@@ -494,7 +494,7 @@ fn judge(v: &RuntimeView, check: &trust::Check, advice: &CaAdvice, advised: bool
     if !v.present {
         let why = match v.id {
             "trust.containerd" => installed::CONTAINERD_MISSING,
-            "trust.containers" => "not set up on this machine (/etc/containers missing)",
+            "trust.containers" => installed::CONTAINERS_MISSING,
             "trust.system" => "no CA bundle found (/etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt)",
             _ => "not set up on this machine",
         };

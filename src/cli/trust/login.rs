@@ -47,16 +47,34 @@ pub fn docker_config() -> anyhow::Result<DockerConfig> {
     })
 }
 
+/// The home directory, uid and gid of `user` in the password database. getpwnam_r, not
+/// getpwnam: the entry lands in a buffer of this call's own, so a lookup on another thread
+/// (wharf trust runs on a multi-threaded runtime) cannot overwrite it while it is read.
 fn user_home(user: &str) -> Option<(PathBuf, u32, u32)> {
     let name = std::ffi::CString::new(user).ok()?;
-    // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return None;
+    let mut size = 1024;
+    // Grows when the entry does not fit, up to 1 MiB: no real entry is larger.
+    while size <= 1 << 20 {
+        let mut buf: Vec<libc::c_char> = vec![0; size];
+        // SAFETY: passwd is plain data (integers and pointers) that getpwnam_r fills in.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `name` is NUL-terminated, `entry` and `found` are writable, and `buf` is
+        // writable for `buf.len()` bytes; the strings of the entry are written into `buf`.
+        let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+        match rc {
+            0 if found.is_null() || entry.pw_dir.is_null() => return None,
+            0 => {
+                // SAFETY: the call succeeded, so pw_dir points to a NUL-terminated string in
+                // `buf`, which lives until the end of this block.
+                let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+                return Some((PathBuf::from(dir.to_str().ok()?), entry.pw_uid, entry.pw_gid));
+            }
+            libc::ERANGE => size *= 4,
+            _ => return None,
+        }
     }
-    // SAFETY: pw is non-null and pw_dir a NUL-terminated string in the same storage.
-    let (dir, uid, gid) = unsafe { (std::ffi::CStr::from_ptr((*pw).pw_dir), (*pw).pw_uid, (*pw).pw_gid) };
-    Some((PathBuf::from(dir.to_str().ok()?), uid, gid))
+    None
 }
 
 /// Reads config.json (an empty object when missing). With `check_helpers`, refuses files that
@@ -107,8 +125,9 @@ pub fn read_password(user: &str, from_stdin: bool) -> anyhow::Result<String> {
 
 fn read_hidden(prompt: &str) -> anyhow::Result<String> {
     let fd = libc::STDIN_FILENO;
-    // SAFETY: termios is plain data; tcgetattr fills it or fails.
+    // SAFETY: termios is plain data, all zeroes a valid value.
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `term` is a writable termios; tcgetattr fills it or reports failure.
     if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
         bail!("--login needs the password: type it on a terminal, or pipe it in with --password-stdin");
     }
@@ -116,10 +135,12 @@ fn read_hidden(prompt: &str) -> anyhow::Result<String> {
     term.c_lflag &= !libc::ECHO;
     term.c_lflag |= libc::ECHONL;
     eprint!("{prompt}");
-    // SAFETY: restoring `saved` below whatever happens in between.
+    // SAFETY: `term` is the terminal's own settings (from tcgetattr) with echo off; `saved` is
+    // put back below whatever the read returns.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: `saved` is the settings tcgetattr returned.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
     read?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
@@ -213,6 +234,16 @@ pub fn outcome(changed: bool, removing: bool) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_home_reads_the_password_database() {
+        // root is in every Linux password database, with uid and gid 0.
+        let (home, uid, gid) = user_home("root").expect("root's entry");
+        assert_eq!((uid, gid), (0, 0));
+        assert!(home.is_absolute(), "{}", home.display());
+        assert_eq!(user_home("no-such-user-wharf-test"), None);
+        assert_eq!(user_home("nul\0inside"), None);
+    }
 
     #[test]
     fn merge_keeps_other_entries_and_drops_tokens() {
