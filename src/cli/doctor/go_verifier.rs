@@ -56,7 +56,7 @@ impl GoRulesVerifier {
     /// Go's verdict at `now`: `None` when it accepts the chain, else its error (dates, name,
     /// usages first, as Go reports them, then the unknown authority).
     fn judge(&self, chain: &[CertificateDer<'static>], now: OffsetDateTime) -> Option<String> {
-        let verdict = go_x509::verify(chain, &self.roots, &self.host, now);
+        let verdict = go_x509::verify_names(chain, &self.roots, &self.host, now, go_x509::Names::Go);
         match (verdict.refusal, verdict.anchor) {
             (Some(refusal), _) => Some(refusal),
             (None, None) => Some(UNKNOWN_AUTHORITY.to_string()),
