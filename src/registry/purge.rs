@@ -27,14 +27,19 @@ impl Registry {
             if !old {
                 continue;
             }
-            purged += 1;
             if dry_run {
+                purged += 1;
                 tracing::info!(repository = %repo, upload = %id, "would purge abandoned upload (dry run)");
-            } else {
-                self.store.upload_delete(&repo, &id).await?;
-                self.uploads.forget(&repo, &id);
-                tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
+                continue;
             }
+            // A session a request is appending to is not abandoned, however old: skip it rather
+            // than remove it under the request (which would then answer for a session gone).
+            let session = self.uploads.get(&repo, &id);
+            let Ok(_held) = session.try_lock() else { continue };
+            purged += 1;
+            self.store.upload_delete(&repo, &id).await?;
+            self.uploads.forget(&repo, &id);
+            tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
         }
         // Staging leftovers of interrupted writes age like sessions do; a dry run only counts
         // sessions, as registry:2's does.
