@@ -365,6 +365,7 @@ fn app_state(
         ca_pem,
         trust_script,
         headers: configured_headers(cfg)?,
+        upload_states: crate::registry::upload_state::UploadStateKey::from_secret(&cfg.http.secret).map(Arc::new),
     })
 }
 

@@ -25,6 +25,7 @@ pub struct UploadStatus {
     pub id: String,
     /// Bytes received so far.
     pub size: u64,
+    pub started: std::time::SystemTime,
 }
 
 /// Per session, the lock every change to it takes (append, finish, cancel, purge) and the hash
@@ -228,7 +229,7 @@ impl Registry {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
         }
-        Ok(UploadStatus { id, size: 0 })
+        self.upload_status(repo, &id).await
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
@@ -239,6 +240,7 @@ impl Registry {
         Ok(UploadStatus {
             id: id.to_string(),
             size: info.size,
+            started: info.started,
         })
     }
 
@@ -256,7 +258,13 @@ impl Registry {
         let mut state = session.lock().await;
         let size = self.append(repo, id, &mut state, range, content_length, body).await?;
         self.save_hash_state(repo, id, &state, size).await;
-        Ok(UploadStatus { id: id.to_string(), size })
+        drop(state);
+        let started = self.upload_status(repo, id).await?.started;
+        Ok(UploadStatus {
+            id: id.to_string(),
+            size,
+            started,
+        })
     }
 
     /// Finishes an upload: appends the last chunk if any, verifies the digest over everything
