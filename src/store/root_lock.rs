@@ -5,13 +5,14 @@
 //! file also says who holds it, for the message a second server prints when it is refused.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Held for the life of the server: dropping it (or the process ending) releases the lock.
 #[derive(Debug)]
 pub struct RootLock {
-    _file: File,
+    /// None on a read-only filesystem, which no server can write anyway.
+    _file: Option<File>,
     path: PathBuf,
 }
 
@@ -39,21 +40,22 @@ impl RootLock {
     /// Takes the lock without waiting, and records this process as its holder.
     pub fn acquire(v2: &Path) -> Result<RootLock, LockError> {
         let path = lock_path(v2);
-        let io_err = |source| LockError::Io {
-            path: path.clone(),
-            source,
+        // The lock is held through a read-only descriptor (flock does not need write access):
+        // a descriptor open for writing would keep the filesystem from being remounted
+        // read-only under a running server, which must then go on serving reads.
+        let created = path
+            .parent()
+            .map_or(Ok(()), super::durable::create_dir_all)
+            // Not truncated: until the lock is ours the content is the holder's.
+            .and_then(|()| OpenOptions::new().write(true).create(true).truncate(false).open(&path).map(drop));
+        let mut file = match (File::open(&path), created) {
+            (Ok(f), _) => f,
+            (Err(_), Err(e)) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                tracing::warn!(lock = %path.display(), "the storage root is on a read-only filesystem: serving it without the single-writer lock");
+                return Ok(RootLock { _file: None, path });
+            }
+            (Err(_), Err(source)) | (Err(source), Ok(())) => return Err(LockError::Io { path, source }),
         };
-        if let Some(dir) = path.parent() {
-            super::durable::create_dir_all(dir).map_err(io_err)?;
-        }
-        // Opened without truncating: until the lock is ours the content is the holder's.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -64,14 +66,14 @@ impl RootLock {
                     path,
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+            Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
         }
-        let record = holder_record();
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(record.as_bytes()))
-            .map_err(io_err)?;
-        Ok(RootLock { _file: file, path })
+        if let Err(e) = std::fs::write(&path, holder_record()) {
+            // The lock holds all the same (a full or read-only disk must not stop a server that
+            // can still serve reads); only a second server's message will not say who has it.
+            tracing::warn!(lock = %path.display(), error = %e, "holding the storage root's lock, but could not record this process in it");
+        }
+        Ok(RootLock { _file: Some(file), path })
     }
 
     pub fn path(&self) -> &Path {
