@@ -304,6 +304,17 @@ mod tests {
         expected.extend_from_slice(&3u64.to_be_bytes());
         assert_eq!(h.save(), expected);
 
+        let mut h = Sha512::default();
+        h.update(b"abc");
+        let mut expected = b"sha\x07".to_vec();
+        for w in Sha512Variant::INITIAL {
+            expected.extend_from_slice(&w.to_be_bytes());
+        }
+        expected.extend_from_slice(b"abc");
+        expected.extend_from_slice(&[0; 125]);
+        expected.extend_from_slice(&3u64.to_be_bytes());
+        assert_eq!(h.save(), expected);
+
         // After exactly one block the words are the block function's output and the partial
         // block is all zeros: the words of SHA-256 of no bytes plus padding are known only
         // through the block function, so check the layout and the length instead.
