@@ -173,15 +173,22 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
             Kind::Wharf => &args.wharf,
             Kind::Distribution => &args.distribution,
         };
+        // wharf serves one root per process (it locks it), so the server with auth gets a
+        // copy of the seeded data; distribution gets the same treatment, to compare alike.
+        let auth_root = work.join(format!("{}-auth-root", kind.name()));
+        seed::copy_root(&root, &auth_root);
         let open = Server::start(kind, bin, &root, work, None);
-        let auth = Server::start(kind, bin, &root, work, Some(&Auth { htpasswd: &htpasswd }));
+        let auth = Server::start(kind, bin, &auth_root, work, Some(&Auth { htpasswd: &htpasswd }));
         targets.push(Target { kind, open, auth });
     }
-    // wharf once more on the same data, its debug server counting every request in /metrics:
+    // wharf once more on a copy of the same data, its debug server counting every request in /metrics:
     // the "metrics" workload measures what that costs on the hottest path, manifest GETs.
     let metrics_addr = format!("127.0.0.1:{}", servers::free_port());
-    let with_metrics =
-        wants("metrics").then(|| Server::start_with_metrics(Kind::Wharf, &args.wharf, &work.join("wharf-root"), work, &metrics_addr));
+    let with_metrics = wants("metrics").then(|| {
+        let root = work.join("wharf-metrics-root");
+        seed::copy_root(&work.join("wharf-root"), &root);
+        Server::start_with_metrics(Kind::Wharf, &args.wharf, &root, work, &metrics_addr)
+    });
     std::thread::sleep(std::time::Duration::from_secs(2));
     for t in &targets {
         idle.push((t.kind, t.open.rss_kib()));

@@ -102,3 +102,16 @@ pub fn htpasswd(path: &Path, user: &str, password: &str) {
         .format_for_version(bcrypt::Version::TwoY);
     std::fs::write(path, format!("{user}:{hash}\n")).expect("write htpasswd");
 }
+
+/// Replaces `to` with a copy of the seeded root `from`, for a second server: two wharfs never
+/// share a root.
+pub fn copy_root(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp -a {} {}: {status}", from.display(), to.display());
+}

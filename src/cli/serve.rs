@@ -273,6 +273,8 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let root = cfg.root_directory();
     let store = FsStore::new(&root).with_context(|| format!("cannot use {} as the storage root", root.display()))?;
     let root_shown = std::fs::canonicalize(&root).unwrap_or(root);
+    // Held until serve returns: one writer per root, refused before anything is read or served.
+    let _root_lock = crate::store::root_lock::RootLock::acquire(store.layout().v2())?;
     let options = registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
@@ -363,6 +365,7 @@ fn app_state(
         ca_pem,
         trust_script,
         headers: configured_headers(cfg)?,
+        upload_states: crate::registry::upload_state::UploadStateKey::from_secret(&cfg.http.secret).map(Arc::new),
     })
 }
 

@@ -314,6 +314,7 @@ pub struct Http {
     pub addr: String,
     pub prefix: String,
     pub host: String,
+    /// Signs the `_state` of upload Locations, as registry:2 does (`registry::upload_state`).
     pub secret: String,
     pub relativeurls: bool,
     /// wharf's extension: reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For`

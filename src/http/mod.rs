@@ -50,6 +50,8 @@ pub struct AppState {
     pub trust_script: Option<TrustScript>,
     /// `http.headers`: added to every API response, as registry:2 does.
     pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
+    /// `http.secret`: upload Locations carry a signed `_state`, which requests must bring back.
+    pub upload_states: Option<Arc<crate::registry::upload_state::UploadStateKey>>,
 }
 
 impl AppState {
@@ -237,7 +239,7 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::Upload(name, Some(id)), &Method::GET) => uploads::status(&state, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::PATCH) => uploads::patch(&state, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::PUT) => uploads::put(&state, name, id, req).await,
-        (Route::Upload(name, Some(id)), &Method::DELETE) => uploads::cancel(&state, name, id).await,
+        (Route::Upload(name, Some(id)), &Method::DELETE) => uploads::cancel(&state, name, id, req).await,
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
         (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,

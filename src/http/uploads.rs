@@ -4,6 +4,7 @@
 use super::{auth::Caller, body_stream, request, AppState, HttpResult};
 use crate::oci::digest::DigestError;
 use crate::oci::{Algorithm, ErrorCode, RegistryError, RepoName};
+use crate::registry::upload_state::{go_time, UploadState};
 use crate::registry::UploadStatus;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,7 +12,17 @@ use axum::response::{IntoResponse, Response};
 
 /// 202 with where to send the next chunk and how much has arrived.
 fn session_response(state: &AppState, headers: &HeaderMap, name: &RepoName, status: StatusCode, s: &UploadStatus) -> Response {
-    let location = state.urls.location(headers, &format!("/v2/{name}/blobs/uploads/{}", s.id));
+    let mut location = state.urls.location(headers, &format!("/v2/{name}/blobs/uploads/{}", s.id));
+    if let Some(key) = &state.upload_states {
+        let token = key.pack(&UploadState {
+            name: name.to_string(),
+            uuid: s.id.clone(),
+            offset: s.size,
+            started_at: go_time(s.started),
+        });
+        // URL-safe base64 but for its padding, which a query value must escape.
+        location = format!("{location}?_state={}", token.replace('=', "%3D"));
+    }
     // registry:2 reports an empty session as 0-0; clients only read the end.
     let end = s.size.saturating_sub(1);
     (
@@ -88,12 +99,38 @@ fn session_algorithm(params: &[(String, String)]) -> Result<Algorithm, RegistryE
     }
 }
 
+/// With `http.secret`, a request naming a session must bring the `_state` its last Location
+/// carried, signed with the secret, for this session and its current length (registry:2's
+/// checks). Anything else is BLOB_UPLOAD_INVALID; the session itself is left as it was.
+async fn check_state(state: &AppState, name: &RepoName, id: &str, query: Option<&str>) -> Result<(), RegistryError> {
+    let Some(key) = &state.upload_states else { return Ok(()) };
+    let params = request::query(query);
+    let invalid = |why: &str| {
+        tracing::info!(repository = %name, upload = %id, reason = why, "refused an upload state");
+        RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("the _state parameter of upload {id} is missing or invalid ({why}); continue from the Location of the last response"),
+        )
+    };
+    let signed = key.unpack(request::param(&params, "_state").unwrap_or("")).map_err(invalid)?;
+    if signed.name != name.as_str() || signed.uuid != id {
+        return Err(invalid("it is another session's"));
+    }
+    let current = state.registry.upload_status(name, id).await?;
+    if signed.offset != current.size {
+        return Err(invalid("the session has moved on since"));
+    }
+    Ok(())
+}
+
 pub async fn status(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    check_state(state, name, id, req.uri().query()).await?;
     let s = state.registry.upload_status(name, id).await?;
     Ok(session_response(state, req.headers(), name, StatusCode::NO_CONTENT, &s))
 }
 
 pub async fn patch(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    check_state(state, name, id, req.uri().query()).await?;
     let headers = req.headers().clone();
     let range = request::content_range(&headers)?;
     let length = request::content_length(&headers)?;
@@ -102,6 +139,7 @@ pub async fn patch(state: &AppState, name: &RepoName, id: &str, req: Request) ->
 }
 
 pub async fn put(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    check_state(state, name, id, req.uri().query()).await?;
     let headers = req.headers().clone();
     let params = request::query(req.uri().query());
     let digest = request::param(&params, "digest")
@@ -121,7 +159,8 @@ pub async fn put(state: &AppState, name: &RepoName, id: &str, req: Request) -> H
     Ok(blob_created(state, &headers, name, &digest))
 }
 
-pub async fn cancel(state: &AppState, name: &RepoName, id: &str) -> HttpResult {
+pub async fn cancel(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+    check_state(state, name, id, req.uri().query()).await?;
     state.registry.upload_cancel(name, id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -1,6 +1,7 @@
 //! Content digests (`algorithm:encoded`), as the image-spec defines them. Only registered
 //! algorithms wharf can verify are accepted: sha256 and sha512.
 
+use super::hashstate;
 use sha2::Digest as _;
 use std::fmt;
 use std::str::FromStr;
@@ -38,8 +39,8 @@ impl Algorithm {
 
     pub fn hasher(self) -> Hasher {
         match self {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            Algorithm::Sha256 => Hasher::Sha256(hashstate::Sha256::default()),
+            Algorithm::Sha512 => Hasher::Sha512(hashstate::Sha512::default()),
         }
     }
 }
@@ -128,11 +129,11 @@ impl<'de> serde::Deserialize<'de> for Digest {
 }
 
 /// An incremental hash for either algorithm, so upload code need not care which one the
-/// client chose.
+/// client chose. Its state can be saved (in registry:2's format) and restored elsewhere.
 #[derive(Clone)]
 pub enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
+    Sha256(hashstate::Sha256),
+    Sha512(hashstate::Sha512),
 }
 
 impl Hasher {
@@ -150,16 +151,39 @@ impl Hasher {
         }
     }
 
-    pub fn finish(self) -> Digest {
+    /// Bytes hashed so far.
+    pub fn hashed(&self) -> u64 {
         match self {
-            Hasher::Sha256(h) => Digest {
-                algorithm: Algorithm::Sha256,
-                hex: hex::encode(h.finalize()),
-            },
-            Hasher::Sha512(h) => Digest {
-                algorithm: Algorithm::Sha512,
-                hex: hex::encode(h.finalize()),
-            },
+            Hasher::Sha256(h) => h.len(),
+            Hasher::Sha512(h) => h.len(),
+        }
+    }
+
+    /// The running state, as Go's `MarshalBinary` writes it.
+    pub fn save(&self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.save(),
+            Hasher::Sha512(h) => h.save(),
+        }
+    }
+
+    /// A hasher resumed from a saved state of `algorithm`; None if `saved` is not one.
+    pub fn restore(algorithm: Algorithm, saved: &[u8]) -> Option<Hasher> {
+        match algorithm {
+            Algorithm::Sha256 => hashstate::Sha256::restore(saved).map(Hasher::Sha256),
+            Algorithm::Sha512 => hashstate::Sha512::restore(saved).map(Hasher::Sha512),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        let algorithm = self.algorithm();
+        let bytes = match self {
+            Hasher::Sha256(h) => h.finalize(),
+            Hasher::Sha512(h) => h.finalize(),
+        };
+        Digest {
+            algorithm,
+            hex: hex::encode(bytes),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod hashstate;
 pub mod manifest;
 pub mod media;
 pub mod name;

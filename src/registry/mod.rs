@@ -7,6 +7,7 @@ pub mod listing;
 mod manifests;
 pub mod purge;
 mod referrers;
+pub mod upload_state;
 mod uploads;
 
 pub use blobs::BlobBody;

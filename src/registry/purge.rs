@@ -27,14 +27,19 @@ impl Registry {
             if !old {
                 continue;
             }
-            purged += 1;
             if dry_run {
+                purged += 1;
                 tracing::info!(repository = %repo, upload = %id, "would purge abandoned upload (dry run)");
-            } else {
-                self.store.upload_delete(&repo, &id).await?;
-                self.uploads.forget(&repo, &id);
-                tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
+                continue;
             }
+            // A session a request is appending to is not abandoned, however old: skip it rather
+            // than remove it under the request (which would then answer for a session gone).
+            let session = self.uploads.get(&repo, &id);
+            let Ok(_held) = session.try_lock() else { continue };
+            purged += 1;
+            self.store.upload_delete(&repo, &id).await?;
+            self.uploads.forget(&repo, &id);
+            tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
         }
         // Staging leftovers of interrupted writes age like sessions do; a dry run only counts
         // sessions, as registry:2's does.
@@ -58,4 +63,32 @@ pub fn spawn(registry: Arc<Registry>, age: Duration, interval: Duration, dry_run
             tokio::time::sleep(interval.max(Duration::from_secs(1))).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Algorithm, RepoName};
+    use crate::registry::Options;
+    use crate::store::fs::FsStore;
+
+    /// A request appending to a session holds its lock; the purge must not remove the session
+    /// under it (the request would then answer 202 for a session gone), however old it is.
+    #[tokio::test]
+    async fn a_session_a_request_holds_is_not_purged() {
+        let t = tempfile::tempdir().unwrap();
+        let reg = Registry::new(Arc::new(FsStore::new(t.path()).unwrap()), Options::default());
+        let repo = RepoName::parse("app").unwrap();
+        let idle = reg.upload_start(&repo, Algorithm::Sha256).await.unwrap();
+        let busy = reg.upload_start(&repo, Algorithm::Sha256).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let session = reg.uploads.get(&repo, &busy.id);
+        let held = session.lock().await;
+        assert_eq!(reg.purge_uploads(Duration::from_millis(1), false).await.unwrap(), 1);
+        assert!(reg.upload_status(&repo, &idle.id).await.is_err(), "the idle session is purged");
+        assert!(reg.upload_status(&repo, &busy.id).await.is_ok(), "the held one is kept");
+        drop(held);
+        assert_eq!(reg.purge_uploads(Duration::from_millis(1), false).await.unwrap(), 1);
+        assert!(reg.upload_status(&repo, &busy.id).await.is_err(), "once released it goes too");
+    }
 }

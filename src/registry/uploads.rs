@@ -25,10 +25,13 @@ pub struct UploadStatus {
     pub id: String,
     /// Bytes received so far.
     pub size: u64,
+    pub started: std::time::SystemTime,
 }
 
-/// In-memory hash progress per session, so each chunk is hashed once as it arrives. It is only
-/// an optimisation: after a restart (or any doubt) the digest is recomputed from stored bytes.
+/// Per session, the lock every change to it takes (append, finish, cancel, purge) and the hash
+/// progress, so each chunk is hashed once as it arrives. The progress is also saved in the store
+/// after each chunk: a session this map forgot (a restart, another process) resumes from there,
+/// and only without a saved state is the digest recomputed from the stored bytes.
 #[derive(Default)]
 pub(super) struct Sessions {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
@@ -38,10 +41,9 @@ pub(super) struct Sessions {
 const MAX_TRACKED_SESSIONS: usize = 1024;
 
 #[derive(Default)]
-struct HashState {
-    /// sha256 of the first `offset` bytes of the session.
+pub(super) struct HashState {
+    /// The hash of the session's first `hasher.hashed()` bytes.
     hasher: Option<Hasher>,
-    offset: u64,
 }
 
 impl Sessions {
@@ -49,7 +51,7 @@ impl Sessions {
         format!("{repo}\0{id}")
     }
 
-    fn get(&self, repo: &RepoName, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
+    pub(super) fn get(&self, repo: &RepoName, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_TRACKED_SESSIONS {
             // Sessions clients abandoned stay on disk until the purge; their hash progress need
@@ -227,7 +229,7 @@ impl Registry {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
         }
-        Ok(UploadStatus { id, size: 0 })
+        self.upload_status(repo, &id).await
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
@@ -238,6 +240,7 @@ impl Registry {
         Ok(UploadStatus {
             id: id.to_string(),
             size: info.size,
+            started: info.started,
         })
     }
 
@@ -254,7 +257,14 @@ impl Registry {
         let session = self.sessions_lock(repo, id).await?;
         let mut state = session.lock().await;
         let size = self.append(repo, id, &mut state, range, content_length, body).await?;
-        Ok(UploadStatus { id: id.to_string(), size })
+        self.save_hash_state(repo, id, &state, size).await;
+        drop(state);
+        let started = self.upload_status(repo, id).await?.started;
+        Ok(UploadStatus {
+            id: id.to_string(),
+            size,
+            started,
+        })
     }
 
     /// Finishes an upload: appends the last chunk if any, verifies the digest over everything
@@ -301,11 +311,19 @@ impl Registry {
         result
     }
 
+    /// Cancels a session. It waits for a chunk being appended, so a PATCH never answers 202 for
+    /// a session already removed.
     pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
-        if !valid_upload_id(id) || !self.store.upload_delete(repo, id).await? {
+        if !valid_upload_id(id) {
             return Err(upload_unknown(id));
         }
+        let session = self.uploads.get(repo, id);
+        let _held = session.lock().await;
+        let removed = self.store.upload_delete(repo, id).await;
         self.uploads.forget(repo, id);
+        if !removed? {
+            return Err(upload_unknown(id));
+        }
         Ok(())
     }
 
@@ -384,9 +402,9 @@ impl Registry {
             None => content_length,
         };
         let hasher = match state.hasher.take() {
-            Some(h) if state.offset == size => Some(h),
+            Some(h) if h.hashed() == size => Some(h),
             _ if size == 0 => Some(Algorithm::Sha256.hasher()),
-            _ => None,
+            _ => self.saved_hasher(repo, id, None, size).await,
         };
         let meter = Arc::new(Mutex::new(Meter::default()));
         let hashing = Arc::new(Mutex::new(Hashing::start(hasher, expected)));
@@ -404,8 +422,7 @@ impl Registry {
         let mut meter = meter.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(new_size) => {
-                state.hasher = hasher;
-                state.offset = new_size;
+                state.hasher = hasher.filter(|h| h.hashed() == new_size);
                 Ok(new_size)
             }
             Err(e) => {
@@ -428,17 +445,62 @@ impl Registry {
         }
     }
 
-    /// The digest of everything the session holds, from the running hash when it covers all of
-    /// it, otherwise recomputed from the stored bytes.
+    /// The digest of everything the session holds: from the running hash when it covers all of
+    /// it, else from the state saved in the store, and only without either recomputed from the
+    /// stored bytes.
     async fn session_digest(&self, repo: &RepoName, id: &str, state: &HashState, alg: Algorithm, size: u64) -> Result<Digest> {
-        if let Some(h) = state.hasher.as_ref().filter(|h| state.offset == size && h.algorithm() == alg) {
+        if let Some(h) = state.hasher.as_ref().filter(|h| h.hashed() == size && h.algorithm() == alg) {
             return Ok(h.clone().finish());
         }
+        if let Some(h) = self.saved_hasher(repo, id, Some(alg), size).await {
+            return Ok(h.finish());
+        }
+        tracing::debug!(repository = %repo, upload = %id, "no hash state for the session's length; reading it back");
         let mut hasher = alg.hasher();
         let mut stream = self.store.upload_read(repo, id).await?;
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk?);
         }
         Ok(hasher.finish())
+    }
+}
+
+impl Registry {
+    /// Saves the running hash after a chunk, so the session resumes anywhere without reading its
+    /// data back. Only an optimisation: when saving fails the chunk still counts, and a resume
+    /// recomputes the digest.
+    async fn save_hash_state(&self, repo: &RepoName, id: &str, state: &HashState, size: u64) {
+        let Some(h) = state.hasher.as_ref().filter(|h| h.hashed() == size) else {
+            return;
+        };
+        let saved = self
+            .store
+            .upload_hash_save(repo, id, h.algorithm(), size, Bytes::from(h.save()))
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(repository = %repo, upload = %id, error = %e, "could not save the upload's hash state; a resume will read the data back");
+        }
+    }
+
+    /// A hasher resumed from the state saved for exactly `size` bytes, of `alg` or (when the
+    /// session's algorithm is not known here) of any algorithm wharf hashes with.
+    async fn saved_hasher(&self, repo: &RepoName, id: &str, alg: Option<Algorithm>, size: u64) -> Option<Hasher> {
+        let candidates = match alg {
+            Some(a) => vec![a],
+            None => vec![Algorithm::Sha256, Algorithm::Sha512],
+        };
+        for alg in candidates {
+            match self.store.upload_hash_load(repo, id, alg, size).await {
+                Ok(Some(saved)) => {
+                    if let Some(h) = Hasher::restore(alg, &saved).filter(|h| h.hashed() == size) {
+                        return Some(h);
+                    }
+                    tracing::warn!(repository = %repo, upload = %id, "ignoring an unreadable hash state");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(repository = %repo, upload = %id, error = %e, "could not read the upload's hash state"),
+            }
+        }
+        None
     }
 }

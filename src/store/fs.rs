@@ -6,9 +6,9 @@
 
 use super::append::{append_from_channel, WriteMsg};
 use super::paths::{Layout, Link, LinkSet};
-use super::{durable, streams};
+use super::{durable, hashstates, streams};
 use super::{BlobRead, ByteStream, Store, UploadInfo};
-use crate::oci::{Digest, RepoName, Tag};
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -294,6 +294,18 @@ impl Store for FsStore {
             })
             .await?;
         Ok(streams::read_stream(f, 0, len))
+    }
+
+    async fn upload_hash_save(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64, state: Bytes) -> io::Result<()> {
+        let (repo, id) = (repo.clone(), id.to_string());
+        self.blocking(move |l| hashstates::save(l, &repo, &id, alg, offset, &state).map(drop))
+            .await
+    }
+
+    async fn upload_hash_load(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64) -> io::Result<Option<Bytes>> {
+        let (repo, id) = (repo.clone(), id.to_string());
+        self.blocking(move |l| hashstates::load(l, &repo, &id, alg, offset).map(|s| s.map(Bytes::from)))
+            .await
     }
 
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {

@@ -18,7 +18,7 @@
 //! store write until the index is updated: the index is changed in the order the disk was.
 
 use super::{BlobRead, ByteStream, Link, LinkSet, Store, UploadInfo};
-use crate::oci::{Digest, RepoName, Tag};
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
@@ -205,6 +205,14 @@ impl Store for IndexedStore {
 
     async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
         self.inner.upload_read(repo, id).await
+    }
+
+    async fn upload_hash_save(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64, state: Bytes) -> io::Result<()> {
+        self.inner.upload_hash_save(repo, id, alg, offset, state).await
+    }
+
+    async fn upload_hash_load(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64) -> io::Result<Option<Bytes>> {
+        self.inner.upload_hash_load(repo, id, alg, offset).await
     }
 
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {

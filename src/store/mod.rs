@@ -4,11 +4,13 @@
 mod append;
 pub mod durable;
 pub mod fs;
+mod hashstates;
 pub mod index;
 pub mod paths;
+pub mod root_lock;
 mod streams;
 
-use crate::oci::{Digest, RepoName, Tag};
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -52,6 +54,17 @@ pub trait Store: Send + Sync + 'static {
     async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> io::Result<u64>;
     /// Reads back what the session holds (to resume hashing after a restart).
     async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream>;
+    /// Keeps `state`, the running hash of the session's first `offset` bytes, so the session can
+    /// be resumed by any process without reading its data back. The state is stored only once
+    /// those bytes are durable, and not at all if the session no longer holds `offset` bytes.
+    /// A backend that cannot keep states keeps none; the digest is then recomputed.
+    async fn upload_hash_save(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64, _state: Bytes) -> io::Result<()> {
+        Ok(())
+    }
+    /// The hash state saved for exactly `offset` bytes of the session, if any.
+    async fn upload_hash_load(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64) -> io::Result<Option<Bytes>> {
+        Ok(None)
+    }
     /// Makes the session's data durable and moves it into place as the blob `digest`, which the
     /// caller has verified. Removes the session.
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()>;

@@ -2,7 +2,7 @@
 //! under `<root>/docker/registry/v2/`. Every input was validated (RepoName, Tag, Digest) before it
 //! reaches here, so no component can contain `..` or a separator it should not.
 
-use crate::oci::{Digest, RepoName, Tag};
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -72,6 +72,11 @@ impl Layout {
 
     pub fn upload_dir(&self, repo: &RepoName, id: &str) -> PathBuf {
         self.uploads(repo).join(id)
+    }
+
+    /// registry:2's `hashstates/<alg>/`, whose files are named by the offset they cover.
+    pub fn upload_hash_states(&self, repo: &RepoName, id: &str, algorithm: Algorithm) -> PathBuf {
+        self.upload_dir(repo, id).join("hashstates").join(algorithm.as_str())
     }
 
     pub fn tags_dir(&self, repo: &RepoName) -> PathBuf {
