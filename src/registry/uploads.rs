@@ -4,7 +4,7 @@
 use super::{Registry, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest, ErrorCode, RegistryError, RepoName};
-use crate::store::{ByteStream, Link};
+use crate::store::{ByteStream, Link, StoreError};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
@@ -284,7 +284,10 @@ impl Registry {
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": size })));
         }
         self.store.upload_commit(repo, id, digest).await?;
-        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        self.store
+            .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
+            .await
+            .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
         self.uploads.forget(repo, id);
         Ok(())
     }
@@ -414,14 +417,6 @@ impl Registry {
                 state.hasher = None;
                 match meter.violation.take() {
                     Some(v) => Err(RegistryError::new(ErrorCode::SizeInvalid, format!("{v}; the chunk was discarded"))),
-                    None if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidInput => Err(RegistryError::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("upload body was not received completely: {e}"),
-                    )),
-                    None if e.raw_os_error().is_none() => Err(RegistryError::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("upload body was not received completely: {e}"),
-                    )),
                     None => Err(RegistryError::storage(e)),
                 }
             }
@@ -437,7 +432,7 @@ impl Registry {
         let mut hasher = alg.hasher();
         let mut stream = self.store.upload_read(repo, id).await?;
         while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk?);
+            hasher.update(&chunk.map_err(StoreError::from)?);
         }
         Ok(hasher.finish())
     }

@@ -7,7 +7,7 @@
 use super::append::{append_from_channel, WriteMsg};
 use super::paths::{Layout, Link, LinkSet};
 use super::{durable, streams};
-use super::{BlobRead, ByteStream, Store, UploadInfo};
+use super::{BlobRead, ByteStream, Store, StoreError, StoreResult, UploadInfo};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -38,13 +38,14 @@ impl FsStore {
     }
 
     /// Runs blocking filesystem work off the async threads.
-    async fn blocking<T, F>(&self, f: F) -> io::Result<T>
+    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Layout) -> io::Result<T> + Send + 'static,
     {
         let layout = self.layout.clone();
-        tokio::task::spawn_blocking(move || f(&layout)).await.map_err(io::Error::other)?
+        let done = tokio::task::spawn_blocking(move || f(&layout)).await.map_err(io::Error::other)?;
+        Ok(done?)
     }
 }
 
@@ -165,13 +166,13 @@ fn read_started_at(path: &Path) -> SystemTime {
 
 #[async_trait]
 impl Store for FsStore {
-    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+    async fn blob_size(&self, digest: &Digest) -> StoreResult<Option<u64>> {
         let d = digest.clone();
         self.blocking(move |l| not_found_as_none(fs::metadata(l.blob_data(&d)).map(|m| m.len())))
             .await
     }
 
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>> {
         let d = digest.clone();
         let opened = self
             .blocking(move |l| {
@@ -198,13 +199,13 @@ impl Store for FsStore {
         }))
     }
 
-    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
+    async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>> {
         let d = digest.clone();
         self.blocking(move |l| not_found_as_none(fs::read(l.blob_data(&d))).map(|o| o.map(Bytes::from)))
             .await
     }
 
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()> {
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<()> {
         let d = digest.clone();
         self.blocking(move |l| {
             let target = l.blob_data(&d);
@@ -216,7 +217,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             // Built aside and renamed into place, so a session directory that exists always
@@ -240,7 +241,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             let dir = l.upload_dir(&repo, &id);
@@ -255,7 +256,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_append(&self, repo: &RepoName, id: &str, mut body: ByteStream) -> io::Result<u64> {
+    async fn upload_append(&self, repo: &RepoName, id: &str, mut body: ByteStream) -> StoreResult<u64> {
         let path = self.layout.upload_dir(repo, id).join("data");
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let writer = tokio::task::spawn_blocking(move || append_from_channel(path, rx));
@@ -279,12 +280,13 @@ impl Store for FsStore {
         drop(tx);
         let written = writer.await.map_err(io::Error::other)?;
         match failure {
-            Some(e) => Err(e),
-            None => written,
+            // The body failed, not the disk: the client's stream broke or broke the rules.
+            Some(e) => Err(StoreError::client_aborted(e)),
+            None => Ok(written?),
         }
     }
 
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> StoreResult<ByteStream> {
         let path = self.layout.upload_dir(repo, id).join("data");
         let (f, len) = self
             .blocking(move |_| {
@@ -296,7 +298,7 @@ impl Store for FsStore {
         Ok(streams::read_stream(f, 0, len))
     }
 
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()> {
         let (repo, id, d) = (repo.clone(), id.to_string(), digest.clone());
         self.blocking(move |l| {
             let dir = l.upload_dir(&repo, &id);
@@ -330,7 +332,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             // Moved out of sight in one step, then removed: a crash halfway through removing
@@ -351,7 +353,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
+    async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>> {
         self.blocking(|l| {
             let mut out = Vec::new();
             walk_uploads(&l.repositories(), "", &mut out)?;
@@ -360,7 +362,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+    async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
         self.blocking(move |l| {
             let Some(entries) = not_found_as_none(fs::read_dir(l.tmp_dir()))? else {
                 return Ok(0);
@@ -391,12 +393,12 @@ impl Store for FsStore {
         .await
     }
 
-    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>> {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
         let link = link.clone();
         self.blocking(move |l| read_link(&l.link(&link))).await
     }
 
-    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
         let (link, target) = (link.clone(), target.to_string());
         self.blocking(move |l| {
             let path = l.link(&link);
@@ -409,7 +411,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
         let link = link.clone();
         self.blocking(move |l| {
             let path = l.link(&link);
@@ -421,17 +423,17 @@ impl Store for FsStore {
         .await
     }
 
-    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
         let set = set.clone();
         self.blocking(move |l| list_digest_links(&l.link_set(&set))).await
     }
 
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
         let (repo, tag) = (repo.clone(), tag.clone());
         self.blocking(move |l| durable::remove_dir_all(&l.tag_dir(&repo, &tag))).await
     }
 
-    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
         let repo = repo.clone();
         self.blocking(move |l| {
             if !is_repository(&l.repo(&repo)) {
@@ -452,12 +454,12 @@ impl Store for FsStore {
         .await
     }
 
-    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
         let repo = repo.clone();
         self.blocking(move |l| Ok(is_repository(&l.repo(&repo)))).await
     }
 
-    async fn repositories(&self) -> io::Result<Vec<String>> {
+    async fn repositories(&self) -> StoreResult<Vec<String>> {
         self.blocking(|l| {
             let mut out = Vec::new();
             walk_repositories(&l.repositories(), "", &mut out)?;

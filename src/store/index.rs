@@ -17,13 +17,12 @@
 //! So every write to a link (and a tag's deletion) holds a lock for that tag or link from the
 //! store write until the index is updated: the index is changed in the order the disk was.
 
-use super::{BlobRead, ByteStream, Link, LinkSet, Store, UploadInfo};
+use super::{BlobRead, ByteStream, Link, LinkSet, Store, StoreResult, UploadInfo};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -81,7 +80,7 @@ fn creates_repository(link: &Link) -> Option<&RepoName> {
 
 impl IndexedStore {
     /// Reads the repository list from `inner` once; tags and links are read on first use.
-    pub async fn load(inner: Arc<dyn Store>) -> io::Result<IndexedStore> {
+    pub async fn load(inner: Arc<dyn Store>) -> StoreResult<IndexedStore> {
         let repos = inner.repositories().await?.into_iter().collect();
         Ok(IndexedStore {
             inner,
@@ -105,7 +104,7 @@ impl IndexedStore {
 
     /// Applies `change` to the index after a write to the store, whatever its outcome; on
     /// failure the store may hold the old or the new state, so what it touched is forgotten.
-    async fn after_write<T>(&self, result: io::Result<T>, link: Option<&Link>, change: impl FnOnce(&mut Index)) -> io::Result<T> {
+    async fn after_write<T>(&self, result: StoreResult<T>, link: Option<&Link>, change: impl FnOnce(&mut Index)) -> StoreResult<T> {
         match result {
             Ok(v) => {
                 let mut ix = self.write();
@@ -137,7 +136,7 @@ impl IndexedStore {
     }
 
     /// The repository's tag set, read from the store the first time it is asked for.
-    async fn tag_set<R>(&self, repo: &RepoName, view: impl Fn(&BTreeSet<String>) -> R) -> io::Result<Option<R>> {
+    async fn tag_set<R>(&self, repo: &RepoName, view: impl Fn(&BTreeSet<String>) -> R) -> StoreResult<Option<R>> {
         let generation = {
             let ix = self.read();
             if !ix.repos.contains(repo.as_str()) {
@@ -175,55 +174,55 @@ fn after(last: Option<&str>) -> (Bound<&str>, Bound<&str>) {
 
 #[async_trait]
 impl Store for IndexedStore {
-    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+    async fn blob_size(&self, digest: &Digest) -> StoreResult<Option<u64>> {
         self.inner.blob_size(digest).await
     }
 
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>> {
         self.inner.blob_read(digest, range).await
     }
 
-    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
+    async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>> {
         self.inner.blob_bytes(digest).await
     }
 
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()> {
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<()> {
         self.inner.blob_put(digest, content).await
     }
 
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
         self.inner.upload_create(repo, id).await
     }
 
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
         self.inner.upload_info(repo, id).await
     }
 
-    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> io::Result<u64> {
+    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> StoreResult<u64> {
         self.inner.upload_append(repo, id, body).await
     }
 
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> StoreResult<ByteStream> {
         self.inner.upload_read(repo, id).await
     }
 
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()> {
         self.inner.upload_commit(repo, id, digest).await
     }
 
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool> {
         self.inner.upload_delete(repo, id).await
     }
 
-    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
+    async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>> {
         self.inner.uploads_all().await
     }
 
-    async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+    async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
         self.inner.purge_temporary(older_than).await
     }
 
-    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>> {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
         let generation = {
             let ix = self.read();
             if let Some(v) = ix.links.get(link) {
@@ -239,7 +238,7 @@ impl Store for IndexedStore {
         Ok(value)
     }
 
-    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_write(link, target).await;
         self.after_write(result, Some(link), |ix| {
@@ -258,7 +257,7 @@ impl Store for IndexedStore {
         .await
     }
 
-    async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_delete(link).await;
         self.after_write(result, Some(link), |ix| {
@@ -273,11 +272,11 @@ impl Store for IndexedStore {
         .await
     }
 
-    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
         self.inner.link_set(set).await
     }
 
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
         let current = Link::TagCurrent(repo.clone(), tag.clone());
         let _ordered = self.lock_writes_to(&current).await;
         let result = self.inner.tag_delete(repo, tag).await;
@@ -292,20 +291,20 @@ impl Store for IndexedStore {
         .await
     }
 
-    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
         self.tag_set(repo, |set| set.iter().cloned().collect()).await
     }
 
-    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> io::Result<Option<Vec<String>>> {
+    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> StoreResult<Option<Vec<String>>> {
         self.tag_set(repo, |set| page_after(set.range::<str, _>(after(last)), limit, |_| true))
             .await
     }
 
-    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
         Ok(self.read().repos.contains(repo.as_str()))
     }
 
-    async fn repositories(&self) -> io::Result<Vec<String>> {
+    async fn repositories(&self) -> StoreResult<Vec<String>> {
         Ok(self.read().repos.iter().cloned().collect())
     }
 
@@ -314,7 +313,7 @@ impl Store for IndexedStore {
         last: Option<&str>,
         limit: usize,
         keep: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
-    ) -> io::Result<Vec<String>> {
+    ) -> StoreResult<Vec<String>> {
         let ix = self.read();
         Ok(page_after(ix.repos.range::<str, _>(after(last)), limit, keep))
     }
@@ -393,68 +392,68 @@ mod tests {
 
     #[async_trait]
     impl Store for SlowAfterWrite {
-        async fn blob_size(&self, d: &Digest) -> io::Result<Option<u64>> {
+        async fn blob_size(&self, d: &Digest) -> StoreResult<Option<u64>> {
             self.inner.blob_size(d).await
         }
-        async fn blob_read(&self, d: &Digest, r: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+        async fn blob_read(&self, d: &Digest, r: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>> {
             self.inner.blob_read(d, r).await
         }
-        async fn blob_bytes(&self, d: &Digest) -> io::Result<Option<Bytes>> {
+        async fn blob_bytes(&self, d: &Digest) -> StoreResult<Option<Bytes>> {
             self.inner.blob_bytes(d).await
         }
-        async fn blob_put(&self, d: &Digest, c: Bytes) -> io::Result<()> {
+        async fn blob_put(&self, d: &Digest, c: Bytes) -> StoreResult<()> {
             self.inner.blob_put(d, c).await
         }
-        async fn upload_create(&self, r: &RepoName, id: &str) -> io::Result<()> {
+        async fn upload_create(&self, r: &RepoName, id: &str) -> StoreResult<()> {
             self.inner.upload_create(r, id).await
         }
-        async fn upload_info(&self, r: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+        async fn upload_info(&self, r: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
             self.inner.upload_info(r, id).await
         }
-        async fn upload_append(&self, r: &RepoName, id: &str, b: ByteStream) -> io::Result<u64> {
+        async fn upload_append(&self, r: &RepoName, id: &str, b: ByteStream) -> StoreResult<u64> {
             self.inner.upload_append(r, id, b).await
         }
-        async fn upload_read(&self, r: &RepoName, id: &str) -> io::Result<ByteStream> {
+        async fn upload_read(&self, r: &RepoName, id: &str) -> StoreResult<ByteStream> {
             self.inner.upload_read(r, id).await
         }
-        async fn upload_commit(&self, r: &RepoName, id: &str, d: &Digest) -> io::Result<()> {
+        async fn upload_commit(&self, r: &RepoName, id: &str, d: &Digest) -> StoreResult<()> {
             self.inner.upload_commit(r, id, d).await
         }
-        async fn upload_delete(&self, r: &RepoName, id: &str) -> io::Result<bool> {
+        async fn upload_delete(&self, r: &RepoName, id: &str) -> StoreResult<bool> {
             self.inner.upload_delete(r, id).await
         }
-        async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
+        async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>> {
             self.inner.uploads_all().await
         }
-        async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+        async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
             self.inner.purge_temporary(older_than).await
         }
-        async fn link_read(&self, l: &Link) -> io::Result<Option<Digest>> {
+        async fn link_read(&self, l: &Link) -> StoreResult<Option<Digest>> {
             self.inner.link_read(l).await
         }
-        async fn link_write(&self, l: &Link, target: &Digest) -> io::Result<()> {
+        async fn link_write(&self, l: &Link, target: &Digest) -> StoreResult<()> {
             self.inner.link_write(l, target).await?;
             if *target == self.slow {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Ok(())
         }
-        async fn link_delete(&self, l: &Link) -> io::Result<bool> {
+        async fn link_delete(&self, l: &Link) -> StoreResult<bool> {
             self.inner.link_delete(l).await
         }
-        async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+        async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
             self.inner.link_set(set).await
         }
-        async fn tag_delete(&self, r: &RepoName, t: &Tag) -> io::Result<bool> {
+        async fn tag_delete(&self, r: &RepoName, t: &Tag) -> StoreResult<bool> {
             self.inner.tag_delete(r, t).await
         }
-        async fn tags(&self, r: &RepoName) -> io::Result<Option<Vec<String>>> {
+        async fn tags(&self, r: &RepoName) -> StoreResult<Option<Vec<String>>> {
             self.inner.tags(r).await
         }
-        async fn repo_exists(&self, r: &RepoName) -> io::Result<bool> {
+        async fn repo_exists(&self, r: &RepoName) -> StoreResult<bool> {
             self.inner.repo_exists(r).await
         }
-        async fn repositories(&self) -> io::Result<Vec<String>> {
+        async fn repositories(&self) -> StoreResult<Vec<String>> {
             self.inner.repositories().await
         }
     }
