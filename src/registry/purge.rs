@@ -3,45 +3,25 @@
 
 use super::Registry;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 impl Registry {
     /// Removes sessions older than `age`; returns how many were (or, with `dry_run`, would be).
+    /// The store removes its own leftovers of interrupted writes on the way, except in a dry
+    /// run, which only counts sessions, as registry:2's does.
     pub async fn purge_uploads(&self, age: Duration, dry_run: bool) -> super::Result<usize> {
-        let now = SystemTime::now();
         let mut purged = 0;
-        for (repo, id) in self.store.uploads_all().await? {
+        for (repo, id) in self.store.uploads.uploads_expired(age, !dry_run).await? {
             if !super::uploads::valid_upload_id(&id) {
-                continue;
-            }
-            // Sessions are created whole, so one without its data is the remnant of a crash
-            // (or of an older version's interrupted delete): nothing can resume it.
-            let Some(info) = self.store.upload_info(&repo, &id).await? else {
-                if !dry_run {
-                    self.store.upload_delete(&repo, &id).await?;
-                    tracing::info!(repository = %repo, upload = %id, "removed the remnant of an interrupted upload");
-                }
-                continue;
-            };
-            let old = now.duration_since(info.started).map(|a| a > age).unwrap_or(false);
-            if !old {
                 continue;
             }
             purged += 1;
             if dry_run {
                 tracing::info!(repository = %repo, upload = %id, "would purge abandoned upload (dry run)");
             } else {
-                self.store.upload_delete(&repo, &id).await?;
+                self.store.uploads.upload_delete(&repo, &id).await?;
                 self.uploads.forget(&repo, &id);
                 tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
-            }
-        }
-        // Staging leftovers of interrupted writes age like sessions do; a dry run only counts
-        // sessions, as registry:2's does.
-        if !dry_run {
-            let leftovers = self.store.purge_temporary(age).await?;
-            if leftovers > 0 {
-                tracing::info!(count = leftovers, "removed leftovers of interrupted writes");
             }
         }
         Ok(purged)

@@ -222,7 +222,7 @@ impl Registry {
     pub async fn upload_start(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.upload_create(repo, &id).await?;
+        self.store.uploads.upload_create(repo, &id).await?;
         if algorithm != Algorithm::Sha256 {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
@@ -234,7 +234,7 @@ impl Registry {
         if !valid_upload_id(id) {
             return Err(upload_unknown(id));
         }
-        let info = self.store.upload_info(repo, id).await?.ok_or_else(|| upload_unknown(id))?;
+        let info = self.store.uploads.upload_info(repo, id).await?.ok_or_else(|| upload_unknown(id))?;
         Ok(UploadStatus {
             id: id.to_string(),
             size: info.size,
@@ -283,8 +283,9 @@ impl Registry {
             )
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": size })));
         }
-        self.store.upload_commit(repo, id, digest).await?;
+        self.store.uploads.upload_commit(repo, id, digest).await?;
         self.store
+            .metadata
             .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
             .await
             .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
@@ -298,14 +299,14 @@ impl Registry {
         let result = self.upload_finish(repo, &status.id, digest, None, content_length, Some(body)).await;
         if result.is_err() {
             // The client never saw this session, so nobody can resume it.
-            let _ = self.store.upload_delete(repo, &status.id).await;
+            let _ = self.store.uploads.upload_delete(repo, &status.id).await;
             self.uploads.forget(repo, &status.id);
         }
         result
     }
 
     pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
-        if !valid_upload_id(id) || !self.store.upload_delete(repo, id).await? {
+        if !valid_upload_id(id) || !self.store.uploads.upload_delete(repo, id).await? {
             return Err(upload_unknown(id));
         }
         self.uploads.forget(repo, id);
@@ -316,10 +317,13 @@ impl Registry {
     /// then starts an ordinary upload session, as the spec asks).
     pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
-        if !self.blob_linked(from, digest).await? || self.store.blob_size(digest).await?.is_none() {
+        if !self.blob_linked(from, digest).await? || self.store.blobs.blob_stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        self.store
+            .metadata
+            .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
+            .await?;
         Ok(true)
     }
 
@@ -330,11 +334,11 @@ impl Registry {
     pub async fn blob_mount_from_any(&self, repo: &RepoName, digest: &Digest, readable: impl Fn(&str) -> bool) -> Result<bool> {
         self.check_writable()?;
         // Most mounts name layers the registry does not have at all: one lookup answers them.
-        if self.store.blob_size(digest).await?.is_none() {
+        if self.store.blobs.blob_stat(digest).await?.is_none() {
             return Ok(false);
         }
         let mut examined = 0;
-        for name in self.store.repositories().await? {
+        for name in self.store.metadata.repositories().await? {
             let Some(source) = RepoName::parse(&name).filter(|_| readable(&name)) else {
                 continue;
             };
@@ -400,7 +404,7 @@ impl Registry {
             expected,
             finished: false,
         };
-        let result = self.store.upload_append(repo, id, metered.boxed()).await;
+        let result = self.store.uploads.upload_append(repo, id, metered.boxed()).await;
         // The store has dropped the body by now, so this is the only holder left.
         let hashing = std::mem::replace(&mut *hashing.lock().unwrap_or_else(|e| e.into_inner()), Hashing::None);
         let hasher = hashing.finish().await;
@@ -430,7 +434,7 @@ impl Registry {
             return Ok(h.clone().finish());
         }
         let mut hasher = alg.hasher();
-        let mut stream = self.store.upload_read(repo, id).await?;
+        let mut stream = self.store.uploads.upload_read(repo, id).await?;
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk.map_err(StoreError::from)?);
         }

@@ -17,15 +17,13 @@
 //! So every write to a link (and a tag's deletion) holds a lock for that tag or link from the
 //! store write until the index is updated: the index is changed in the order the disk was.
 
-use super::{BlobRead, ByteStream, Link, LinkSet, Store, StoreResult, UploadInfo};
+use super::{Link, LinkInfo, LinkSet, MetadataStore, StoreResult};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
-use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 /// Locks that serialise writes to one tag or link (store write, then index update); a key maps
 /// to one of them by hash, so unrelated writes rarely wait for each other.
@@ -53,7 +51,7 @@ impl Index {
 }
 
 pub struct IndexedStore {
-    inner: Arc<dyn Store>,
+    inner: Arc<dyn MetadataStore>,
     index: RwLock<Index>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -80,7 +78,7 @@ fn creates_repository(link: &Link) -> Option<&RepoName> {
 
 impl IndexedStore {
     /// Reads the repository list from `inner` once; tags and links are read on first use.
-    pub async fn load(inner: Arc<dyn Store>) -> StoreResult<IndexedStore> {
+    pub async fn load(inner: Arc<dyn MetadataStore>) -> StoreResult<IndexedStore> {
         let repos = inner.repositories().await?.into_iter().collect();
         Ok(IndexedStore {
             inner,
@@ -160,6 +158,21 @@ impl IndexedStore {
     }
 }
 
+/// What the index learns from a write of `target` to `link` the store acknowledged.
+fn remember_written(ix: &mut Index, link: &Link, target: &Digest) {
+    if let Some(repo) = creates_repository(link) {
+        if !ix.repos.contains(repo.as_str()) {
+            ix.repos.insert(repo.as_str().to_string());
+        }
+    }
+    if let Link::TagCurrent(repo, tag) = link {
+        if let Some(set) = ix.tags.get_mut(repo) {
+            set.insert(tag.as_str().to_string());
+        }
+    }
+    ix.remember_link(link.clone(), Some(target.clone()));
+}
+
 /// Up to `limit` items of `set` strictly after `last`, in order.
 fn page_after<'a>(set: impl IntoIterator<Item = &'a String>, limit: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
     set.into_iter().filter(|s| keep(s)).take(limit).cloned().collect()
@@ -173,55 +186,7 @@ fn after(last: Option<&str>) -> (Bound<&str>, Bound<&str>) {
 }
 
 #[async_trait]
-impl Store for IndexedStore {
-    async fn blob_size(&self, digest: &Digest) -> StoreResult<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>> {
-        self.inner.blob_read(digest, range).await
-    }
-
-    async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>> {
-        self.inner.blob_bytes(digest).await
-    }
-
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<()> {
-        self.inner.blob_put(digest, content).await
-    }
-
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
-        self.inner.upload_create(repo, id).await
-    }
-
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
-        self.inner.upload_info(repo, id).await
-    }
-
-    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> StoreResult<u64> {
-        self.inner.upload_append(repo, id, body).await
-    }
-
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> StoreResult<ByteStream> {
-        self.inner.upload_read(repo, id).await
-    }
-
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()> {
-        self.inner.upload_commit(repo, id, digest).await
-    }
-
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool> {
-        self.inner.upload_delete(repo, id).await
-    }
-
-    async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>> {
-        self.inner.uploads_all().await
-    }
-
-    async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
-        self.inner.purge_temporary(older_than).await
-    }
-
+impl MetadataStore for IndexedStore {
     async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
         let generation = {
             let ix = self.read();
@@ -238,23 +203,30 @@ impl Store for IndexedStore {
         Ok(value)
     }
 
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>> {
+        // Times are not cached: only garbage collection asks for them.
+        self.inner.link_info(link).await
+    }
+
     async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_write(link, target).await;
-        self.after_write(result, Some(link), |ix| {
-            if let Some(repo) = creates_repository(link) {
-                if !ix.repos.contains(repo.as_str()) {
-                    ix.repos.insert(repo.as_str().to_string());
-                }
-            }
-            if let Link::TagCurrent(repo, tag) = link {
-                if let Some(set) = ix.tags.get_mut(repo) {
-                    set.insert(tag.as_str().to_string());
-                }
-            }
-            ix.remember_link(link.clone(), Some(target.clone()));
-        })
-        .await
+        self.after_write(result, Some(link), |ix| remember_written(ix, link, target)).await
+    }
+
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
+        let current = Link::TagCurrent(repo.clone(), tag.clone());
+        let _ordered = self.lock_writes_to(&current).await;
+        let result = self.inner.tag_swap(repo, tag, expected, new).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == super::StoreErrorKind::PreconditionFailed)
+        {
+            // Refused: nothing changed on the store, so the index keeps what it knows.
+            return result;
+        }
+        self.after_write(result, Some(&current), |ix| remember_written(ix, &current, new))
+            .await
     }
 
     async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
@@ -323,6 +295,7 @@ impl Store for IndexedStore {
 mod tests {
     use super::*;
     use crate::store::fs::FsStore;
+    use std::time::Duration;
 
     fn repo(s: &str) -> RepoName {
         RepoName::parse(s).unwrap()
@@ -332,8 +305,8 @@ mod tests {
         Tag::parse(s).unwrap()
     }
 
-    async fn indexed(root: &std::path::Path) -> (Arc<dyn Store>, IndexedStore) {
-        let fs: Arc<dyn Store> = Arc::new(FsStore::new(root).unwrap());
+    async fn indexed(root: &std::path::Path) -> (Arc<dyn MetadataStore>, IndexedStore) {
+        let fs: Arc<dyn MetadataStore> = Arc::new(FsStore::new(root).unwrap());
         let ix = IndexedStore::load(fs.clone()).await.unwrap();
         (fs, ix)
     }
@@ -386,50 +359,17 @@ mod tests {
     /// The filesystem store with the write of one digest slowed after it landed on disk: the
     /// interleaving of two pushes of one tag where the first rename finishes last in the index.
     struct SlowAfterWrite {
-        inner: Arc<dyn Store>,
+        inner: Arc<dyn MetadataStore>,
         slow: Digest,
     }
 
     #[async_trait]
-    impl Store for SlowAfterWrite {
-        async fn blob_size(&self, d: &Digest) -> StoreResult<Option<u64>> {
-            self.inner.blob_size(d).await
-        }
-        async fn blob_read(&self, d: &Digest, r: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>> {
-            self.inner.blob_read(d, r).await
-        }
-        async fn blob_bytes(&self, d: &Digest) -> StoreResult<Option<Bytes>> {
-            self.inner.blob_bytes(d).await
-        }
-        async fn blob_put(&self, d: &Digest, c: Bytes) -> StoreResult<()> {
-            self.inner.blob_put(d, c).await
-        }
-        async fn upload_create(&self, r: &RepoName, id: &str) -> StoreResult<()> {
-            self.inner.upload_create(r, id).await
-        }
-        async fn upload_info(&self, r: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
-            self.inner.upload_info(r, id).await
-        }
-        async fn upload_append(&self, r: &RepoName, id: &str, b: ByteStream) -> StoreResult<u64> {
-            self.inner.upload_append(r, id, b).await
-        }
-        async fn upload_read(&self, r: &RepoName, id: &str) -> StoreResult<ByteStream> {
-            self.inner.upload_read(r, id).await
-        }
-        async fn upload_commit(&self, r: &RepoName, id: &str, d: &Digest) -> StoreResult<()> {
-            self.inner.upload_commit(r, id, d).await
-        }
-        async fn upload_delete(&self, r: &RepoName, id: &str) -> StoreResult<bool> {
-            self.inner.upload_delete(r, id).await
-        }
-        async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>> {
-            self.inner.uploads_all().await
-        }
-        async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
-            self.inner.purge_temporary(older_than).await
-        }
+    impl MetadataStore for SlowAfterWrite {
         async fn link_read(&self, l: &Link) -> StoreResult<Option<Digest>> {
             self.inner.link_read(l).await
+        }
+        async fn link_info(&self, l: &Link) -> StoreResult<Option<LinkInfo>> {
+            self.inner.link_info(l).await
         }
         async fn link_write(&self, l: &Link, target: &Digest) -> StoreResult<()> {
             self.inner.link_write(l, target).await?;
@@ -443,6 +383,9 @@ mod tests {
         }
         async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
             self.inner.link_set(set).await
+        }
+        async fn tag_swap(&self, r: &RepoName, t: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
+            self.inner.tag_swap(r, t, expected, new).await
         }
         async fn tag_delete(&self, r: &RepoName, t: &Tag) -> StoreResult<bool> {
             self.inner.tag_delete(r, t).await
@@ -462,7 +405,7 @@ mod tests {
     async fn concurrent_writes_to_one_tag_leave_the_index_on_what_the_disk_holds() {
         let t = tempfile::tempdir().unwrap();
         let (a, b) = (Digest::sha256_of(b"pushed first"), Digest::sha256_of(b"pushed second"));
-        let fs: Arc<dyn Store> = Arc::new(FsStore::new(t.path()).unwrap());
+        let fs: Arc<dyn MetadataStore> = Arc::new(FsStore::new(t.path()).unwrap());
         let slow = Arc::new(SlowAfterWrite {
             inner: fs.clone(),
             slow: a.clone(),
@@ -496,5 +439,28 @@ mod tests {
         assert_eq!(fs.link_read(&latest).await.unwrap(), None);
         assert_eq!(ix.link_read(&latest).await.unwrap(), None);
         assert_eq!(ix.tags(&repo("ci/app")).await.unwrap(), Some(vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_tag_swap_with_a_stale_expected_value_is_refused_and_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let (fs, ix) = indexed(t.path()).await;
+        let (app, v1) = (repo("cas/app"), tag("v1"));
+        let (a, b, c) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"), Digest::sha256_of(b"c"));
+        let current = Link::TagCurrent(app.clone(), v1.clone());
+        ix.tag_swap(&app, &v1, None, &a).await.unwrap();
+        let refused = ix.tag_swap(&app, &v1, None, &b).await.unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            super::super::StoreErrorKind::PreconditionFailed,
+            "the tag exists now"
+        );
+        ix.tag_swap(&app, &v1, Some(&a), &b).await.unwrap();
+        // `a` is what a writer read before the swap to `b`: stale.
+        let stale = ix.tag_swap(&app, &v1, Some(&a), &c).await.unwrap_err();
+        assert_eq!(stale.kind(), super::super::StoreErrorKind::PreconditionFailed);
+        assert_eq!(fs.link_read(&current).await.unwrap(), Some(b.clone()), "the disk kept b");
+        assert_eq!(ix.link_read(&current).await.unwrap(), Some(b), "the index kept b");
+        assert_eq!(ix.tags(&app).await.unwrap(), Some(vec!["v1".to_string()]));
     }
 }

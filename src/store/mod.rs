@@ -1,5 +1,6 @@
-//! The storage port: registry operations on content, upload sessions, links and listings.
-//! Backends implement [`Store`]; nothing above this module knows which backend it talks to.
+//! The storage port, split by what it stores: content-addressed blobs ([`BlobStore`]), upload
+//! sessions ([`UploadStore`]) and metadata: tags, links, listings ([`MetadataStore`]). Backends
+//! implement all three; nothing above this module knows which backend it talks to.
 
 mod append;
 pub mod durable;
@@ -14,7 +15,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::io;
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use paths::{Link, LinkSet};
@@ -28,6 +31,20 @@ pub struct BlobRead {
     pub body: ByteStream,
 }
 
+/// A committed blob: its size and when it was stored (what garbage collection ages it by).
+#[derive(Debug, Clone, Copy)]
+pub struct BlobInfo {
+    pub size: u64,
+    pub created: SystemTime,
+}
+
+/// How a blob is served: streamed from the backend, or a URL the client fetches it from
+/// itself (a presigned object-storage URL), which a backend may offer instead.
+pub enum BlobOpen {
+    Stream(BlobRead),
+    Redirect(String),
+}
+
 /// An upload session as stored: how many bytes it holds and when it started.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadInfo {
@@ -35,17 +52,35 @@ pub struct UploadInfo {
     pub started: SystemTime,
 }
 
+/// A link as stored: what it points at and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub target: Digest,
+    pub modified: SystemTime,
+}
+
+/// Content-addressed blobs. Committed blobs are immutable, and a delete always unlinks (the
+/// memory-mapped pull path relies on both).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Size of a committed blob, if present.
-    async fn blob_size(&self, digest: &Digest) -> StoreResult<Option<u64>>;
+pub trait BlobStore: Send + Sync + 'static {
+    async fn blob_stat(&self, digest: &Digest) -> StoreResult<Option<BlobInfo>>;
     /// Opens a committed blob; `range` is an inclusive byte range already checked against the size.
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobRead>>;
+    async fn blob_open(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobOpen>>;
     /// Reads a small committed blob (a manifest) whole.
     async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>>;
-    /// Stores small content whose digest the caller has verified (manifests).
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<()>;
+    /// Stores small content under `digest` unless it is there already (true if it was stored
+    /// now). Content that does not hash to `digest` is refused as a failed precondition.
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<bool>;
+    /// Deletes a blob stored before `cut`; false if it is absent or newer (a push may be about
+    /// to link it, so a sweep spares what appeared after it started).
+    async fn blob_delete_if_older_than(&self, digest: &Digest, cut: SystemTime) -> StoreResult<bool>;
+    /// Up to `limit` blob digests strictly after `after`, in order: the sweep of a collection.
+    async fn blobs_page(&self, after: Option<&Digest>, limit: usize) -> StoreResult<Vec<Digest>>;
+}
 
+/// Upload sessions, from creation to their commit as a blob.
+#[async_trait]
+pub trait UploadStore: Send + Sync + 'static {
     /// Starts an upload session under a new id.
     async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()>;
     async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>>;
@@ -59,24 +94,33 @@ pub trait Store: Send + Sync + 'static {
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()>;
     /// Removes a session; false if it did not exist.
     async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool>;
-    /// Every session id in the store, with its repository, for purging.
-    async fn uploads_all(&self) -> StoreResult<Vec<(RepoName, String)>>;
-    /// Removes leftovers of writes a crash interrupted (staged files and sessions being
-    /// committed) older than `older_than`; returns how many.
-    async fn purge_temporary(&self, older_than: std::time::Duration) -> StoreResult<usize>;
+    /// Sessions started more than `age` ago, for expiry. With `housekeeping` the backend also
+    /// removes its own leftovers of interrupted writes of that age (remnants of sessions, staged
+    /// files), which only it knows how to recognise.
+    async fn uploads_expired(&self, age: Duration, housekeeping: bool) -> StoreResult<Vec<(RepoName, String)>>;
+}
 
+/// Tags, links and listings: what makes blobs part of repositories.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
     async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>>;
+    /// A link with the time it was written (garbage collection spares recent links).
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>>;
     /// Writes a link durably; what it points at must already be durable.
     async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()>;
     async fn link_delete(&self, link: &Link) -> StoreResult<bool>;
-    /// The digests in a set of links (a tag's history, a subject's referrers).
+    /// The digests in a set of links (a tag's history, a subject's referrers, a repository's
+    /// layers or revisions: the references garbage collection marks from).
     async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>>;
 
+    /// Points a tag at `new` only if it points at `expected` now (None: the tag does not
+    /// exist); otherwise fails with `PreconditionFailed` and changes nothing.
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()>;
     /// Removes a tag with its history; false if it did not exist.
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool>;
     /// Tags of a repository in lexical order; None if the repository does not exist.
     async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>>;
-    /// Whether anything (blobs, manifests, uploads) exists under the repository.
+    /// Whether the repository holds manifests or layers.
     async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool>;
     /// All repository names in lexical order.
     async fn repositories(&self) -> StoreResult<Vec<String>>;
@@ -108,4 +152,37 @@ pub trait Store: Send + Sync + 'static {
                 .collect(),
         ))
     }
+}
+
+/// A backend as the registry uses it: one store per kind of data. The parts may be one object
+/// (the filesystem backend implements all three) or be wrapped separately (the index wraps
+/// the metadata).
+#[derive(Clone)]
+pub struct Storage {
+    pub blobs: Arc<dyn BlobStore>,
+    pub uploads: Arc<dyn UploadStore>,
+    pub metadata: Arc<dyn MetadataStore>,
+}
+
+impl Storage {
+    /// The three parts of a backend that implements them all.
+    pub fn of<B: BlobStore + UploadStore + MetadataStore>(backend: B) -> Storage {
+        let backend = Arc::new(backend);
+        Storage {
+            blobs: backend.clone(),
+            uploads: backend.clone(),
+            metadata: backend,
+        }
+    }
+}
+
+/// The filesystem backend at `root` (registry:2's layout) with the index in front of its
+/// metadata, as `wharf serve` runs it.
+pub async fn filesystem(root: &Path) -> StoreResult<Storage> {
+    let storage = Storage::of(fs::FsStore::new(root)?);
+    let metadata = index::IndexedStore::load(storage.metadata.clone()).await?;
+    Ok(Storage {
+        metadata: Arc::new(metadata),
+        ..storage
+    })
 }
