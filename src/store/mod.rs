@@ -180,7 +180,7 @@ impl Storage {
 /// metadata, as `wharf serve` runs it.
 pub async fn filesystem(root: &Path) -> StoreResult<Storage> {
     let storage = Storage::of(fs::FsStore::new(root)?);
-    let metadata = index::IndexedStore::load(storage.metadata.clone()).await?;
+    let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::SingleWriter).await?;
     Ok(Storage {
         metadata: Arc::new(metadata),
         ..storage
