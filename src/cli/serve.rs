@@ -12,8 +12,6 @@ use crate::http::{self, AppState, Urls};
 use crate::registry::{self, Registry};
 
 mod certificate;
-use crate::store::fs::FsStore;
-use crate::store::index::IndexedStore;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -271,20 +269,19 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let local = listener.local_addr()?;
 
     let root = cfg.root_directory();
-    let store = FsStore::new(&root).with_context(|| format!("cannot use {} as the storage root", root.display()))?;
-    let root_shown = std::fs::canonicalize(&root).unwrap_or(root);
+    let root_shown = std::fs::canonicalize(&root).unwrap_or(root.clone());
     // Held until serve returns: one writer per root, refused before anything is read or served.
-    let _root_lock = crate::store::root_lock::RootLock::acquire(store.layout().v2())?;
+    let _root_lock = crate::store::root_lock::RootLock::acquire(crate::store::paths::Layout::new(&root).v2())?;
     let options = registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
     };
     // The catalog, tag lists and tag lookups are served from an index of the layout, read
     // once here and kept current by every write.
-    let store = IndexedStore::load(Arc::new(store))
+    let store = crate::store::filesystem(&root)
         .await
-        .with_context(|| format!("cannot index the repositories under {}", root_shown.display()))?;
-    let reg = Arc::new(Registry::new(Arc::new(store), options));
+        .with_context(|| format!("cannot use {} as the storage root", root_shown.display()))?;
+    let reg = Arc::new(Registry::new(store, options));
     let auto = auto_security(&mut cfg, &security, &local)?;
     let tls = tls_config(&cfg)?;
     if auto.is_none() && tls.is_some() {

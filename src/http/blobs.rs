@@ -28,6 +28,15 @@ pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: Reques
         }
         Err(e) => return Err(e),
     };
+    if let Some(url) = &blob.redirect {
+        // The bytes come from where the store said (a presigned URL); the digest still names them.
+        return Ok(Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url.as_str())
+            .header("docker-content-digest", digest.to_string())
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()));
+    }
     let (status, len) = match blob.range {
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
         None => (StatusCode::OK, blob.size),

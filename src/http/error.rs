@@ -26,8 +26,12 @@ impl IntoResponse for RegistryError {
         let mut resp = (status, body(self.code.as_str(), &self.message, self.detail.as_ref())).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self.code == ErrorCode::TooManyRequests {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        let retry_after = match self.code {
+            ErrorCode::TooManyRequests => Some(self.retry_after.unwrap_or(5)),
+            _ => self.retry_after,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -1,6 +1,7 @@
 //! The distribution-spec error codes and the one error type the registry layer returns.
 //! `http::error` turns it into a status and the spec's JSON body.
 
+use crate::store::{StoreError, StoreErrorKind};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub struct RegistryError {
     pub code: ErrorCode,
     pub message: String,
     pub detail: Option<serde_json::Value>,
+    /// Seconds the client should wait before retrying (a `Retry-After` header), when known.
+    pub retry_after: Option<u64>,
 }
 
 impl RegistryError {
@@ -86,6 +89,7 @@ impl RegistryError {
             code,
             message: message.into(),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -94,19 +98,37 @@ impl RegistryError {
         self
     }
 
-    /// A storage failure. Out-of-space and read-only filesystems are worth a retry; everything
-    /// else is an internal error. The path stays in the server log, not in the response.
-    pub fn storage(err: std::io::Error) -> Self {
-        tracing::error!(error = %err, "storage error");
-        let code = match err.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EROFS) => ErrorCode::Unavailable,
-            _ => ErrorCode::Internal,
+    /// A storage failure, told apart by its kind alone. A full or read-only store and a
+    /// backend asking for patience are worth a retry; a body that stopped coming is the
+    /// client's doing; everything else is an internal error. The cause stays in the server log,
+    /// not in the response.
+    pub fn storage(err: StoreError) -> Self {
+        Self::storage_when(err, "nothing was committed")
+    }
+
+    /// A storage failure after part of an operation was committed: `state` says what the
+    /// client can rely on (instead of "nothing was committed").
+    pub fn storage_when(err: StoreError, state: &str) -> Self {
+        let (code, message) = match err.kind() {
+            StoreErrorKind::ClientAborted => {
+                return RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("upload body was not received completely: {err}"),
+                )
+            }
+            StoreErrorKind::Full => (ErrorCode::Unavailable, format!("storage is full; {state}, retry later")),
+            StoreErrorKind::ReadOnly => (ErrorCode::Unavailable, format!("storage is read-only; {state}, retry later")),
+            StoreErrorKind::Unavailable { .. } => (ErrorCode::Unavailable, format!("storage is unavailable; {state}, retry later")),
+            StoreErrorKind::NotFound | StoreErrorKind::AlreadyExists | StoreErrorKind::PreconditionFailed | StoreErrorKind::Backend => {
+                (ErrorCode::Internal, format!("storage error; {state}"))
+            }
         };
-        let message = match code {
-            ErrorCode::Unavailable => format!("storage is unavailable ({}); nothing was committed, retry later", err.kind()),
-            _ => "storage error; nothing was committed".to_string(),
-        };
-        RegistryError::new(code, message)
+        tracing::error!(error = %err, kind = ?err.kind(), "storage error");
+        let mut out = RegistryError::new(code, message);
+        if let StoreErrorKind::Unavailable { retry_after: Some(after) } = err.kind() {
+            out.retry_after = Some(after.as_secs().max(1));
+        }
+        out
     }
 }
 
@@ -118,8 +140,8 @@ impl fmt::Display for RegistryError {
 
 impl std::error::Error for RegistryError {}
 
-impl From<std::io::Error> for RegistryError {
-    fn from(e: std::io::Error) -> Self {
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
         RegistryError::storage(e)
     }
 }

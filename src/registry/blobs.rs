@@ -2,13 +2,15 @@
 
 use super::{Registry, Result};
 use crate::oci::{Digest, ErrorCode, RegistryError, RepoName};
-use crate::store::{ByteStream, Link};
+use crate::store::{BlobOpen, ByteStream, Link};
 
 /// A blob on its way out: the full size, and the body of the requested range.
 pub struct BlobBody {
     pub size: u64,
     pub range: Option<(u64, u64)>,
     pub body: Option<ByteStream>,
+    /// Where the client fetches the bytes itself, when the store offers that instead of a body.
+    pub redirect: Option<String>,
 }
 
 fn blob_unknown(digest: &Digest) -> RegistryError {
@@ -19,10 +21,21 @@ impl Registry {
     /// A blob is visible in a repository when the repository links it (as a layer or as a
     /// manifest revision, so manifests can also be fetched through the blob API).
     pub(super) async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        if self.store.link_read(&Link::Layer(repo.clone(), digest.clone())).await?.is_some() {
+        if self
+            .store
+            .metadata
+            .link_read(&Link::Layer(repo.clone(), digest.clone()))
+            .await?
+            .is_some()
+        {
             return Ok(true);
         }
-        Ok(self.store.link_read(&Link::Revision(repo.clone(), digest.clone())).await?.is_some())
+        Ok(self
+            .store
+            .metadata
+            .link_read(&Link::Revision(repo.clone(), digest.clone()))
+            .await?
+            .is_some())
     }
 
     /// Size of a blob in the repository (HEAD).
@@ -30,7 +43,12 @@ impl Registry {
         if !self.blob_linked(repo, digest).await? {
             return Err(blob_unknown(digest));
         }
-        self.store.blob_size(digest).await?.ok_or_else(|| blob_unknown(digest))
+        self.store
+            .blobs
+            .blob_stat(digest)
+            .await?
+            .map(|info| info.size)
+            .ok_or_else(|| blob_unknown(digest))
     }
 
     /// Opens a blob, optionally a byte range of it, resolved by `pick_range` once the size is known.
@@ -44,21 +62,40 @@ impl Registry {
         let size = self.blob_stat(repo, digest).await?;
         let range = pick_range(size)?;
         if !with_body {
-            return Ok(BlobBody { size, range, body: None });
+            return Ok(BlobBody {
+                size,
+                range,
+                body: None,
+                redirect: None,
+            });
         }
-        let read = self.store.blob_read(digest, range).await?.ok_or_else(|| blob_unknown(digest))?;
-        Ok(BlobBody {
-            size: read.size,
-            range,
-            body: Some(read.body),
-        })
+        match self
+            .store
+            .blobs
+            .blob_open(digest, range)
+            .await?
+            .ok_or_else(|| blob_unknown(digest))?
+        {
+            BlobOpen::Stream(read) => Ok(BlobBody {
+                size: read.size,
+                range,
+                body: Some(read.body),
+                redirect: None,
+            }),
+            BlobOpen::Redirect(url) => Ok(BlobBody {
+                size,
+                range,
+                body: None,
+                redirect: Some(url),
+            }),
+        }
     }
 
     /// Unlinks a blob from a repository. The bytes stay until garbage collection, since other
     /// repositories may link the same content.
     pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.check_delete_enabled()?;
-        if !self.store.link_delete(&Link::Layer(repo.clone(), digest.clone())).await? {
+        if !self.store.metadata.link_delete(&Link::Layer(repo.clone(), digest.clone())).await? {
             return Err(blob_unknown(digest));
         }
         Ok(())

@@ -44,6 +44,7 @@ impl Registry {
         let limit = n.unwrap_or(usize::MAX).min(MAX_PAGE);
         let tags = self
             .store
+            .metadata
             .tags_page(repo, last, limit + 1)
             .await?
             .ok_or_else(|| RegistryError::new(ErrorCode::NameUnknown, format!("repository {repo} is not known to this registry")))?;
@@ -53,7 +54,7 @@ impl Registry {
     /// Repositories `visible` lets through, one page at a time.
     pub async fn catalog(&self, last: Option<&str>, n: Option<usize>, visible: impl Fn(&str) -> bool + Send + Sync) -> Result<Page> {
         let limit = n.unwrap_or(CATALOG_DEFAULT_PAGE).min(MAX_PAGE);
-        let repos = self.store.repositories_page(last, limit + 1, &visible).await?;
+        let repos = self.store.metadata.repositories_page(last, limit + 1, &visible).await?;
         Ok(page_of(repos, limit))
     }
 }

@@ -84,9 +84,10 @@ impl Registry {
     /// Resolves a tag or digest to a manifest digest present in the repository.
     pub async fn manifest_resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
         let digest = match reference {
-            Reference::Tag(t) => self.store.link_read(&Link::TagCurrent(repo.clone(), t.clone())).await?,
+            Reference::Tag(t) => self.store.metadata.link_read(&Link::TagCurrent(repo.clone(), t.clone())).await?,
             Reference::Digest(d) => self
                 .store
+                .metadata
                 .link_read(&Link::Revision(repo.clone(), d.clone()))
                 .await?
                 .map(|_| d.clone()),
@@ -104,7 +105,7 @@ impl Registry {
         if let Some(m) = self.manifests.get(digest) {
             return Ok(Some(m));
         }
-        let Some(bytes) = self.store.blob_bytes(digest).await? else {
+        let Some(bytes) = self.store.blobs.blob_bytes(digest).await? else {
             return Ok(None);
         };
         let manifest = Manifest::parse_stored(&bytes)
@@ -155,8 +156,9 @@ impl Registry {
 
         // Content first, then the links that make it reachable: a crash in between leaves at
         // most an unreferenced blob, never a link to missing content.
-        self.store.blob_put(&digest, bytes.clone()).await?;
+        self.store.blobs.blob_put(&digest, bytes.clone()).await?;
         self.store
+            .metadata
             .link_write(&Link::Revision(repo.clone(), digest.clone()), &digest)
             .await?;
         if let Some(subject) = &manifest.subject {
@@ -165,13 +167,17 @@ impl Registry {
                 subject: subject.digest.clone(),
                 referrer: digest.clone(),
             };
-            self.store.link_write(&link, &digest).await?;
+            self.store.metadata.link_write(&link, &digest).await?;
         }
         for tag in tags {
             self.store
+                .metadata
                 .link_write(&Link::TagIndex(repo.clone(), tag.clone(), digest.clone()), &digest)
                 .await?;
-            self.store.link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest).await?;
+            self.store
+                .metadata
+                .link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest)
+                .await?;
         }
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let stored = StoredManifest {
@@ -190,10 +196,11 @@ impl Registry {
         for blob in manifest.blobs.iter().filter(|b| !b.is_external()) {
             let present = self
                 .store
+                .metadata
                 .link_read(&Link::Layer(repo.clone(), blob.digest.clone()))
                 .await?
                 .is_some()
-                && self.store.blob_size(&blob.digest).await?.is_some();
+                && self.store.blobs.blob_stat(&blob.digest).await?.is_some();
             if !present {
                 return Err(RegistryError::new(
                     ErrorCode::ManifestBlobUnknown,
@@ -205,6 +212,7 @@ impl Registry {
         for child in &manifest.children {
             if self
                 .store
+                .metadata
                 .link_read(&Link::Revision(repo.clone(), child.digest.clone()))
                 .await?
                 .is_none()
@@ -225,23 +233,31 @@ impl Registry {
         self.check_delete_enabled()?;
         match reference {
             Reference::Tag(tag) => {
-                if !self.store.tag_delete(repo, tag).await? {
+                if !self.store.metadata.tag_delete(repo, tag).await? {
                     return Err(manifest_unknown(reference));
                 }
             }
             Reference::Digest(digest) => {
                 let revision = Link::Revision(repo.clone(), digest.clone());
-                if self.store.link_read(&revision).await?.is_none() {
+                if self.store.metadata.link_read(&revision).await?.is_none() {
                     return Err(manifest_unknown(reference));
                 }
-                for tag in self.store.tags(repo).await?.unwrap_or_default() {
+                for tag in self.store.metadata.tags(repo).await?.unwrap_or_default() {
                     let Some(tag) = Tag::parse(&tag) else { continue };
-                    if self.store.link_read(&Link::TagCurrent(repo.clone(), tag.clone())).await?.as_ref() == Some(digest) {
-                        self.store.tag_delete(repo, &tag).await?;
+                    if self
+                        .store
+                        .metadata
+                        .link_read(&Link::TagCurrent(repo.clone(), tag.clone()))
+                        .await?
+                        .as_ref()
+                        == Some(digest)
+                    {
+                        self.store.metadata.tag_delete(repo, &tag).await?;
                     }
                 }
                 if let Some(subject) = self.manifest_load(digest).await?.and_then(|m| m.manifest.subject.clone()) {
                     self.store
+                        .metadata
                         .link_delete(&Link::Referrer {
                             repo: repo.clone(),
                             subject: subject.digest,
@@ -249,7 +265,7 @@ impl Registry {
                         })
                         .await?;
                 }
-                self.store.link_delete(&revision).await?;
+                self.store.metadata.link_delete(&revision).await?;
             }
         }
         Ok(())

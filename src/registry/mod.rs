@@ -15,8 +15,7 @@ pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::{ChunkRange, UploadStatus};
 
 use crate::oci::{ErrorCode, RegistryError};
-use crate::store::Store;
-use std::sync::Arc;
+use crate::store::Storage;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -30,14 +29,14 @@ pub struct Options {
 }
 
 pub struct Registry {
-    store: Arc<dyn Store>,
+    store: Storage,
     options: Options,
     uploads: uploads::Sessions,
     manifests: manifests::Cache,
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, options: Options) -> Registry {
+    pub fn new(store: Storage, options: Options) -> Registry {
         Registry {
             store,
             options,
@@ -46,7 +45,7 @@ impl Registry {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Storage {
         &self.store
     }
 

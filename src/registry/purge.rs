@@ -3,28 +3,16 @@
 
 use super::Registry;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 impl Registry {
     /// Removes sessions older than `age`; returns how many were (or, with `dry_run`, would be).
+    /// The store removes its own leftovers of interrupted writes on the way, except in a dry
+    /// run, which only counts sessions, as registry:2's does.
     pub async fn purge_uploads(&self, age: Duration, dry_run: bool) -> super::Result<usize> {
-        let now = SystemTime::now();
         let mut purged = 0;
-        for (repo, id) in self.store.uploads_all().await? {
+        for (repo, id) in self.store.uploads.uploads_expired(age, !dry_run).await? {
             if !super::uploads::valid_upload_id(&id) {
-                continue;
-            }
-            // Sessions are created whole, so one without its data is the remnant of a crash
-            // (or of an older version's interrupted delete): nothing can resume it.
-            let Some(info) = self.store.upload_info(&repo, &id).await? else {
-                if !dry_run {
-                    self.store.upload_delete(&repo, &id).await?;
-                    tracing::info!(repository = %repo, upload = %id, "removed the remnant of an interrupted upload");
-                }
-                continue;
-            };
-            let old = now.duration_since(info.started).map(|a| a > age).unwrap_or(false);
-            if !old {
                 continue;
             }
             if dry_run {
@@ -37,17 +25,9 @@ impl Registry {
             let session = self.uploads.get(&repo, &id);
             let Ok(_held) = session.try_lock() else { continue };
             purged += 1;
-            self.store.upload_delete(&repo, &id).await?;
+            self.store.uploads.upload_delete(&repo, &id).await?;
             self.uploads.forget(&repo, &id);
             tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
-        }
-        // Staging leftovers of interrupted writes age like sessions do; a dry run only counts
-        // sessions, as registry:2's does.
-        if !dry_run {
-            let leftovers = self.store.purge_temporary(age).await?;
-            if leftovers > 0 {
-                tracing::info!(count = leftovers, "removed leftovers of interrupted writes");
-            }
         }
         Ok(purged)
     }
@@ -77,7 +57,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_a_request_holds_is_not_purged() {
         let t = tempfile::tempdir().unwrap();
-        let reg = Registry::new(Arc::new(FsStore::new(t.path()).unwrap()), Options::default());
+        let reg = Registry::new(crate::store::Storage::of(FsStore::new(t.path()).unwrap()), Options::default());
         let repo = RepoName::parse("app").unwrap();
         let idle = reg.upload_start(&repo, Algorithm::Sha256).await.unwrap();
         let busy = reg.upload_start(&repo, Algorithm::Sha256).await.unwrap();

@@ -11,7 +11,12 @@ impl Registry {
     /// API, which clients read as a registry without it.
     pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
         let mut out = Vec::new();
-        for digest in self.store.link_set(&LinkSet::Referrers(repo.clone(), subject.clone())).await? {
+        for digest in self
+            .store
+            .metadata
+            .link_set(&LinkSet::Referrers(repo.clone(), subject.clone()))
+            .await?
+        {
             let Some(m) = self.manifest_load(&digest).await? else { continue };
             let kind = m.manifest.effective_artifact_type();
             if artifact_type.is_some_and(|want| kind.as_deref() != Some(want)) {

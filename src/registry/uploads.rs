@@ -4,7 +4,7 @@
 use super::{Registry, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest, ErrorCode, RegistryError, RepoName};
-use crate::store::{ByteStream, Link};
+use crate::store::{ByteStream, Link, StoreError};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
@@ -224,7 +224,7 @@ impl Registry {
     pub async fn upload_start(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.upload_create(repo, &id).await?;
+        self.store.uploads.upload_create(repo, &id).await?;
         if algorithm != Algorithm::Sha256 {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
@@ -236,7 +236,7 @@ impl Registry {
         if !valid_upload_id(id) {
             return Err(upload_unknown(id));
         }
-        let info = self.store.upload_info(repo, id).await?.ok_or_else(|| upload_unknown(id))?;
+        let info = self.store.uploads.upload_info(repo, id).await?.ok_or_else(|| upload_unknown(id))?;
         Ok(UploadStatus {
             id: id.to_string(),
             size: info.size,
@@ -293,8 +293,12 @@ impl Registry {
             )
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": size })));
         }
-        self.store.upload_commit(repo, id, digest).await?;
-        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        self.store.uploads.upload_commit(repo, id, digest).await?;
+        self.store
+            .metadata
+            .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
+            .await
+            .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
         self.uploads.forget(repo, id);
         Ok(())
     }
@@ -305,7 +309,7 @@ impl Registry {
         let result = self.upload_finish(repo, &status.id, digest, None, content_length, Some(body)).await;
         if result.is_err() {
             // The client never saw this session, so nobody can resume it.
-            let _ = self.store.upload_delete(repo, &status.id).await;
+            let _ = self.store.uploads.upload_delete(repo, &status.id).await;
             self.uploads.forget(repo, &status.id);
         }
         result
@@ -319,7 +323,7 @@ impl Registry {
         }
         let session = self.uploads.get(repo, id);
         let _held = session.lock().await;
-        let removed = self.store.upload_delete(repo, id).await;
+        let removed = self.store.uploads.upload_delete(repo, id).await;
         self.uploads.forget(repo, id);
         if !removed? {
             return Err(upload_unknown(id));
@@ -331,10 +335,13 @@ impl Registry {
     /// then starts an ordinary upload session, as the spec asks).
     pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
-        if !self.blob_linked(from, digest).await? || self.store.blob_size(digest).await?.is_none() {
+        if !self.blob_linked(from, digest).await? || self.store.blobs.blob_stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.store.link_write(&Link::Layer(repo.clone(), digest.clone()), digest).await?;
+        self.store
+            .metadata
+            .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
+            .await?;
         Ok(true)
     }
 
@@ -345,11 +352,11 @@ impl Registry {
     pub async fn blob_mount_from_any(&self, repo: &RepoName, digest: &Digest, readable: impl Fn(&str) -> bool) -> Result<bool> {
         self.check_writable()?;
         // Most mounts name layers the registry does not have at all: one lookup answers them.
-        if self.store.blob_size(digest).await?.is_none() {
+        if self.store.blobs.blob_stat(digest).await?.is_none() {
             return Ok(false);
         }
         let mut examined = 0;
-        for name in self.store.repositories().await? {
+        for name in self.store.metadata.repositories().await? {
             let Some(source) = RepoName::parse(&name).filter(|_| readable(&name)) else {
                 continue;
             };
@@ -415,7 +422,7 @@ impl Registry {
             expected,
             finished: false,
         };
-        let result = self.store.upload_append(repo, id, metered.boxed()).await;
+        let result = self.store.uploads.upload_append(repo, id, metered.boxed()).await;
         // The store has dropped the body by now, so this is the only holder left.
         let hashing = std::mem::replace(&mut *hashing.lock().unwrap_or_else(|e| e.into_inner()), Hashing::None);
         let hasher = hashing.finish().await;
@@ -431,14 +438,6 @@ impl Registry {
                 state.hasher = None;
                 match meter.violation.take() {
                     Some(v) => Err(RegistryError::new(ErrorCode::SizeInvalid, format!("{v}; the chunk was discarded"))),
-                    None if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidInput => Err(RegistryError::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("upload body was not received completely: {e}"),
-                    )),
-                    None if e.raw_os_error().is_none() => Err(RegistryError::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("upload body was not received completely: {e}"),
-                    )),
                     None => Err(RegistryError::storage(e)),
                 }
             }
@@ -457,9 +456,9 @@ impl Registry {
         }
         tracing::debug!(repository = %repo, upload = %id, "no hash state for the session's length; reading it back");
         let mut hasher = alg.hasher();
-        let mut stream = self.store.upload_read(repo, id).await?;
+        let mut stream = self.store.uploads.upload_read(repo, id).await?;
         while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk?);
+            hasher.update(&chunk.map_err(StoreError::from)?);
         }
         Ok(hasher.finish())
     }
@@ -475,6 +474,7 @@ impl Registry {
         };
         let saved = self
             .store
+            .uploads
             .upload_hash_save(repo, id, h.algorithm(), size, Bytes::from(h.save()))
             .await;
         if let Err(e) = saved {
@@ -490,7 +490,7 @@ impl Registry {
             None => vec![Algorithm::Sha256, Algorithm::Sha512],
         };
         for alg in candidates {
-            match self.store.upload_hash_load(repo, id, alg, size).await {
+            match self.store.uploads.upload_hash_load(repo, id, alg, size).await {
                 Ok(Some(saved)) => {
                     if let Some(h) = Hasher::restore(alg, &saved).filter(|h| h.hashed() == size) {
                         return Some(h);

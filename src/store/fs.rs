@@ -7,7 +7,10 @@
 use super::append::{append_from_channel, WriteMsg};
 use super::paths::{Layout, Link, LinkSet};
 use super::{durable, hashstates, streams};
-use super::{BlobRead, ByteStream, Store, UploadInfo};
+use super::{
+    BlobInfo, BlobOpen, BlobRead, BlobStore, ByteStream, LinkInfo, MetadataStore, StoreError, StoreErrorKind, StoreResult, UploadInfo,
+    UploadStore,
+};
 use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,13 +27,18 @@ const MAP_AT_LEAST: u64 = 256 * 1024;
 #[derive(Clone)]
 pub struct FsStore {
     layout: Arc<Layout>,
+    /// Held across a tag compare-and-swap's read and write.
+    tag_swaps: Arc<std::sync::Mutex<()>>,
 }
 
 impl FsStore {
     pub fn new(root: &Path) -> io::Result<FsStore> {
         let layout = Layout::new(root);
         durable::create_dir_all(layout.v2())?;
-        Ok(FsStore { layout: Arc::new(layout) })
+        Ok(FsStore {
+            layout: Arc::new(layout),
+            tag_swaps: Arc::default(),
+        })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -38,13 +46,14 @@ impl FsStore {
     }
 
     /// Runs blocking filesystem work off the async threads.
-    async fn blocking<T, F>(&self, f: F) -> io::Result<T>
+    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Layout) -> io::Result<T> + Send + 'static,
     {
         let layout = self.layout.clone();
-        tokio::task::spawn_blocking(move || f(&layout)).await.map_err(io::Error::other)?
+        let done = tokio::task::spawn_blocking(move || f(&layout)).await.map_err(io::Error::other)?;
+        Ok(done?)
     }
 }
 
@@ -146,6 +155,33 @@ fn walk_uploads(dir: &Path, prefix: &str, out: &mut Vec<(RepoName, String)>) -> 
     Ok(())
 }
 
+/// When a blob was stored. Committed data is never written again, so its modification time is
+/// the moment its last bytes arrived; registry:2 records nothing else.
+fn stored_at(meta: &fs::Metadata) -> SystemTime {
+    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Every `blobs/<alg>/<xx>/<hex>/data` as a digest.
+fn list_blobs(blobs: &Path) -> io::Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for alg in not_found_as_none(fs::read_dir(blobs))?.into_iter().flatten() {
+        let alg = alg?;
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        for prefix in fs::read_dir(alg.path())? {
+            for entry in fs::read_dir(prefix?.path())? {
+                let entry = entry?;
+                let name = format!("{alg_name}:{}", entry.file_name().to_string_lossy());
+                if let Ok(d) = name.parse::<Digest>() {
+                    if entry.path().join("data").is_file() {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn write_started_at(path: &Path) -> io::Result<()> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -164,14 +200,21 @@ fn read_started_at(path: &Path) -> SystemTime {
 }
 
 #[async_trait]
-impl Store for FsStore {
-    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+impl BlobStore for FsStore {
+    async fn blob_stat(&self, digest: &Digest) -> StoreResult<Option<BlobInfo>> {
         let d = digest.clone();
-        self.blocking(move |l| not_found_as_none(fs::metadata(l.blob_data(&d)).map(|m| m.len())))
-            .await
+        self.blocking(move |l| {
+            not_found_as_none(fs::metadata(l.blob_data(&d))).map(|m| {
+                m.map(|m| BlobInfo {
+                    size: m.len(),
+                    created: stored_at(&m),
+                })
+            })
+        })
+        .await
     }
 
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
+    async fn blob_open(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobOpen>> {
         let d = digest.clone();
         let opened = self
             .blocking(move |l| {
@@ -194,29 +237,69 @@ impl Store for FsStore {
             } else {
                 streams::read_stream(f, start, len)
             };
-            BlobRead { size, body }
+            BlobOpen::Stream(BlobRead { size, body })
         }))
     }
 
-    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
+    async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>> {
         let d = digest.clone();
         self.blocking(move |l| not_found_as_none(fs::read(l.blob_data(&d))).map(|o| o.map(Bytes::from)))
             .await
     }
 
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()> {
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<bool> {
+        let actual = Digest::of(digest.algorithm(), &content);
+        if &actual != digest {
+            return Err(StoreError::new(
+                StoreErrorKind::PreconditionFailed,
+                format!("content has digest {actual}, not {digest}"),
+            ));
+        }
         let d = digest.clone();
         self.blocking(move |l| {
             let target = l.blob_data(&d);
             if target.is_file() {
-                return Ok(());
+                return Ok(false);
             }
-            durable::write_file(&l.tmp_dir(), &target, &content)
+            durable::write_file(&l.tmp_dir(), &target, &content).map(|()| true)
         })
         .await
     }
 
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
+    async fn blob_delete_if_older_than(&self, digest: &Digest, cut: SystemTime) -> StoreResult<bool> {
+        let d = digest.clone();
+        self.blocking(move |l| {
+            let Some(meta) = not_found_as_none(fs::metadata(l.blob_data(&d)))? else {
+                return Ok(false);
+            };
+            if stored_at(&meta) >= cut {
+                return Ok(false);
+            }
+            // The whole blob directory goes, as registry:2's collector removes it; open maps
+            // of the data stay valid (unlinked, not truncated).
+            durable::remove_dir_all(&l.blob_dir(&d))
+        })
+        .await
+    }
+
+    async fn blobs_page(&self, after: Option<&Digest>, limit: usize) -> StoreResult<Vec<Digest>> {
+        let after = after.cloned();
+        self.blocking(move |l| {
+            let mut all = list_blobs(&l.blobs())?;
+            all.sort();
+            Ok(all
+                .into_iter()
+                .filter(|d| after.as_ref().is_none_or(|a| d > a))
+                .take(limit)
+                .collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UploadStore for FsStore {
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             // Built aside and renamed into place, so a session directory that exists always
@@ -240,7 +323,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             let dir = l.upload_dir(&repo, &id);
@@ -255,7 +338,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_append(&self, repo: &RepoName, id: &str, mut body: ByteStream) -> io::Result<u64> {
+    async fn upload_append(&self, repo: &RepoName, id: &str, mut body: ByteStream) -> StoreResult<u64> {
         let path = self.layout.upload_dir(repo, id).join("data");
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let writer = tokio::task::spawn_blocking(move || append_from_channel(path, rx));
@@ -279,12 +362,13 @@ impl Store for FsStore {
         drop(tx);
         let written = writer.await.map_err(io::Error::other)?;
         match failure {
-            Some(e) => Err(e),
-            None => written,
+            // The body failed, not the disk: the client's stream broke or broke the rules.
+            Some(e) => Err(StoreError::client_aborted(e)),
+            None => Ok(written?),
         }
     }
 
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> StoreResult<ByteStream> {
         let path = self.layout.upload_dir(repo, id).join("data");
         let (f, len) = self
             .blocking(move |_| {
@@ -296,19 +380,19 @@ impl Store for FsStore {
         Ok(streams::read_stream(f, 0, len))
     }
 
-    async fn upload_hash_save(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64, state: Bytes) -> io::Result<()> {
+    async fn upload_hash_save(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64, state: Bytes) -> StoreResult<()> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| hashstates::save(l, &repo, &id, alg, offset, &state).map(drop))
             .await
     }
 
-    async fn upload_hash_load(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64) -> io::Result<Option<Bytes>> {
+    async fn upload_hash_load(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64) -> StoreResult<Option<Bytes>> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| hashstates::load(l, &repo, &id, alg, offset).map(|s| s.map(Bytes::from)))
             .await
     }
 
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()> {
         let (repo, id, d) = (repo.clone(), id.to_string(), digest.clone());
         self.blocking(move |l| {
             let dir = l.upload_dir(&repo, &id);
@@ -342,7 +426,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool> {
         let (repo, id) = (repo.clone(), id.to_string());
         self.blocking(move |l| {
             // Moved out of sight in one step, then removed: a crash halfway through removing
@@ -363,16 +447,45 @@ impl Store for FsStore {
         .await
     }
 
-    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
-        self.blocking(|l| {
-            let mut out = Vec::new();
-            walk_uploads(&l.repositories(), "", &mut out)?;
-            Ok(out)
-        })
-        .await
+    async fn uploads_expired(&self, age: Duration, housekeeping: bool) -> StoreResult<Vec<(RepoName, String)>> {
+        let sessions = self
+            .blocking(|l| {
+                let mut out = Vec::new();
+                walk_uploads(&l.repositories(), "", &mut out)?;
+                Ok(out)
+            })
+            .await?;
+        let now = SystemTime::now();
+        let mut expired = Vec::new();
+        for (repo, id) in sessions {
+            // Sessions are created whole, so one without its data is the remnant of a crash
+            // (or of an older version's interrupted delete): nothing can resume it.
+            let Some(info) = self.upload_info(&repo, &id).await? else {
+                if housekeeping {
+                    self.upload_delete(&repo, &id).await?;
+                    tracing::info!(repository = %repo, upload = %id, "removed the remnant of an interrupted upload");
+                }
+                continue;
+            };
+            if now.duration_since(info.started).is_ok_and(|a| a > age) {
+                expired.push((repo, id));
+            }
+        }
+        if housekeeping {
+            // Staging leftovers of interrupted writes age like sessions do.
+            let leftovers = self.purge_temporary(age).await?;
+            if leftovers > 0 {
+                tracing::info!(count = leftovers, "removed leftovers of interrupted writes");
+            }
+        }
+        Ok(expired)
     }
+}
 
-    async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
+impl FsStore {
+    /// Removes leftovers of writes a crash interrupted (staged files and sessions being
+    /// committed) older than `older_than`; returns how many.
+    async fn purge_temporary(&self, older_than: Duration) -> StoreResult<usize> {
         self.blocking(move |l| {
             let Some(entries) = not_found_as_none(fs::read_dir(l.tmp_dir()))? else {
                 return Ok(0);
@@ -402,13 +515,32 @@ impl Store for FsStore {
         })
         .await
     }
+}
 
-    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>> {
+#[async_trait]
+impl MetadataStore for FsStore {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
         let link = link.clone();
         self.blocking(move |l| read_link(&l.link(&link))).await
     }
 
-    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>> {
+        let link = link.clone();
+        self.blocking(move |l| {
+            let path = l.link(&link);
+            let Some(target) = read_link(&path)? else { return Ok(None) };
+            let Some(meta) = not_found_as_none(fs::metadata(&path))? else {
+                return Ok(None);
+            };
+            Ok(Some(LinkInfo {
+                target,
+                modified: meta.modified()?,
+            }))
+        })
+        .await
+    }
+
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
         let (link, target) = (link.clone(), target.to_string());
         self.blocking(move |l| {
             let path = l.link(&link);
@@ -421,7 +553,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
         let link = link.clone();
         self.blocking(move |l| {
             let path = l.link(&link);
@@ -433,17 +565,47 @@ impl Store for FsStore {
         .await
     }
 
-    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
         let set = set.clone();
         self.blocking(move |l| list_digest_links(&l.link_set(&set))).await
     }
 
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
+        let link = Link::TagCurrent(repo.clone(), tag.clone());
+        let (want, new) = (expected.cloned(), new.clone());
+        let swaps = self.tag_swaps.clone();
+        // Some(current) when the tag was not at `want`: nothing was written.
+        let refused = self
+            .blocking(move |l| {
+                // Compare and write as one step for this process; a second process on the root
+                // is what the single-writer mode excludes.
+                let _one_at_a_time = swaps.lock().unwrap_or_else(|e| e.into_inner());
+                let path = l.link(&link);
+                let current = read_link(&path)?;
+                if current != want {
+                    return Ok(Some(current));
+                }
+                if current.as_ref() != Some(&new) {
+                    durable::write_file(&l.tmp_dir(), &path, new.to_string().as_bytes())?;
+                }
+                Ok(None)
+            })
+            .await?;
+        match refused {
+            None => Ok(()),
+            Some(current) => Err(StoreError::new(
+                StoreErrorKind::PreconditionFailed,
+                format!("tag {tag} points at {current:?}, not {expected:?}"),
+            )),
+        }
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
         let (repo, tag) = (repo.clone(), tag.clone());
         self.blocking(move |l| durable::remove_dir_all(&l.tag_dir(&repo, &tag))).await
     }
 
-    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
         let repo = repo.clone();
         self.blocking(move |l| {
             if !is_repository(&l.repo(&repo)) {
@@ -464,12 +626,12 @@ impl Store for FsStore {
         .await
     }
 
-    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
         let repo = repo.clone();
         self.blocking(move |l| Ok(is_repository(&l.repo(&repo)))).await
     }
 
-    async fn repositories(&self) -> io::Result<Vec<String>> {
+    async fn repositories(&self) -> StoreResult<Vec<String>> {
         self.blocking(|l| {
             let mut out = Vec::new();
             walk_repositories(&l.repositories(), "", &mut out)?;
@@ -477,5 +639,69 @@ impl Store for FsStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_if_older_than_spares_a_blob_stored_after_the_cut() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsStore::new(t.path()).unwrap();
+        let (old, new) = (Bytes::from_static(b"old layer"), Bytes::from_static(b"new layer"));
+        let (d_old, d_new) = (Digest::sha256_of(&old), Digest::sha256_of(&new));
+        assert!(fs.blob_put(&d_old, old.clone()).await.unwrap(), "stored now");
+        assert!(!fs.blob_put(&d_old, old).await.unwrap(), "already there");
+        assert!(fs.blob_put(&d_new, new).await.unwrap());
+        // The sweep started a minute ago; the old blob was stored an hour before that.
+        let cut = SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(fs.layout().blob_data(&d_old))
+            .unwrap()
+            .set_modified(cut - Duration::from_secs(3600))
+            .unwrap();
+        let mut both = vec![d_old.clone(), d_new.clone()];
+        both.sort();
+        assert_eq!(fs.blobs_page(None, 10).await.unwrap(), both);
+        assert_eq!(fs.blobs_page(Some(&both[0]), 10).await.unwrap(), vec![both[1].clone()]);
+
+        assert!(!fs.blob_delete_if_older_than(&d_new, cut).await.unwrap(), "newer than the cut");
+        assert!(fs.blob_stat(&d_new).await.unwrap().is_some());
+        assert!(fs.blob_delete_if_older_than(&d_old, cut).await.unwrap());
+        assert!(fs.blob_stat(&d_old).await.unwrap().is_none());
+        assert!(!fs.layout().blob_dir(&d_old).exists(), "its directory is gone too");
+        assert!(!fs.blob_delete_if_older_than(&d_old, cut).await.unwrap(), "absent");
+        assert_eq!(fs.blobs_page(None, 10).await.unwrap(), vec![d_new]);
+    }
+
+    #[tokio::test]
+    async fn blob_put_refuses_content_that_does_not_hash_to_its_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsStore::new(t.path()).unwrap();
+        let claimed = Digest::sha256_of(b"what the caller meant");
+        let err = fs.blob_put(&claimed, Bytes::from_static(b"something else")).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::PreconditionFailed);
+        assert!(fs.blob_stat(&claimed).await.unwrap().is_none(), "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn links_carry_their_write_time_and_a_repository_lists_its_references() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsStore::new(t.path()).unwrap();
+        let repo = RepoName::parse("gc/app").unwrap();
+        let (layer, manifest) = (Digest::sha256_of(b"layer"), Digest::sha256_of(b"manifest"));
+        let before = SystemTime::now() - Duration::from_secs(1);
+        fs.link_write(&Link::Layer(repo.clone(), layer.clone()), &layer).await.unwrap();
+        fs.link_write(&Link::Revision(repo.clone(), manifest.clone()), &manifest)
+            .await
+            .unwrap();
+        let info = fs.link_info(&Link::Layer(repo.clone(), layer.clone())).await.unwrap().unwrap();
+        assert_eq!(info.target, layer);
+        assert!(info.modified >= before);
+        assert_eq!(fs.link_set(&LinkSet::Layers(repo.clone())).await.unwrap(), vec![layer]);
+        assert_eq!(fs.link_set(&LinkSet::Revisions(repo)).await.unwrap(), vec![manifest]);
     }
 }

@@ -1,12 +1,18 @@
-//! An in-memory index in front of a store: the repository list, each repository's tags, and the
-//! links read most (tags, revisions, layers), so the catalog, tag lists and manifest lookups by
-//! tag do not touch the filesystem on every request.
+//! An in-memory index in front of the metadata store: the repository list, each repository's
+//! tags, and the links read most (tags, revisions, layers), so the catalog, tag lists and
+//! manifest lookups by tag do not touch the store on every request.
 //!
-//! The index is only ever a copy of what the store holds: the repository list is read from the
-//! layout at start, tag lists and links are read on first use, and every write that goes through
-//! this wrapper updates or drops what it changes. It assumes this process is the only writer
-//! while it runs (another wharf or a registry:2 may share the root only while this one is
-//! stopped), which is what registry:2 assumes of its own caches too.
+//! The index is only ever a cache of what the store holds, in one of two coherence modes:
+//! - [`Coherence::SingleWriter`]: this process is the only writer while it runs (registry:2
+//!   assumes the same of its caches). The repository list is read at start, tag lists and links
+//!   on first use, absent links are remembered too, and every write through this wrapper updates
+//!   or drops what it changes.
+//! - [`Coherence::Shared`]: other processes (replicas) write the same store. Nothing that another
+//!   writer can make untrue is answered from memory: no absent links, no repository list or
+//!   existence, no tag lists, no tag links; only links naming content by digest are kept.
+//!
+//! Caches are bounded and evict what is used least (quick_cache's S3-FIFO) instead of starting
+//! over when full.
 //!
 //! A read that misses races with writes: the value read from the store may already be stale when
 //! it is stored. Every write bumps a generation counter, and a value read from the store is kept
@@ -14,47 +20,58 @@
 //!
 //! Writes race with each other too: two pushes of one tag rename their links in one order and
 //! could update the index in the other, leaving the index on the digest the disk no longer holds.
-//! So every write to a link (and a tag's deletion) holds a lock for that tag or link from the
-//! store write until the index is updated: the index is changed in the order the disk was.
+//! So every write to a link, a tag's swap and a tag's deletion holds a lock for that tag or link
+//! from the store write until the index is updated: the index changes in the order the store did.
 
-use super::{BlobRead, ByteStream, Link, LinkSet, Store, UploadInfo};
-use crate::oci::{Algorithm, Digest, RepoName, Tag};
+use super::{Link, LinkInfo, LinkSet, MetadataStore, StoreErrorKind, StoreResult};
+use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
-use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap};
+use quick_cache::sync::Cache;
+use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Locks that serialise writes to one tag or link (store write, then index update); a key maps
 /// to one of them by hash, so unrelated writes rarely wait for each other.
 const WRITE_LOCK_SHARDS: usize = 64;
 
-/// Links remembered at most; past that the link cache starts over (a tag set is not bounded: it
-/// is the index of a repository someone listed).
+/// Links remembered at most.
 const LINK_CACHE_MAX: usize = 16 * 1024;
 
-#[derive(Default)]
-struct Index {
-    generation: u64,
-    repos: BTreeSet<String>,
-    tags: HashMap<RepoName, BTreeSet<String>>,
-    links: HashMap<Link, Option<Digest>>,
+/// Repositories whose tag list is remembered at most (each the whole list of one repository).
+const TAG_SETS_MAX: usize = 1024;
+
+/// Repository names copied out of the index at a time for a catalog page, so that the caller's
+/// filter runs without the index locked.
+const CATALOG_CHUNK: usize = 256;
+
+/// Who else may write the store the index caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coherence {
+    /// Nobody: every write goes through this index.
+    SingleWriter,
+    /// Other processes too: only what they cannot make untrue is cached.
+    Shared,
 }
 
-impl Index {
-    fn remember_link(&mut self, link: Link, value: Option<Digest>) {
-        if self.links.len() >= LINK_CACHE_MAX && !self.links.contains_key(&link) {
-            self.links.clear();
-        }
-        self.links.insert(link, value);
-    }
+type TagSet = Arc<Mutex<BTreeSet<String>>>;
+
+struct Index {
+    generation: u64,
+    /// Every repository (single writer only).
+    repos: BTreeSet<String>,
+    tags: Cache<RepoName, TagSet>,
+    links: Cache<Link, Option<Digest>>,
+}
+
+fn set_of(set: &TagSet) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct IndexedStore {
-    inner: Arc<dyn Store>,
+    inner: Arc<dyn MetadataStore>,
+    coherence: Coherence,
     index: RwLock<Index>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -80,14 +97,41 @@ fn creates_repository(link: &Link) -> Option<&RepoName> {
 }
 
 impl IndexedStore {
-    /// Reads the repository list from `inner` once; tags and links are read on first use.
-    pub async fn load(inner: Arc<dyn Store>) -> io::Result<IndexedStore> {
-        let repos = inner.repositories().await?.into_iter().collect();
+    /// With a single writer, reads the repository list from `inner` once; tags and links are
+    /// read on first use.
+    pub async fn load(inner: Arc<dyn MetadataStore>, coherence: Coherence) -> StoreResult<IndexedStore> {
+        let repos = match coherence {
+            Coherence::SingleWriter => inner.repositories().await?.into_iter().collect(),
+            Coherence::Shared => BTreeSet::new(),
+        };
         Ok(IndexedStore {
             inner,
-            index: RwLock::new(Index { repos, ..Index::default() }),
+            coherence,
+            index: RwLock::new(Index {
+                generation: 0,
+                repos,
+                tags: Cache::new(TAG_SETS_MAX),
+                links: Cache::new(LINK_CACHE_MAX),
+            }),
             write_locks: (0..WRITE_LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
+    }
+
+    fn single_writer(&self) -> bool {
+        self.coherence == Coherence::SingleWriter
+    }
+
+    /// Whether `value` of `link` may be answered from memory in this mode.
+    fn cacheable(&self, link: &Link, value: &Option<Digest>) -> bool {
+        self.single_writer() || (value.is_some() && !matches!(link, Link::TagCurrent(..)))
+    }
+
+    fn remember_link(&self, ix: &Index, link: &Link, value: Option<Digest>) {
+        if self.cacheable(link, &value) {
+            ix.links.insert(link.clone(), value);
+        } else {
+            ix.links.remove(link);
+        }
     }
 
     /// Held across a store write and the index update that follows it.
@@ -105,7 +149,7 @@ impl IndexedStore {
 
     /// Applies `change` to the index after a write to the store, whatever its outcome; on
     /// failure the store may hold the old or the new state, so what it touched is forgotten.
-    async fn after_write<T>(&self, result: io::Result<T>, link: Option<&Link>, change: impl FnOnce(&mut Index)) -> io::Result<T> {
+    async fn after_write<T>(&self, result: StoreResult<T>, link: Option<&Link>, change: impl FnOnce(&mut Index)) -> StoreResult<T> {
         match result {
             Ok(v) => {
                 let mut ix = self.write();
@@ -126,7 +170,7 @@ impl IndexedStore {
                     }
                 }
                 // Directories may have been created before the failure.
-                if let Some(r) = repo {
+                if let Some(r) = repo.filter(|_| self.single_writer()) {
                     if self.inner.repo_exists(&r).await.unwrap_or(false) {
                         self.write().repos.insert(r.as_str().to_string());
                     }
@@ -136,15 +180,37 @@ impl IndexedStore {
         }
     }
 
-    /// The repository's tag set, read from the store the first time it is asked for.
-    async fn tag_set<R>(&self, repo: &RepoName, view: impl Fn(&BTreeSet<String>) -> R) -> io::Result<Option<R>> {
+    /// What the index learns from a write of `target` to `link` the store acknowledged.
+    fn remember_written(&self, ix: &mut Index, link: &Link, target: &Digest) {
+        if let Some(repo) = creates_repository(link).filter(|_| self.single_writer()) {
+            if !ix.repos.contains(repo.as_str()) {
+                ix.repos.insert(repo.as_str().to_string());
+            }
+        }
+        if let Link::TagCurrent(repo, tag) = link {
+            if let Some(set) = ix.tags.get(repo) {
+                set_of(&set).insert(tag.as_str().to_string());
+            }
+        }
+        self.remember_link(ix, link, Some(target.clone()));
+    }
+
+    /// The repository's tag set, read from the store the first time it is asked for (every
+    /// time when the store is shared).
+    async fn tag_set<R>(&self, repo: &RepoName, view: impl Fn(&BTreeSet<String>) -> R) -> StoreResult<Option<R>> {
+        if !self.single_writer() {
+            let Some(tags) = self.inner.tags(repo).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(view(&tags.into_iter().collect())));
+        }
         let generation = {
             let ix = self.read();
             if !ix.repos.contains(repo.as_str()) {
                 return Ok(None);
             }
             if let Some(set) = ix.tags.get(repo) {
-                return Ok(Some(view(set)));
+                return Ok(Some(view(&set_of(&set))));
             }
             ix.generation
         };
@@ -153,17 +219,17 @@ impl IndexedStore {
         };
         let set: BTreeSet<String> = tags.into_iter().collect();
         let out = view(&set);
-        let mut ix = self.write();
+        let ix = self.write();
         if ix.generation == generation {
-            ix.tags.insert(repo.clone(), set);
+            ix.tags.insert(repo.clone(), Arc::new(Mutex::new(set)));
         }
         Ok(Some(out))
     }
 }
 
 /// Up to `limit` items of `set` strictly after `last`, in order.
-fn page_after<'a>(set: impl IntoIterator<Item = &'a String>, limit: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    set.into_iter().filter(|s| keep(s)).take(limit).cloned().collect()
+fn page_after<'a>(set: impl IntoIterator<Item = &'a String>, limit: usize) -> Vec<String> {
+    set.into_iter().take(limit).cloned().collect()
 }
 
 fn after(last: Option<&str>) -> (Bound<&str>, Bound<&str>) {
@@ -174,146 +240,110 @@ fn after(last: Option<&str>) -> (Bound<&str>, Bound<&str>) {
 }
 
 #[async_trait]
-impl Store for IndexedStore {
-    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
-        self.inner.blob_read(digest, range).await
-    }
-
-    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
-        self.inner.blob_bytes(digest).await
-    }
-
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()> {
-        self.inner.blob_put(digest, content).await
-    }
-
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()> {
-        self.inner.upload_create(repo, id).await
-    }
-
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
-        self.inner.upload_info(repo, id).await
-    }
-
-    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> io::Result<u64> {
-        self.inner.upload_append(repo, id, body).await
-    }
-
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream> {
-        self.inner.upload_read(repo, id).await
-    }
-
-    async fn upload_hash_save(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64, state: Bytes) -> io::Result<()> {
-        self.inner.upload_hash_save(repo, id, alg, offset, state).await
-    }
-
-    async fn upload_hash_load(&self, repo: &RepoName, id: &str, alg: Algorithm, offset: u64) -> io::Result<Option<Bytes>> {
-        self.inner.upload_hash_load(repo, id, alg, offset).await
-    }
-
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()> {
-        self.inner.upload_commit(repo, id, digest).await
-    }
-
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool> {
-        self.inner.upload_delete(repo, id).await
-    }
-
-    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
-        self.inner.uploads_all().await
-    }
-
-    async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
-        self.inner.purge_temporary(older_than).await
-    }
-
-    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>> {
+impl MetadataStore for IndexedStore {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
         let generation = {
             let ix = self.read();
             if let Some(v) = ix.links.get(link) {
-                return Ok(v.clone());
+                return Ok(v);
             }
             ix.generation
         };
         let value = self.inner.link_read(link).await?;
-        let mut ix = self.write();
+        let ix = self.write();
         if ix.generation == generation {
-            ix.remember_link(link.clone(), value.clone());
+            self.remember_link(&ix, link, value.clone());
         }
         Ok(value)
     }
 
-    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()> {
-        let _ordered = self.lock_writes_to(link).await;
-        let result = self.inner.link_write(link, target).await;
-        self.after_write(result, Some(link), |ix| {
-            if let Some(repo) = creates_repository(link) {
-                if !ix.repos.contains(repo.as_str()) {
-                    ix.repos.insert(repo.as_str().to_string());
-                }
-            }
-            if let Link::TagCurrent(repo, tag) = link {
-                if let Some(set) = ix.tags.get_mut(repo) {
-                    set.insert(tag.as_str().to_string());
-                }
-            }
-            ix.remember_link(link.clone(), Some(target.clone()));
-        })
-        .await
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>> {
+        // Times are not cached: only garbage collection asks for them.
+        self.inner.link_info(link).await
     }
 
-    async fn link_delete(&self, link: &Link) -> io::Result<bool> {
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
+        let _ordered = self.lock_writes_to(link).await;
+        let result = self.inner.link_write(link, target).await;
+        self.after_write(result, Some(link), |ix| self.remember_written(ix, link, target))
+            .await
+    }
+
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_delete(link).await;
         self.after_write(result, Some(link), |ix| {
             // Without `current/link` a tag is no longer listed.
             if let Link::TagCurrent(repo, tag) = link {
-                if let Some(set) = ix.tags.get_mut(repo) {
-                    set.remove(tag.as_str());
+                if let Some(set) = ix.tags.get(repo) {
+                    set_of(&set).remove(tag.as_str());
                 }
             }
-            ix.remember_link(link.clone(), None);
+            self.remember_link(ix, link, None);
         })
         .await
     }
 
-    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
         self.inner.link_set(set).await
     }
 
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool> {
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
         let current = Link::TagCurrent(repo.clone(), tag.clone());
         let _ordered = self.lock_writes_to(&current).await;
+        let result = self.inner.tag_swap(repo, tag, expected, new).await;
+        if result.as_ref().is_err_and(|e| e.kind() == StoreErrorKind::PreconditionFailed) {
+            // Refused: nothing changed in the store, so the index keeps what it knows.
+            return result;
+        }
+        self.after_write(result, Some(&current), |ix| self.remember_written(ix, &current, new))
+            .await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
+        let current = Link::TagCurrent(repo.clone(), tag.clone());
+        let _ordered = self.lock_writes_to(&current).await;
+        let history = self.inner.link_set(&LinkSet::TagIndex(repo.clone(), tag.clone())).await;
         let result = self.inner.tag_delete(repo, tag).await;
         self.after_write(result, Some(&current), |ix| {
-            if let Some(set) = ix.tags.get_mut(repo) {
-                set.remove(tag.as_str());
+            if let Some(set) = ix.tags.get(repo) {
+                set_of(&set).remove(tag.as_str());
             }
-            ix.links
-                .retain(|l, _| !matches!(l, Link::TagIndex(r, t, _) if r == repo && t == tag));
-            ix.remember_link(current.clone(), None);
+            // The tag's history went with it; what could not be listed is dropped wholesale.
+            match &history {
+                Ok(digests) => {
+                    for d in digests {
+                        ix.links.remove(&Link::TagIndex(repo.clone(), tag.clone(), d.clone()));
+                    }
+                }
+                Err(_) => ix
+                    .links
+                    .retain(|l, _| !matches!(l, Link::TagIndex(r, t, _) if r == repo && t == tag)),
+            }
+            self.remember_link(ix, &current, None);
         })
         .await
     }
 
-    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>> {
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
         self.tag_set(repo, |set| set.iter().cloned().collect()).await
     }
 
-    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> io::Result<Option<Vec<String>>> {
-        self.tag_set(repo, |set| page_after(set.range::<str, _>(after(last)), limit, |_| true))
-            .await
+    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> StoreResult<Option<Vec<String>>> {
+        self.tag_set(repo, |set| page_after(set.range::<str, _>(after(last)), limit)).await
     }
 
-    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool> {
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
+        if !self.single_writer() {
+            return self.inner.repo_exists(repo).await;
+        }
         Ok(self.read().repos.contains(repo.as_str()))
     }
 
-    async fn repositories(&self) -> io::Result<Vec<String>> {
+    async fn repositories(&self) -> StoreResult<Vec<String>> {
+        if !self.single_writer() {
+            return self.inner.repositories().await;
+        }
         Ok(self.read().repos.iter().cloned().collect())
     }
 
@@ -322,9 +352,22 @@ impl Store for IndexedStore {
         last: Option<&str>,
         limit: usize,
         keep: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
-    ) -> io::Result<Vec<String>> {
-        let ix = self.read();
-        Ok(page_after(ix.repos.range::<str, _>(after(last)), limit, keep))
+    ) -> StoreResult<Vec<String>> {
+        if !self.single_writer() {
+            return self.inner.repositories_page(last, limit, keep).await;
+        }
+        let mut out = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        while out.len() < limit {
+            // Copied under the lock; `keep` (the caller's access check, which may be slow) runs
+            // once it is released, so it never holds up writes.
+            let chunk: Vec<String> = page_after(self.read().repos.range::<str, _>(after(cursor.as_deref())), CATALOG_CHUNK);
+            let Some(last_of_chunk) = chunk.last().cloned() else { break };
+            let room = limit - out.len();
+            out.extend(chunk.into_iter().filter(|r| keep(r)).take(room));
+            cursor = Some(last_of_chunk);
+        }
+        Ok(out)
     }
 }
 
@@ -332,6 +375,7 @@ impl Store for IndexedStore {
 mod tests {
     use super::*;
     use crate::store::fs::FsStore;
+    use std::time::Duration;
 
     fn repo(s: &str) -> RepoName {
         RepoName::parse(s).unwrap()
@@ -341,9 +385,9 @@ mod tests {
         Tag::parse(s).unwrap()
     }
 
-    async fn indexed(root: &std::path::Path) -> (Arc<dyn Store>, IndexedStore) {
-        let fs: Arc<dyn Store> = Arc::new(FsStore::new(root).unwrap());
-        let ix = IndexedStore::load(fs.clone()).await.unwrap();
+    async fn indexed(root: &std::path::Path) -> (Arc<dyn MetadataStore>, IndexedStore) {
+        let fs: Arc<dyn MetadataStore> = Arc::new(FsStore::new(root).unwrap());
+        let ix = IndexedStore::load(fs.clone(), Coherence::SingleWriter).await.unwrap();
         (fs, ix)
     }
 
@@ -395,74 +439,65 @@ mod tests {
     /// The filesystem store with the write of one digest slowed after it landed on disk: the
     /// interleaving of two pushes of one tag where the first rename finishes last in the index.
     struct SlowAfterWrite {
-        inner: Arc<dyn Store>,
-        slow: Digest,
+        inner: Arc<dyn MetadataStore>,
+        slow: Slow,
+    }
+
+    /// Which writes return late.
+    enum Slow {
+        /// Link writes of this digest.
+        WritesOf(Digest),
+        /// The first write of any kind (a link write or a tag deletion), whatever comes second
+        /// reaches the store while it is still returning.
+        FirstWrite(std::sync::atomic::AtomicBool),
+    }
+
+    impl SlowAfterWrite {
+        async fn delay_after(&self, written: Option<&Digest>) {
+            let slow = match &self.slow {
+                Slow::WritesOf(d) => written == Some(d),
+                Slow::FirstWrite(first) => first.swap(false, std::sync::atomic::Ordering::SeqCst),
+            };
+            if slow {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
     }
 
     #[async_trait]
-    impl Store for SlowAfterWrite {
-        async fn blob_size(&self, d: &Digest) -> io::Result<Option<u64>> {
-            self.inner.blob_size(d).await
-        }
-        async fn blob_read(&self, d: &Digest, r: Option<(u64, u64)>) -> io::Result<Option<BlobRead>> {
-            self.inner.blob_read(d, r).await
-        }
-        async fn blob_bytes(&self, d: &Digest) -> io::Result<Option<Bytes>> {
-            self.inner.blob_bytes(d).await
-        }
-        async fn blob_put(&self, d: &Digest, c: Bytes) -> io::Result<()> {
-            self.inner.blob_put(d, c).await
-        }
-        async fn upload_create(&self, r: &RepoName, id: &str) -> io::Result<()> {
-            self.inner.upload_create(r, id).await
-        }
-        async fn upload_info(&self, r: &RepoName, id: &str) -> io::Result<Option<UploadInfo>> {
-            self.inner.upload_info(r, id).await
-        }
-        async fn upload_append(&self, r: &RepoName, id: &str, b: ByteStream) -> io::Result<u64> {
-            self.inner.upload_append(r, id, b).await
-        }
-        async fn upload_read(&self, r: &RepoName, id: &str) -> io::Result<ByteStream> {
-            self.inner.upload_read(r, id).await
-        }
-        async fn upload_commit(&self, r: &RepoName, id: &str, d: &Digest) -> io::Result<()> {
-            self.inner.upload_commit(r, id, d).await
-        }
-        async fn upload_delete(&self, r: &RepoName, id: &str) -> io::Result<bool> {
-            self.inner.upload_delete(r, id).await
-        }
-        async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>> {
-            self.inner.uploads_all().await
-        }
-        async fn purge_temporary(&self, older_than: Duration) -> io::Result<usize> {
-            self.inner.purge_temporary(older_than).await
-        }
-        async fn link_read(&self, l: &Link) -> io::Result<Option<Digest>> {
+    impl MetadataStore for SlowAfterWrite {
+        async fn link_read(&self, l: &Link) -> StoreResult<Option<Digest>> {
             self.inner.link_read(l).await
         }
-        async fn link_write(&self, l: &Link, target: &Digest) -> io::Result<()> {
+        async fn link_info(&self, l: &Link) -> StoreResult<Option<LinkInfo>> {
+            self.inner.link_info(l).await
+        }
+        async fn link_write(&self, l: &Link, target: &Digest) -> StoreResult<()> {
             self.inner.link_write(l, target).await?;
-            if *target == self.slow {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            self.delay_after(Some(target)).await;
             Ok(())
         }
-        async fn link_delete(&self, l: &Link) -> io::Result<bool> {
+        async fn link_delete(&self, l: &Link) -> StoreResult<bool> {
             self.inner.link_delete(l).await
         }
-        async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>> {
+        async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
             self.inner.link_set(set).await
         }
-        async fn tag_delete(&self, r: &RepoName, t: &Tag) -> io::Result<bool> {
-            self.inner.tag_delete(r, t).await
+        async fn tag_swap(&self, r: &RepoName, t: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
+            self.inner.tag_swap(r, t, expected, new).await
         }
-        async fn tags(&self, r: &RepoName) -> io::Result<Option<Vec<String>>> {
+        async fn tag_delete(&self, r: &RepoName, t: &Tag) -> StoreResult<bool> {
+            let deleted = self.inner.tag_delete(r, t).await?;
+            self.delay_after(None).await;
+            Ok(deleted)
+        }
+        async fn tags(&self, r: &RepoName) -> StoreResult<Option<Vec<String>>> {
             self.inner.tags(r).await
         }
-        async fn repo_exists(&self, r: &RepoName) -> io::Result<bool> {
+        async fn repo_exists(&self, r: &RepoName) -> StoreResult<bool> {
             self.inner.repo_exists(r).await
         }
-        async fn repositories(&self) -> io::Result<Vec<String>> {
+        async fn repositories(&self) -> StoreResult<Vec<String>> {
             self.inner.repositories().await
         }
     }
@@ -471,12 +506,12 @@ mod tests {
     async fn concurrent_writes_to_one_tag_leave_the_index_on_what_the_disk_holds() {
         let t = tempfile::tempdir().unwrap();
         let (a, b) = (Digest::sha256_of(b"pushed first"), Digest::sha256_of(b"pushed second"));
-        let fs: Arc<dyn Store> = Arc::new(FsStore::new(t.path()).unwrap());
+        let fs: Arc<dyn MetadataStore> = Arc::new(FsStore::new(t.path()).unwrap());
         let slow = Arc::new(SlowAfterWrite {
             inner: fs.clone(),
-            slow: a.clone(),
+            slow: Slow::WritesOf(a.clone()),
         });
-        let ix = Arc::new(IndexedStore::load(slow).await.unwrap());
+        let ix = Arc::new(IndexedStore::load(slow, Coherence::SingleWriter).await.unwrap());
         let latest = Link::TagCurrent(repo("ci/app"), tag("latest"));
         // A lands on disk first but is slow to return; B is written while A is still returning.
         let first = tokio::spawn({
@@ -505,5 +540,112 @@ mod tests {
         assert_eq!(fs.link_read(&latest).await.unwrap(), None);
         assert_eq!(ix.link_read(&latest).await.unwrap(), None);
         assert_eq!(ix.tags(&repo("ci/app")).await.unwrap(), Some(vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_tag_swap_with_a_stale_expected_value_is_refused_and_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let (fs, ix) = indexed(t.path()).await;
+        let (app, v1) = (repo("cas/app"), tag("v1"));
+        let (a, b, c) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"), Digest::sha256_of(b"c"));
+        let current = Link::TagCurrent(app.clone(), v1.clone());
+        ix.tag_swap(&app, &v1, None, &a).await.unwrap();
+        let refused = ix.tag_swap(&app, &v1, None, &b).await.unwrap_err();
+        assert_eq!(refused.kind(), StoreErrorKind::PreconditionFailed, "the tag exists now");
+        ix.tag_swap(&app, &v1, Some(&a), &b).await.unwrap();
+        // `a` is what a writer read before the swap to `b`: stale.
+        let stale = ix.tag_swap(&app, &v1, Some(&a), &c).await.unwrap_err();
+        assert_eq!(stale.kind(), StoreErrorKind::PreconditionFailed);
+        assert_eq!(fs.link_read(&current).await.unwrap(), Some(b.clone()), "the disk kept b");
+        assert_eq!(ix.link_read(&current).await.unwrap(), Some(b), "the index kept b");
+        assert_eq!(ix.tags(&app).await.unwrap(), Some(vec!["v1".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn a_slow_tag_delete_racing_a_write_leaves_the_index_on_what_the_disk_holds() {
+        let t = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn MetadataStore> = Arc::new(FsStore::new(t.path()).unwrap());
+        let (app, latest_tag) = (repo("ci/app"), tag("latest"));
+        let latest = Link::TagCurrent(app.clone(), latest_tag.clone());
+        let (a, b) = (Digest::sha256_of(b"before the delete"), Digest::sha256_of(b"pushed during it"));
+        fs.link_write(&latest, &a).await.unwrap();
+        let slow = Arc::new(SlowAfterWrite {
+            inner: fs.clone(),
+            slow: Slow::FirstWrite(true.into()),
+        });
+        let ix = Arc::new(IndexedStore::load(slow, Coherence::SingleWriter).await.unwrap());
+        assert_eq!(ix.link_read(&latest).await.unwrap(), Some(a), "cached before the race");
+        // The delete lands on disk first but is slow to return; B is pushed meanwhile.
+        let delete = tokio::spawn({
+            let (ix, app, latest_tag) = (ix.clone(), app.clone(), latest_tag.clone());
+            async move { ix.tag_delete(&app, &latest_tag).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ix.link_write(&latest, &b).await.unwrap();
+        assert!(delete.await.unwrap().unwrap());
+        let on_disk = fs.link_read(&latest).await.unwrap();
+        assert_eq!(on_disk, Some(b), "the write is the last change on disk");
+        assert_eq!(
+            ix.link_read(&latest).await.unwrap(),
+            on_disk,
+            "the index serves what the disk holds"
+        );
+        assert_eq!(ix.tags(&app).await.unwrap(), Some(vec!["latest".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn the_catalog_filter_runs_with_the_index_unlocked() {
+        let t = tempfile::tempdir().unwrap();
+        // More repositories than one chunk, made as registry:2 lays them out.
+        for i in 0..(CATALOG_CHUNK + 10) {
+            let layers = t.path().join(format!("docker/registry/v2/repositories/r/{i:04}/_layers"));
+            std::fs::create_dir_all(layers).unwrap();
+        }
+        let (_, ix) = indexed(t.path()).await;
+        let unlocked_every_time = std::sync::atomic::AtomicBool::new(true);
+        let keep = |name: &str| {
+            if ix.index.try_write().is_err() {
+                unlocked_every_time.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+            name.ends_with('3')
+        };
+        // The 26 matches after r/0005 span two chunks: r/0013 to r/0253 in the first, r/0263 next.
+        let page = ix.repositories_page(Some("r/0005"), 30, &keep).await.unwrap();
+        assert!(
+            unlocked_every_time.load(std::sync::atomic::Ordering::SeqCst),
+            "keep ran under the lock"
+        );
+        let want: Vec<String> = (6..(CATALOG_CHUNK + 10))
+            .map(|i| format!("r/{i:04}"))
+            .filter(|r| r.ends_with('3'))
+            .collect();
+        assert_eq!(page.len(), 26);
+        assert_eq!(page, want, "pages across chunks in order");
+        let first_two = ix.repositories_page(Some("r/0005"), 2, &keep).await.unwrap();
+        assert_eq!(first_two, want[..2].to_vec(), "stops at the limit");
+    }
+
+    #[tokio::test]
+    async fn a_shared_index_answers_what_another_writer_changed() {
+        let t = tempfile::tempdir().unwrap();
+        let other: Arc<dyn MetadataStore> = Arc::new(FsStore::new(t.path()).unwrap());
+        let ix = IndexedStore::load(other.clone(), Coherence::Shared).await.unwrap();
+        let app = repo("replica/app");
+        let d = Digest::sha256_of(b"manifest");
+        let (revision, current) = (Link::Revision(app.clone(), d.clone()), Link::TagCurrent(app.clone(), tag("v1")));
+        assert_eq!(ix.link_read(&revision).await.unwrap(), None);
+        assert!(!ix.repo_exists(&app).await.unwrap());
+        assert_eq!(ix.tags(&app).await.unwrap(), None);
+        // Another replica pushes: nothing absent was remembered, and existence is not cached.
+        other.link_write(&revision, &d).await.unwrap();
+        other.link_write(&current, &d).await.unwrap();
+        assert_eq!(ix.link_read(&revision).await.unwrap(), Some(d.clone()));
+        assert!(ix.repo_exists(&app).await.unwrap());
+        assert_eq!(ix.repositories().await.unwrap(), vec!["replica/app".to_string()]);
+        assert_eq!(ix.tags(&app).await.unwrap(), Some(vec!["v1".to_string()]));
+        assert_eq!(ix.link_read(&current).await.unwrap(), Some(d.clone()));
+        // ... and moves the tag away: a tag is never answered from memory.
+        assert!(other.tag_delete(&app, &tag("v1")).await.unwrap());
+        assert_eq!(ix.link_read(&current).await.unwrap(), None);
     }
 }

@@ -1,8 +1,10 @@
-//! The storage port: registry operations on content, upload sessions, links and listings.
-//! Backends implement [`Store`]; nothing above this module knows which backend it talks to.
+//! The storage port, split by what it stores: content-addressed blobs ([`BlobStore`]), upload
+//! sessions ([`UploadStore`]) and metadata: tags, links, listings ([`MetadataStore`]). Backends
+//! implement all three; nothing above this module knows which backend it talks to.
 
 mod append;
 pub mod durable;
+pub mod error;
 pub mod fs;
 mod hashstates;
 pub mod index;
@@ -15,8 +17,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::io;
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use paths::{Link, LinkSet};
 
 /// A stream of body chunks coming from (or going to) the network.
@@ -28,6 +33,20 @@ pub struct BlobRead {
     pub body: ByteStream,
 }
 
+/// A committed blob: its size and when it was stored (what garbage collection ages it by).
+#[derive(Debug, Clone, Copy)]
+pub struct BlobInfo {
+    pub size: u64,
+    pub created: SystemTime,
+}
+
+/// How a blob is served: streamed from the backend, or a URL the client fetches it from
+/// itself (a presigned object-storage URL), which a backend may offer instead.
+pub enum BlobOpen {
+    Stream(BlobRead),
+    Redirect(String),
+}
+
 /// An upload session as stored: how many bytes it holds and when it started.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadInfo {
@@ -35,62 +54,89 @@ pub struct UploadInfo {
     pub started: SystemTime,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Size of a committed blob, if present.
-    async fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
-    /// Opens a committed blob; `range` is an inclusive byte range already checked against the size.
-    async fn blob_read(&self, digest: &Digest, range: Option<(u64, u64)>) -> io::Result<Option<BlobRead>>;
-    /// Reads a small committed blob (a manifest) whole.
-    async fn blob_bytes(&self, digest: &Digest) -> io::Result<Option<Bytes>>;
-    /// Stores small content whose digest the caller has verified (manifests).
-    async fn blob_put(&self, digest: &Digest, content: Bytes) -> io::Result<()>;
+/// A link as stored: what it points at and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub target: Digest,
+    pub modified: SystemTime,
+}
 
+/// Content-addressed blobs. Committed blobs are immutable, and a delete always unlinks (the
+/// memory-mapped pull path relies on both).
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    async fn blob_stat(&self, digest: &Digest) -> StoreResult<Option<BlobInfo>>;
+    /// Opens a committed blob; `range` is an inclusive byte range already checked against the size.
+    async fn blob_open(&self, digest: &Digest, range: Option<(u64, u64)>) -> StoreResult<Option<BlobOpen>>;
+    /// Reads a small committed blob (a manifest) whole.
+    async fn blob_bytes(&self, digest: &Digest) -> StoreResult<Option<Bytes>>;
+    /// Stores small content under `digest` unless it is there already (true if it was stored
+    /// now). Content that does not hash to `digest` is refused as a failed precondition.
+    async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<bool>;
+    /// Deletes a blob stored before `cut`; false if it is absent or newer (a push may be about
+    /// to link it, so a sweep spares what appeared after it started).
+    async fn blob_delete_if_older_than(&self, digest: &Digest, cut: SystemTime) -> StoreResult<bool>;
+    /// Up to `limit` blob digests strictly after `after`, in order: the sweep of a collection.
+    async fn blobs_page(&self, after: Option<&Digest>, limit: usize) -> StoreResult<Vec<Digest>>;
+}
+
+/// Upload sessions, from creation to their commit as a blob.
+#[async_trait]
+pub trait UploadStore: Send + Sync + 'static {
     /// Starts an upload session under a new id.
-    async fn upload_create(&self, repo: &RepoName, id: &str) -> io::Result<()>;
-    async fn upload_info(&self, repo: &RepoName, id: &str) -> io::Result<Option<UploadInfo>>;
+    async fn upload_create(&self, repo: &RepoName, id: &str) -> StoreResult<()>;
+    async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>>;
     /// Appends a stream at the end of the session's data and returns the new size. On error the
     /// session is truncated back to where it was, so a retry can resend the same chunk.
-    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> io::Result<u64>;
+    async fn upload_append(&self, repo: &RepoName, id: &str, body: ByteStream) -> StoreResult<u64>;
     /// Reads back what the session holds (to resume hashing after a restart).
-    async fn upload_read(&self, repo: &RepoName, id: &str) -> io::Result<ByteStream>;
+    async fn upload_read(&self, repo: &RepoName, id: &str) -> StoreResult<ByteStream>;
     /// Keeps `state`, the running hash of the session's first `offset` bytes, so the session can
     /// be resumed by any process without reading its data back. The state is stored only once
     /// those bytes are durable, and not at all if the session no longer holds `offset` bytes.
     /// A backend that cannot keep states keeps none; the digest is then recomputed.
-    async fn upload_hash_save(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64, _state: Bytes) -> io::Result<()> {
+    async fn upload_hash_save(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64, _state: Bytes) -> StoreResult<()> {
         Ok(())
     }
     /// The hash state saved for exactly `offset` bytes of the session, if any.
-    async fn upload_hash_load(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64) -> io::Result<Option<Bytes>> {
+    async fn upload_hash_load(&self, _repo: &RepoName, _id: &str, _alg: Algorithm, _offset: u64) -> StoreResult<Option<Bytes>> {
         Ok(None)
     }
     /// Makes the session's data durable and moves it into place as the blob `digest`, which the
     /// caller has verified. Removes the session.
-    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> io::Result<()>;
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest) -> StoreResult<()>;
     /// Removes a session; false if it did not exist.
-    async fn upload_delete(&self, repo: &RepoName, id: &str) -> io::Result<bool>;
-    /// Every session id in the store, with its repository, for purging.
-    async fn uploads_all(&self) -> io::Result<Vec<(RepoName, String)>>;
-    /// Removes leftovers of writes a crash interrupted (staged files and sessions being
-    /// committed) older than `older_than`; returns how many.
-    async fn purge_temporary(&self, older_than: std::time::Duration) -> io::Result<usize>;
+    async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool>;
+    /// Sessions started more than `age` ago, for expiry. With `housekeeping` the backend also
+    /// removes its own leftovers of interrupted writes of that age (remnants of sessions, staged
+    /// files), which only it knows how to recognise.
+    async fn uploads_expired(&self, age: Duration, housekeeping: bool) -> StoreResult<Vec<(RepoName, String)>>;
+}
 
-    async fn link_read(&self, link: &Link) -> io::Result<Option<Digest>>;
+/// Tags, links and listings: what makes blobs part of repositories.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>>;
+    /// A link with the time it was written (garbage collection spares recent links).
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>>;
     /// Writes a link durably; what it points at must already be durable.
-    async fn link_write(&self, link: &Link, target: &Digest) -> io::Result<()>;
-    async fn link_delete(&self, link: &Link) -> io::Result<bool>;
-    /// The digests in a set of links (a tag's history, a subject's referrers).
-    async fn link_set(&self, set: &LinkSet) -> io::Result<Vec<Digest>>;
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()>;
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool>;
+    /// The digests in a set of links (a tag's history, a subject's referrers, a repository's
+    /// layers or revisions: the references garbage collection marks from).
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>>;
 
+    /// Points a tag at `new` only if it points at `expected` now (None: the tag does not
+    /// exist); otherwise fails with `PreconditionFailed` and changes nothing.
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()>;
     /// Removes a tag with its history; false if it did not exist.
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> io::Result<bool>;
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool>;
     /// Tags of a repository in lexical order; None if the repository does not exist.
-    async fn tags(&self, repo: &RepoName) -> io::Result<Option<Vec<String>>>;
-    /// Whether anything (blobs, manifests, uploads) exists under the repository.
-    async fn repo_exists(&self, repo: &RepoName) -> io::Result<bool>;
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>>;
+    /// Whether the repository holds manifests or layers.
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool>;
     /// All repository names in lexical order.
-    async fn repositories(&self) -> io::Result<Vec<String>>;
+    async fn repositories(&self) -> StoreResult<Vec<String>>;
 
     /// Up to `limit` repository names strictly after `last`, in lexical order, counting only
     /// those `keep` accepts. Backends with an index answer without listing everything.
@@ -99,7 +145,7 @@ pub trait Store: Send + Sync + 'static {
         last: Option<&str>,
         limit: usize,
         keep: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
-    ) -> io::Result<Vec<String>> {
+    ) -> StoreResult<Vec<String>> {
         let all = self.repositories().await?;
         Ok(all
             .into_iter()
@@ -110,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` tags strictly after `last`, in lexical order; None if the repository does
     /// not exist.
-    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> io::Result<Option<Vec<String>>> {
+    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> StoreResult<Option<Vec<String>>> {
         let Some(all) = self.tags(repo).await? else { return Ok(None) };
         Ok(Some(
             all.into_iter()
@@ -119,4 +165,37 @@ pub trait Store: Send + Sync + 'static {
                 .collect(),
         ))
     }
+}
+
+/// A backend as the registry uses it: one store per kind of data. The parts may be one object
+/// (the filesystem backend implements all three) or be wrapped separately (the index wraps
+/// the metadata).
+#[derive(Clone)]
+pub struct Storage {
+    pub blobs: Arc<dyn BlobStore>,
+    pub uploads: Arc<dyn UploadStore>,
+    pub metadata: Arc<dyn MetadataStore>,
+}
+
+impl Storage {
+    /// The three parts of a backend that implements them all.
+    pub fn of<B: BlobStore + UploadStore + MetadataStore>(backend: B) -> Storage {
+        let backend = Arc::new(backend);
+        Storage {
+            blobs: backend.clone(),
+            uploads: backend.clone(),
+            metadata: backend,
+        }
+    }
+}
+
+/// The filesystem backend at `root` (registry:2's layout) with the index in front of its
+/// metadata, as `wharf serve` runs it.
+pub async fn filesystem(root: &Path) -> StoreResult<Storage> {
+    let storage = Storage::of(fs::FsStore::new(root)?);
+    let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::SingleWriter).await?;
+    Ok(Storage {
+        metadata: Arc::new(metadata),
+        ..storage
+    })
 }

@@ -31,6 +31,10 @@ pub enum Link {
 pub enum LinkSet {
     TagIndex(RepoName, Tag),
     Referrers(RepoName, Digest),
+    /// Every blob the repository links as a layer.
+    Layers(RepoName),
+    /// Every manifest revision the repository holds.
+    Revisions(RepoName),
 }
 
 impl Layout {
@@ -52,6 +56,10 @@ impl Layout {
     pub fn blob_dir(&self, d: &Digest) -> PathBuf {
         let hex = d.hex().to_string();
         self.v2.join("blobs").join(d.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.v2.join("blobs")
     }
 
     pub fn blob_data(&self, d: &Digest) -> PathBuf {
@@ -111,6 +119,8 @@ impl Layout {
         match set {
             LinkSet::TagIndex(r, t) => self.tag_dir(r, t).join("index"),
             LinkSet::Referrers(r, s) => self.referrers_dir(r, s),
+            LinkSet::Layers(r) => self.repo(r).join("_layers"),
+            LinkSet::Revisions(r) => self.repo(r).join("_manifests").join("revisions"),
         }
     }
 }
