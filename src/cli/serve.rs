@@ -333,6 +333,15 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     Ok(())
 }
 
+/// The API router `wharf serve` runs for `cfg` over `registry`, without automatic security,
+/// the debug server or reloads: for embedding the server (and for tests that drive it in-process).
+pub fn api_router(cfg: &Config, registry: Arc<Registry>) -> anyhow::Result<axum::Router> {
+    let tls = cfg.http.tls.is_some();
+    let auth = auth_state(cfg, tls, None)?;
+    let state = app_state(cfg, registry, auth.map(Arc::new), tls, None)?;
+    Ok(http::router(Arc::new(state)))
+}
+
 /// Everything a request handler sees that comes from the configuration.
 fn app_state(
     cfg: &Config,

@@ -2,17 +2,24 @@
 
 use super::{request, AppState, HttpResult};
 use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::registry::RequestContext;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: Request) -> HttpResult {
+pub async fn get(state: &AppState, ctx: &RequestContext, name: &RepoName, digest: &Digest, req: Request) -> HttpResult {
     let range_header = request::header_str(req.headers(), "range").map(str::to_string);
     let with_body = req.method() != Method::HEAD;
     let blob = match state
         .registry
-        .blob_get(name, digest, |size| request::byte_range(range_header.as_deref(), size), with_body)
+        .blob_get(
+            ctx,
+            name,
+            digest,
+            |size| request::byte_range(range_header.as_deref(), size),
+            with_body,
+        )
         .await
     {
         Ok(b) => b,
@@ -58,7 +65,7 @@ pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: Reques
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
-pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> HttpResult {
-    state.registry.blob_delete(name, digest).await?;
+pub async fn delete(state: &AppState, ctx: &RequestContext, name: &RepoName, digest: &Digest) -> HttpResult {
+    state.registry.blob_delete(ctx, name, digest).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -4,12 +4,13 @@ use super::{request, AppState, HttpResult};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::name::ReferenceError;
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError, RepoName, Tag};
+use crate::registry::RequestContext;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub async fn get(state: &AppState, name: &RepoName, reference: &Reference, _req: Request) -> HttpResult {
-    let m = state.registry.manifest_get(name, reference).await?;
+pub async fn get(state: &AppState, ctx: &RequestContext, name: &RepoName, reference: &Reference, _req: Request) -> HttpResult {
+    let m = state.registry.manifest_get(ctx, name, reference).await?;
     // Served as stored, whatever the Accept header lists: every current client accepts the
     // OCI and Docker v2 types, and rewriting manifests would change their digests.
     Ok(Response::builder()
@@ -22,7 +23,7 @@ pub async fn get(state: &AppState, name: &RepoName, reference: &Reference, _req:
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
-pub async fn put(state: &AppState, name: &RepoName, reference: &Reference, req: Request) -> HttpResult {
+pub async fn put(state: &AppState, ctx: &RequestContext, name: &RepoName, reference: &Reference, req: Request) -> HttpResult {
     let headers = req.headers().clone();
     let target = push_target(reference, &request::query(req.uri().query()))?;
     let too_large = || RegistryError::new(ErrorCode::TooLarge, format!("manifest exceeds the {MAX_MANIFEST_SIZE}-byte limit"));
@@ -42,7 +43,7 @@ pub async fn put(state: &AppState, name: &RepoName, reference: &Reference, req: 
     let content_type = request::header_str(&headers, "content-type");
     let put = state
         .registry
-        .manifest_put(name, target.expected.as_ref(), &target.tags, content_type, bytes)
+        .manifest_put(ctx, name, target.expected.as_ref(), &target.tags, content_type, bytes)
         .await?;
     let location = state.urls.location(&headers, &format!("/v2/{name}/manifests/{}", put.digest));
     let mut resp = Response::builder()
@@ -124,7 +125,7 @@ pub fn not_a_tag_refused(name: &str) -> RegistryError {
     RegistryError::new(ErrorCode::ManifestInvalid, ReferenceError::Tag(name.to_string()).to_string())
 }
 
-pub async fn delete(state: &AppState, name: &RepoName, reference: &Reference) -> HttpResult {
-    state.registry.manifest_delete(name, reference).await?;
+pub async fn delete(state: &AppState, ctx: &RequestContext, name: &RepoName, reference: &Reference) -> HttpResult {
+    state.registry.manifest_delete(ctx, name, reference).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -8,6 +8,7 @@ mod blobs;
 mod body_drain;
 pub mod body_timeout;
 mod catalog;
+mod context;
 pub mod error;
 pub mod forwarded;
 mod idle;
@@ -229,20 +230,22 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         Caller::Token(bearer) => bearer.claims.subject.clone().map(User),
         _ => None,
     };
+    let ctx = context::of(&state, &req, user.as_ref().map(|u| u.0.clone()));
+    let ctx = &ctx;
     let result = match (&route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(base::get()),
         (Route::Catalog, &Method::GET) => catalog::get(&state, &caller, req).await,
         (Route::Tags(name), &Method::GET) => tags::get(&state, name, req).await,
-        (Route::Blob(name, d), &Method::GET | &Method::HEAD) => blobs::get(&state, name, d, req).await,
-        (Route::Blob(name, d), &Method::DELETE) => blobs::delete(&state, name, d).await,
-        (Route::Upload(name, None), &Method::POST) => uploads::start(&state, &caller, name, req).await,
+        (Route::Blob(name, d), &Method::GET | &Method::HEAD) => blobs::get(&state, ctx, name, d, req).await,
+        (Route::Blob(name, d), &Method::DELETE) => blobs::delete(&state, ctx, name, d).await,
+        (Route::Upload(name, None), &Method::POST) => uploads::start(&state, ctx, &caller, name, req).await,
         (Route::Upload(name, Some(id)), &Method::GET) => uploads::status(&state, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::PATCH) => uploads::patch(&state, name, id, req).await,
-        (Route::Upload(name, Some(id)), &Method::PUT) => uploads::put(&state, name, id, req).await,
+        (Route::Upload(name, Some(id)), &Method::PUT) => uploads::put(&state, ctx, name, id, req).await,
         (Route::Upload(name, Some(id)), &Method::DELETE) => uploads::cancel(&state, name, id, req).await,
-        (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, name, r, req).await,
-        (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, name, r, req).await,
-        (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, name, r).await,
+        (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => manifests::get(&state, ctx, name, r, req).await,
+        (Route::Manifest(name, r), &Method::PUT) => manifests::put(&state, ctx, name, r, req).await,
+        (Route::Manifest(name, r), &Method::DELETE) => manifests::delete(&state, ctx, name, r).await,
         (Route::ManifestNotATag(_, name), &Method::GET | &Method::HEAD | &Method::DELETE) => Err(manifests::not_a_tag_unknown(name)),
         (Route::ManifestNotATag(_, name), &Method::PUT) => Err(manifests::not_a_tag_refused(name)),
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,

@@ -5,7 +5,7 @@ use super::{auth::Caller, body_stream, request, AppState, HttpResult};
 use crate::oci::digest::DigestError;
 use crate::oci::{Algorithm, ErrorCode, RegistryError, RepoName};
 use crate::registry::upload_state::{go_time, UploadState};
-use crate::registry::UploadStatus;
+use crate::registry::{LastChunk, RequestContext, UploadStatus};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,7 +50,7 @@ fn blob_created(state: &AppState, headers: &HeaderMap, name: &RepoName, digest: 
         .into_response()
 }
 
-pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Request) -> HttpResult {
+pub async fn start(state: &AppState, ctx: &RequestContext, caller: &Caller, name: &RepoName, req: Request) -> HttpResult {
     let params = request::query(req.uri().query());
     let headers = req.headers().clone();
     let algorithm = session_algorithm(&params)?;
@@ -62,12 +62,12 @@ pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Requ
                     .ok_or_else(|| RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {f:?} in from")))?;
                 // Mounting from a repository the caller cannot read would leak its content:
                 // fall back to an ordinary upload instead, as for an absent blob.
-                state.may_pull(caller, from.as_str()) && state.registry.blob_mount(name, &digest, &from).await?
+                state.may_pull(caller, from.as_str()) && state.registry.blob_mount(ctx, name, &digest, &from).await?
             }
             None => {
                 state
                     .registry
-                    .blob_mount_from_any(name, &digest, |repo| state.may_pull(caller, repo))
+                    .blob_mount_from_any(ctx, name, &digest, |repo| state.may_pull(caller, repo))
                     .await?
             }
         };
@@ -77,7 +77,10 @@ pub async fn start(state: &AppState, caller: &Caller, name: &RepoName, req: Requ
     } else if let Some(d) = request::param(&params, "digest") {
         let digest = request::parse_digest(d)?;
         let length = request::content_length(&headers)?;
-        state.registry.upload_monolithic(name, &digest, length, body_stream(req)).await?;
+        state
+            .registry
+            .upload_monolithic(ctx, name, &digest, length, body_stream(req))
+            .await?;
         return Ok(blob_created(state, &headers, name, &digest));
     }
     let status = state.registry.upload_start(name, algorithm).await?;
@@ -138,7 +141,7 @@ pub async fn patch(state: &AppState, name: &RepoName, id: &str, req: Request) ->
     Ok(session_response(state, &headers, name, StatusCode::ACCEPTED, &s))
 }
 
-pub async fn put(state: &AppState, name: &RepoName, id: &str, req: Request) -> HttpResult {
+pub async fn put(state: &AppState, ctx: &RequestContext, name: &RepoName, id: &str, req: Request) -> HttpResult {
     check_state(state, name, id, req.uri().query()).await?;
     let headers = req.headers().clone();
     let params = request::query(req.uri().query());
@@ -154,8 +157,12 @@ pub async fn put(state: &AppState, name: &RepoName, id: &str, req: Request) -> H
     let length = request::content_length(&headers)?;
     // A final PUT may carry the last chunk; an empty body just closes the session.
     let has_body = length.is_some_and(|l| l > 0) || (length.is_none() && headers.contains_key(header::TRANSFER_ENCODING));
-    let body = has_body.then(|| body_stream(req));
-    state.registry.upload_finish(name, id, &digest, range, length, body).await?;
+    let last = has_body.then(|| LastChunk {
+        range,
+        content_length: length,
+        body: body_stream(req),
+    });
+    state.registry.upload_finish(ctx, name, id, &digest, last).await?;
     Ok(blob_created(state, &headers, name, &digest))
 }
 

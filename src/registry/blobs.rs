@@ -1,6 +1,7 @@
 //! Pulling and deleting blobs within a repository.
 
-use super::{Registry, Result};
+use super::events::{Action, Kind, Target};
+use super::{Registry, RequestContext, Result};
 use crate::oci::{Digest, ErrorCode, RegistryError, RepoName};
 use crate::store::{BlobOpen, ByteStream, Link};
 
@@ -51,9 +52,11 @@ impl Registry {
             .ok_or_else(|| blob_unknown(digest))
     }
 
-    /// Opens a blob, optionally a byte range of it, resolved by `pick_range` once the size is known.
+    /// Opens a blob, optionally a byte range of it, resolved by `pick_range` once the size is
+    /// known. A pull, with or without its body (GET, HEAD) or as a redirect, as registry:2 reports.
     pub async fn blob_get(
         &self,
+        ctx: &RequestContext,
         repo: &RepoName,
         digest: &Digest,
         pick_range: impl FnOnce(u64) -> Result<Option<(u64, u64)>>,
@@ -61,6 +64,12 @@ impl Registry {
     ) -> Result<BlobBody> {
         let size = self.blob_stat(repo, digest).await?;
         let range = pick_range(size)?;
+        let body = self.blob_body(digest, size, range, with_body).await?;
+        self.events.emit(ctx, Action::Pull, || Target::blob(repo, digest, size));
+        Ok(body)
+    }
+
+    async fn blob_body(&self, digest: &Digest, size: u64, range: Option<(u64, u64)>, with_body: bool) -> Result<BlobBody> {
         if !with_body {
             return Ok(BlobBody {
                 size,
@@ -93,11 +102,12 @@ impl Registry {
 
     /// Unlinks a blob from a repository. The bytes stay until garbage collection, since other
     /// repositories may link the same content.
-    pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    pub async fn blob_delete(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.check_delete_enabled()?;
         if !self.store.metadata.link_delete(&Link::Layer(repo.clone(), digest.clone())).await? {
             return Err(blob_unknown(digest));
         }
+        self.events.emit(ctx, Action::Delete, || Target::deleted(Kind::Blob, repo, digest));
         Ok(())
     }
 }

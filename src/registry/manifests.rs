@@ -1,7 +1,8 @@
 //! Pushing, pulling and deleting manifests. Manifests are kept as the exact bytes received; they
 //! are parsed to validate them and to learn what they reference, never re-serialized.
 
-use super::{Registry, Result};
+use super::events::{Action, Kind, Target};
+use super::{Registry, RequestContext, Result};
 use crate::oci::manifest::{Manifest, MAX_MANIFEST_SIZE};
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError, RepoName, Tag};
 use crate::store::Link;
@@ -95,9 +96,19 @@ impl Registry {
         digest.ok_or_else(|| manifest_unknown(reference))
     }
 
-    pub async fn manifest_get(&self, repo: &RepoName, reference: &Reference) -> Result<Arc<StoredManifest>> {
+    /// Serves a manifest: a pull, whether its body is sent (GET) or not (HEAD), as registry:2
+    /// reports both.
+    pub async fn manifest_get(&self, ctx: &RequestContext, repo: &RepoName, reference: &Reference) -> Result<Arc<StoredManifest>> {
         let digest = self.manifest_resolve(repo, reference).await?;
-        self.manifest_load(&digest).await?.ok_or_else(|| manifest_unknown(reference))
+        let m = self.manifest_load(&digest).await?.ok_or_else(|| manifest_unknown(reference))?;
+        self.events.emit(ctx, Action::Pull, || {
+            let (kind, mut target) = Target::manifest(repo, &m.digest, &m.media_type, m.bytes.len() as u64);
+            if let Reference::Tag(tag) = reference {
+                target.tag = tag.to_string();
+            }
+            (kind, target)
+        });
+        Ok(m)
     }
 
     /// Loads manifest content by digest, whatever repository links it.
@@ -125,6 +136,7 @@ impl Registry {
     /// algorithm; without it the digest is sha256, the canonical algorithm.
     pub async fn manifest_put(
         &self,
+        ctx: &RequestContext,
         repo: &RepoName,
         expected: Option<&Digest>,
         tags: &[Tag],
@@ -179,6 +191,7 @@ impl Registry {
                 .link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest)
                 .await?;
         }
+        self.emit_pushed(ctx, repo, &digest, &manifest.media_type, bytes.len() as u64, tags);
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let stored = StoredManifest {
             digest: digest.clone(),
@@ -188,6 +201,25 @@ impl Registry {
         };
         self.manifests.put(Arc::new(stored));
         Ok(ManifestPut { digest, subject })
+    }
+
+    /// One push event per tag set (registry:2 knows one tag a push; the spec's `tag` parameters
+    /// set more), or one without a tag for a push by digest alone.
+    fn emit_pushed(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, media_type: &str, size: u64, tags: &[Tag]) {
+        if !self.events.wanted() {
+            return;
+        }
+        let tags: Vec<&str> = match tags {
+            [] => vec![""],
+            tags => tags.iter().map(Tag::as_str).collect(),
+        };
+        for tag in tags {
+            self.events.emit(ctx, Action::Push, || {
+                let (kind, mut target) = Target::manifest(repo, digest, media_type, size);
+                target.tag = tag.to_string();
+                (kind, target)
+            });
+        }
     }
 
     /// Every blob an image references and every manifest an index references must already be in
@@ -229,13 +261,14 @@ impl Registry {
 
     /// Deletes a tag (the manifest stays), or a manifest by digest together with every tag that
     /// points at it, as registry:2 does.
-    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    pub async fn manifest_delete(&self, ctx: &RequestContext, repo: &RepoName, reference: &Reference) -> Result<()> {
         self.check_delete_enabled()?;
         match reference {
             Reference::Tag(tag) => {
                 if !self.store.metadata.tag_delete(repo, tag).await? {
                     return Err(manifest_unknown(reference));
                 }
+                self.events.emit(ctx, Action::Delete, || Target::tag(repo, tag.as_str()));
             }
             Reference::Digest(digest) => {
                 let revision = Link::Revision(repo.clone(), digest.clone());
@@ -266,6 +299,8 @@ impl Registry {
                         .await?;
                 }
                 self.store.metadata.link_delete(&revision).await?;
+                self.events
+                    .emit(ctx, Action::Delete, || Target::deleted(Kind::Manifest, repo, digest));
             }
         }
         Ok(())

@@ -3,6 +3,8 @@
 //! code the spec defines.
 
 mod blobs;
+pub mod context;
+pub mod events;
 pub mod listing;
 mod manifests;
 pub mod purge;
@@ -11,8 +13,9 @@ pub mod upload_state;
 mod uploads;
 
 pub use blobs::BlobBody;
+pub use context::RequestContext;
 pub use manifests::{ManifestPut, StoredManifest};
-pub use uploads::{ChunkRange, UploadStatus};
+pub use uploads::{ChunkRange, LastChunk, UploadStatus};
 
 use crate::oci::{ErrorCode, RegistryError};
 use crate::store::Storage;
@@ -33,6 +36,7 @@ pub struct Registry {
     options: Options,
     uploads: uploads::Sessions,
     manifests: manifests::Cache,
+    events: events::Events,
 }
 
 impl Registry {
@@ -42,11 +46,22 @@ impl Registry {
             options,
             uploads: uploads::Sessions::default(),
             manifests: manifests::Cache::default(),
+            events: events::Events::default(),
         }
     }
 
     pub fn store(&self) -> &Storage {
         &self.store
+    }
+
+    /// Every push, pull, mount and delete from now on (see `events`).
+    pub fn subscribe(&self) -> events::Subscription {
+        self.events.subscribe()
+    }
+
+    /// Events subscribers lost by falling behind.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.dropped()
     }
 
     fn check_delete_enabled(&self) -> Result<()> {

@@ -1,7 +1,8 @@
 //! Blob upload sessions: start, append chunks (hashing as the bytes stream to storage), report
 //! progress, commit with a verified digest, cancel, and cross-repository mounts.
 
-use super::{Registry, Result};
+use super::events::{Action, Target};
+use super::{Registry, RequestContext, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest, ErrorCode, RegistryError, RepoName};
 use crate::store::{ByteStream, Link, StoreError};
@@ -12,6 +13,13 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+
+/// The last chunk a request finishing an upload carries.
+pub struct LastChunk {
+    pub range: Option<ChunkRange>,
+    pub content_length: Option<u64>,
+    pub body: ByteStream,
+}
 
 /// An inclusive byte range from a `Content-Range` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,18 +279,17 @@ impl Registry {
     /// received, and only then makes the blob visible.
     pub async fn upload_finish(
         &self,
+        ctx: &RequestContext,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
-        range: Option<ChunkRange>,
-        content_length: Option<u64>,
-        body: Option<ByteStream>,
+        last: Option<LastChunk>,
     ) -> Result<()> {
         self.check_writable()?;
         let session = self.sessions_lock(repo, id).await?;
         let mut state = session.lock().await;
-        let size = match body {
-            Some(body) => self.append(repo, id, &mut state, range, content_length, body).await?,
+        let size = match last {
+            Some(c) => self.append(repo, id, &mut state, c.range, c.content_length, c.body).await?,
             None => self.upload_status(repo, id).await?.size,
         };
         let actual = self.session_digest(repo, id, &state, digest.algorithm(), size).await?;
@@ -300,13 +307,33 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
         self.uploads.forget(repo, id);
+        self.events.emit(ctx, Action::Push, || Target::blob(repo, digest, size));
         Ok(())
     }
 
     /// Single-request upload (`POST ?digest=` with the whole blob as body).
-    pub async fn upload_monolithic(&self, repo: &RepoName, digest: &Digest, content_length: Option<u64>, body: ByteStream) -> Result<()> {
+    pub async fn upload_monolithic(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepoName,
+        digest: &Digest,
+        content_length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<()> {
         let status = self.upload_start(repo, digest.algorithm()).await?;
-        let result = self.upload_finish(repo, &status.id, digest, None, content_length, Some(body)).await;
+        let result = self
+            .upload_finish(
+                ctx,
+                repo,
+                &status.id,
+                digest,
+                Some(LastChunk {
+                    range: None,
+                    content_length,
+                    body,
+                }),
+            )
+            .await;
         if result.is_err() {
             // The client never saw this session, so nobody can resume it.
             let _ = self.store.uploads.upload_delete(repo, &status.id).await;
@@ -333,15 +360,23 @@ impl Registry {
 
     /// Links a blob another repository already has. Returns false when it cannot (the caller
     /// then starts an ordinary upload session, as the spec asks).
-    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
+    pub async fn blob_mount(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
-        if !self.blob_linked(from, digest).await? || self.store.blobs.blob_stat(digest).await?.is_none() {
+        if !self.blob_linked(from, digest).await? {
             return Ok(false);
         }
+        let Some(info) = self.store.blobs.blob_stat(digest).await? else {
+            return Ok(false);
+        };
         self.store
             .metadata
             .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
             .await?;
+        self.events.emit(ctx, Action::Mount, || {
+            let (kind, mut target) = Target::blob(repo, digest, info.size);
+            target.from_repository = from.to_string();
+            (kind, target)
+        });
         Ok(true)
     }
 
@@ -349,7 +384,13 @@ impl Registry {
     /// the first repository holding it among those `readable` lets through (the caller's pull
     /// rights), so it is never found through a repository the caller could not read. Bytes no
     /// repository links any more (deleted, awaiting garbage collection) are not mounted.
-    pub async fn blob_mount_from_any(&self, repo: &RepoName, digest: &Digest, readable: impl Fn(&str) -> bool) -> Result<bool> {
+    pub async fn blob_mount_from_any(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepoName,
+        digest: &Digest,
+        readable: impl Fn(&str) -> bool,
+    ) -> Result<bool> {
         self.check_writable()?;
         // Most mounts name layers the registry does not have at all: one lookup answers them.
         if self.store.blobs.blob_stat(digest).await?.is_none() {
@@ -365,7 +406,7 @@ impl Registry {
             }
             examined += 1;
             if self.blob_linked(&source, digest).await? {
-                return self.blob_mount(repo, digest, &source).await;
+                return self.blob_mount(ctx, repo, digest, &source).await;
             }
         }
         Ok(false)

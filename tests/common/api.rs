@@ -170,6 +170,17 @@ impl Pushed {
     }
 }
 
+fn basic_headers(user: &str, password: &str) -> HeaderMap {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {token}").parse().expect("header value"),
+    );
+    headers
+}
+
 pub struct Registry {
     pub base: Url,
     http: reqwest::Client,
@@ -182,14 +193,15 @@ impl Registry {
 
     /// A client that sends `user:password` with Basic authentication on every request.
     pub fn with_basic(w: &Wharf, user: &str, password: &str) -> Registry {
-        use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Basic {token}").parse().expect("header value"),
-        );
-        Self::with_headers(w, headers)
+        Self::at(&w.url, basic_headers(user, password))
+    }
+
+    /// A client of a server at `url` (one a test runs in-process) sending `user:password` with
+    /// Basic authentication and `user_agent` on every request.
+    pub fn basic_at(url: &str, user: &str, password: &str, user_agent: &str) -> Registry {
+        let mut headers = basic_headers(user, password);
+        headers.insert(reqwest::header::USER_AGENT, user_agent.parse().expect("header value"));
+        Self::at(url, headers)
     }
 
     /// A client that sends `Authorization: Bearer <token>` on every request.
@@ -203,6 +215,10 @@ impl Registry {
     }
 
     fn with_headers(w: &Wharf, headers: HeaderMap) -> Registry {
+        Self::at(&w.url, headers)
+    }
+
+    fn at(url: &str, headers: HeaderMap) -> Registry {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
@@ -210,7 +226,7 @@ impl Registry {
             .build()
             .expect("reqwest client");
         Registry {
-            base: Url::parse(&w.url).expect("server url"),
+            base: Url::parse(url).expect("server url"),
             http,
         }
     }
