@@ -408,6 +408,7 @@ async fn every_request_is_logged_with_registry2_fields_in_text_and_json() {
                 "{ok}"
             );
             assert_eq!(f["auth.user.name"], "alice");
+            assert_eq!(f["http.request.id"].as_str().map(str::len), Some(36), "a UUID request id: {ok}");
             assert_eq!(v["level"], "INFO");
             let d: serde_json::Value = serde_json::from_str(denied).unwrap();
             assert_eq!(d["fields"]["http.response.status"], 401);
@@ -421,6 +422,7 @@ async fn every_request_is_logged_with_registry2_fields_in_text_and_json() {
                 "http.response.written=",
                 "http.response.duration=",
                 "auth.user.name=\"alice\"",
+                "http.request.id=",
                 "INFO",
             ] {
                 assert!(ok.contains(field), "{field} missing from {ok:?}");

@@ -4,6 +4,7 @@
 //! whole answer, as registry:2's do. With both off nothing is wrapped.
 
 use super::metrics::{self, Metrics};
+use super::server::RequestId;
 use axum::http::{HeaderMap, Method, Uri};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -32,7 +33,7 @@ impl Observe {
     }
 
     /// Starts observing a request; `None` when nothing is recorded.
-    pub fn begin(&self, method: &Method, uri: &Uri, headers: &HeaderMap, peer: SocketAddr) -> Option<Pending> {
+    pub fn begin(&self, id: &RequestId, method: &Method, uri: &Uri, headers: &HeaderMap, peer: SocketAddr) -> Option<Pending> {
         if self.is_off() {
             return None;
         }
@@ -41,6 +42,7 @@ impl Observe {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
         let log = self.access_log.then(|| LogFields {
+            id: id.0.clone(),
             method: method.clone(),
             uri: uri
                 .path_and_query()
@@ -60,6 +62,7 @@ impl Observe {
 }
 
 struct LogFields {
+    id: String,
     method: Method,
     uri: String,
     user_agent: String,
@@ -107,6 +110,7 @@ impl Record {
         if let Some(f) = pending.log {
             let duration = pending.started.elapsed();
             tracing::info!(
+                http.request.id = %f.id,
                 http.request.method = %f.method,
                 http.request.uri = %f.uri,
                 http.request.remoteaddr = %f.remote,

@@ -33,6 +33,11 @@ const HTTP1_READ_BUFFER: usize = 120 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// A request's id, made when it arrives: the access log (`http.request.id`, as registry:2
+/// logs it) and the events the request causes carry the same one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 pub struct ServeOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long in-flight requests get to finish after shutdown begins.
@@ -153,11 +158,13 @@ async fn serve_connection<IO>(
     let tracked = activity.clone();
     let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
         let in_flight = tracked.begin();
-        let observed = observe.begin(req.method(), req.uri(), req.headers(), peer);
+        let id = RequestId(uuid::Uuid::new_v4().to_string());
+        let observed = observe.begin(&id, req.method(), req.uri(), req.headers(), peer);
         let oversized = head_too_large(&req);
         let http1 = req.version() < axum::http::Version::HTTP_2;
         let mut req = req.map(|b| request_body(b, limits.body, http1));
         req.extensions_mut().insert(ClientAddr(peer));
+        req.extensions_mut().insert(id);
         let app = app.clone();
         async move {
             let resp = match oversized {
