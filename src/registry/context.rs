@@ -16,8 +16,9 @@ pub struct RequestContext {
     pub host: String,
     /// The HTTP method: registry:2 reports it, and a HEAD pull differs from a GET pull.
     pub method: String,
-    /// Where the API is reached from the client's side (e.g. `https://host:5000/v2/`), so events
-    /// can carry a URL to their target; empty when there is none.
+    /// Where the API is reached from the client's side (e.g. `https://host:5000/v2/`, or just
+    /// `/v2/` with `http.relativeurls` or a Host header no URL may be built from), so events carry
+    /// a URL to their target; empty for operations no client asked for: then events have none.
     pub api_base: String,
 }
 
