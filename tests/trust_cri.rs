@@ -18,7 +18,7 @@
 mod common;
 
 use common::cri::{grpc_tools_present, Containerd, DEBIAN_CONFIG};
-use common::images::{run, run_unchecked, signal_pid, wait_until, OciLayout};
+use common::images::{push_one_layer_image, run, run_unchecked, signal_pid, wait_until};
 use common::netns::TestHost;
 use common::{require_tool, wharf_bin, write_htpasswd, Wharf};
 use std::io::{BufRead, BufReader};
@@ -127,20 +127,12 @@ fn start_registry(host: &TestHost, pki: &Path, data: &Path) -> Wharf {
 
 /// Pushes a one-layer linux/amd64 image with skopeo; returns its config digest (the image ID).
 fn push_image(pki: &Path, image: &str) -> String {
-    let layout_dir = tempfile::tempdir().unwrap();
-    let mut layout = OciLayout::create(layout_dir.path());
-    let img = layout.add_image("amd64", 1);
-    layout.tag_image("v1", &img);
-    let policy = layout_dir.path().join("policy.json");
-    std::fs::write(&policy, br#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
-    run(Command::new("skopeo")
-        .arg("--policy")
-        .arg(&policy)
-        .args(["copy", "--dest-creds", &format!("{USER}:{PASSWORD}"), "--dest-cert-dir"])
-        .arg(pki.join("skopeo"))
-        .arg(layout.reference("v1"))
-        .arg(format!("docker://{image}")));
-    img.config
+    let cert_dir = pki.join("skopeo");
+    push_one_layer_image(
+        &format!("docker://{image}"),
+        &format!("{USER}:{PASSWORD}"),
+        &["--dest-cert-dir", cert_dir.to_str().unwrap()],
+    )
 }
 
 /// What both tests pull from: wharf on a test host with seed 004's files and an image pushed.

@@ -35,7 +35,7 @@ mod common;
 
 use common::cri::{grpc_tools_present, Containerd, MountView, DEBIAN_CONFIG};
 use common::dockerd::{Dockerd, DOCKER};
-use common::images::{run, run_unchecked, run_with_input_unchecked, wait_until, OciLayout};
+use common::images::{push_one_layer_image, run, run_unchecked, run_with_input_unchecked, wait_until};
 use common::netns::TestHost;
 use common::{require_tool, wharf_bin, write_htpasswd, Wharf};
 use std::path::{Path, PathBuf};
@@ -817,18 +817,11 @@ impl Registry {
 
     /// Pushes a one-layer image (setup, so without verifying TLS).
     fn push(&self) {
-        let layout_dir = tempfile::tempdir().unwrap();
-        let mut layout = OciLayout::create(layout_dir.path());
-        let img = layout.add_image("amd64", 1);
-        layout.tag_image("v1", &img);
-        let policy = layout_dir.path().join("policy.json");
-        std::fs::write(&policy, br#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
-        run(Command::new("skopeo")
-            .arg("--policy")
-            .arg(&policy)
-            .args(["copy", "--dest-tls-verify=false", "--dest-creds", &format!("{USER}:{PASSWORD}")])
-            .arg(layout.reference("v1"))
-            .arg(format!("docker://{}/{REPO}:v1", self.addr())));
+        push_one_layer_image(
+            &format!("docker://{}/{REPO}:v1", self.addr()),
+            &format!("{USER}:{PASSWORD}"),
+            &["--dest-tls-verify=false"],
+        );
     }
 }
 

@@ -518,6 +518,26 @@ pub fn docker_context_on(dir: &Path, base: &str) {
 // ---------------------------------------------------------------------------------------------
 // skopeo
 
+/// Pushes a one-layer linux/amd64 image to `dest` (`docker://HOST/REPO:TAG`) with skopeo as
+/// `creds` (`user:password`), `tls` being skopeo's destination TLS options (e.g.
+/// `--dest-cert-dir DIR`); returns its config digest, the image ID a pull reports.
+pub fn push_one_layer_image(dest: &str, creds: &str, tls: &[&str]) -> String {
+    let layout_dir = tempfile::tempdir().unwrap();
+    let mut layout = OciLayout::create(layout_dir.path());
+    let img = layout.add_image("amd64", 1);
+    layout.tag_image("v1", &img);
+    let policy = layout_dir.path().join("policy.json");
+    std::fs::write(&policy, br#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    run(Command::new("skopeo")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["copy", "--dest-creds", creds])
+        .args(tls)
+        .arg(layout.reference("v1"))
+        .arg(dest));
+    img.config
+}
+
 /// skopeo with its own trust policy, empty auth file and empty registries.d, so nothing from the
 /// host's containers configuration or credentials takes part.
 pub struct Skopeo {
