@@ -58,6 +58,17 @@ install_pip_packages() {
     || python3 -m pip install --quiet --break-system-packages "${PIP_PACKAGES[@]}"
 }
 
+# Garage, the S3 store tests/s3_garage.rs runs (an external binary, never linked: AGPL). Found
+# on PATH or in the cache; otherwise built from crates.io into the cache, which takes about 17
+# minutes on 2 cores, once.
+GARAGE_VERSION=2.5.0
+GARAGE_CACHE="${HOME}/.cache/wharf-tests/garage-${GARAGE_VERSION}"
+install_garage() {
+  if command -v garage >/dev/null || [ -x "$GARAGE_CACHE/bin/garage" ]; then return; fi
+  echo "test.sh: building garage ${GARAGE_VERSION} into $GARAGE_CACHE (cargo install; about 17 minutes on 2 cores, once)"
+  cargo install garage --locked --version "$GARAGE_VERSION" --root "$GARAGE_CACHE"
+}
+
 if ! command -v cargo >/dev/null; then
   echo "test.sh: cargo not found; install a Rust toolchain (rustup, stable) first" >&2
   exit 1
@@ -65,6 +76,7 @@ fi
 
 install_apt_packages
 install_pip_packages
+install_garage
 
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check

@@ -90,6 +90,8 @@ impl Source {
             cfg.http.addr = addr.clone();
         }
         if let Some(root) = &self.root {
+            // The flag names a directory: the filesystem driver, whatever the file says.
+            cfg.storage.s3 = None;
             cfg.storage.filesystem = Some(FilesystemStorage {
                 rootdirectory: root.clone(),
             });
@@ -255,6 +257,49 @@ fn print_one_liner(host: &str, pin: &str) {
     println!("wharf:    without this server's key; the pin stays valid across renewals, which keep the key)");
 }
 
+/// The configured storage, and the root lock that keeps a filesystem root to one writer
+/// (held until serve returns). Object storage is shared by design: no lock, and the index
+/// caches only what other replicas cannot change.
+struct OpenedStorage {
+    store: crate::store::Storage,
+    _root_lock: Option<crate::store::root_lock::RootLock>,
+    /// What the start-up line says it is.
+    shown: String,
+}
+
+async fn open_storage(cfg: &Config) -> anyhow::Result<OpenedStorage> {
+    if let Some(s3) = &cfg.storage.s3 {
+        if cfg.http.secret.is_empty() {
+            tracing::warn!(
+                "storage is shared (s3) but http.secret is not set: replicas must share one secret (registry:2 requires it too)"
+            );
+        }
+        let store = crate::store::object_storage(s3, cfg.storage.redirect_disabled())
+            .await
+            .with_context(|| format!("cannot use bucket {} (storage.s3)", s3.bucket))?;
+        let root = format!("/{}", s3.rootdirectory.trim_matches('/'));
+        return Ok(OpenedStorage {
+            store,
+            _root_lock: None,
+            shown: format!("s3 bucket {} at {root}", s3.bucket),
+        });
+    }
+    let root = cfg.root_directory();
+    let root_shown = std::fs::canonicalize(&root).unwrap_or(root.clone());
+    // One writer per root, refused before anything is read or served.
+    let lock = crate::store::root_lock::RootLock::acquire(crate::store::paths::Layout::new(&root).v2())?;
+    // The catalog, tag lists and tag lookups are served from an index of the layout, read
+    // once here and kept current by every write.
+    let store = crate::store::filesystem(&root)
+        .await
+        .with_context(|| format!("cannot use {} as the storage root", root_shown.display()))?;
+    Ok(OpenedStorage {
+        store,
+        _root_lock: Some(lock),
+        shown: format!("filesystem at {}", root_shown.display()),
+    })
+}
+
 async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::Result<()> {
     // Bind first: a start that cannot listen must fail before it creates an account whose
     // password it would then never show.
@@ -268,20 +313,12 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     })?;
     let local = listener.local_addr()?;
 
-    let root = cfg.root_directory();
-    let root_shown = std::fs::canonicalize(&root).unwrap_or(root.clone());
-    // Held until serve returns: one writer per root, refused before anything is read or served.
-    let _root_lock = crate::store::root_lock::RootLock::acquire(crate::store::paths::Layout::new(&root).v2())?;
     let options = registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
     };
-    // The catalog, tag lists and tag lookups are served from an index of the layout, read
-    // once here and kept current by every write.
-    let store = crate::store::filesystem(&root)
-        .await
-        .with_context(|| format!("cannot use {} as the storage root", root_shown.display()))?;
-    let reg = Arc::new(Registry::new(store, options));
+    let storage = open_storage(&cfg).await?;
+    let reg = Arc::new(Registry::new(storage.store.clone(), options));
     let auto = auto_security(&mut cfg, &security, &local)?;
     let tls = tls_config(&cfg)?;
     if auto.is_none() && tls.is_some() {
@@ -304,11 +341,8 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     }
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!(
-        "wharf: listening on {scheme}://{local} (storage: filesystem at {})",
-        root_shown.display()
-    );
-    tracing::info!(addr = %local, root = %root_shown.display(), tls = tls.is_some(), "serving");
+    println!("wharf: listening on {scheme}://{local} (storage: {})", storage.shown);
+    tracing::info!(addr = %local, storage = %storage.shown, tls = tls.is_some(), "serving");
     let drain_deadline = cfg.http.drain_timeout()?;
     spawn_reload_on_hangup(Reloader {
         source,

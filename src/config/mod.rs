@@ -243,12 +243,57 @@ impl Default for Log {
 pub struct Storage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FilesystemStorage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Storage>,
     pub delete: Delete,
     pub maintenance: Maintenance,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Value>,
+}
+
+/// registry:2's `storage.s3` (see `store::object::settings` for what each key does).
+/// Numbers stay YAML values: registry:2 takes them as numbers or strings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct S3Storage {
+    pub accesskey: String,
+    pub secretkey: String,
+    pub sessiontoken: String,
+    pub region: String,
+    pub regionendpoint: String,
+    pub forcepathstyle: Option<bool>,
+    pub bucket: String,
+    pub rootdirectory: String,
+    pub secure: Option<bool>,
+    pub skipverify: bool,
+    pub v4auth: Option<bool>,
+    pub chunksize: Option<Value>,
+    pub encrypt: bool,
+    pub keyid: String,
+    pub storageclass: String,
+    pub multipartcopychunksize: Option<Value>,
+    pub multipartcopymaxconcurrency: Option<Value>,
+    pub multipartcopythresholdsize: Option<Value>,
+    pub useragent: String,
+    pub usedualstack: Option<bool>,
+    pub accelerate: Option<bool>,
+    pub objectacl: String,
+    pub loglevel: Option<Value>,
+}
+
+impl Storage {
+    /// `storage.redirect.disable`: blob GETs are then streamed by the registry rather than
+    /// redirected to the object store (registry:2's default for S3 is to redirect).
+    pub fn redirect_disabled(&self) -> bool {
+        let disable = self.redirect.as_ref().and_then(|r| r.get("disable"));
+        match disable {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1170,7 +1215,7 @@ policy: {repository: {classes: [image]}}
             (file("http: {headers: {X-A: nosniff}}"), "http.headers.X-A", "\"nosniff\""),
             (file("http: [a]"), "http", "[\"a\"]"),
             (file("storage: {delete: {enabled: [true]}}"), "storage.delete.enabled", "[true]"),
-            (file("storage: {s3: {bucket: b}}"), "storage", "\"s3\""),
+            (file("storage: {gcs: {bucket: b}}"), "storage", "\"gcs\""),
             (
                 file("storage: {filesystem: {}, inmemory: {}}"),
                 "storage",
@@ -1186,6 +1231,30 @@ policy: {repository: {classes: [image]}}
     }
 
     #[test]
+    fn s3_settings_load_from_registry2_variables_and_unknown_keys_warn() {
+        let l = load_ok(
+            Some("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    chunksise: 5\n  redirect: {disable: true}\n"),
+            &[
+                ("REGISTRY_STORAGE_S3_REGIONENDPOINT", "http://127.0.0.1:3900"),
+                ("REGISTRY_STORAGE_S3_SECURE", "false"),
+                ("REGISTRY_STORAGE_S3_CHUNKSIZE", "6291456"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "s3cr3tkey"),
+            ],
+        );
+        let s3 = l.config.storage.s3.as_ref().expect("the s3 driver");
+        assert_eq!((s3.bucket.as_str(), s3.regionendpoint.as_str()), ("b", "http://127.0.0.1:3900"));
+        assert_eq!(s3.secure, Some(false), "a variable's text becomes the key's type");
+        assert!(l.config.storage.filesystem.is_none());
+        assert!(l.config.storage.redirect_disabled());
+        assert!(
+            l.warnings.iter().any(|w| w.contains("storage.s3.chunksise")),
+            "a misspelt key warns: {:?}",
+            l.warnings
+        );
+        assert!(!l.config.redacted_yaml().contains("s3cr3tkey"));
+    }
+
+    #[test]
     fn bad_values_from_env_name_the_variable() {
         let e = load_err(None, &[("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "5x")]);
         assert!(e.contains("storage.maintenance.uploadpurging.age"), "{e}");
@@ -1193,8 +1262,8 @@ policy: {repository: {classes: [image]}}
             e.contains("\"5x\"") && e.contains("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE"),
             "{e}"
         );
-        let e = load_err(None, &[("REGISTRY_STORAGE", "s3"), ("REGISTRY_STORAGE_S3_BUCKET", "b")]);
-        assert!(e.contains("s3") && e.contains("REGISTRY_STORAGE"), "{e}");
+        let e = load_err(None, &[("REGISTRY_STORAGE", "gcs"), ("REGISTRY_STORAGE_GCS_BUCKET", "b")]);
+        assert!(e.contains("gcs") && e.contains("REGISTRY_STORAGE"), "{e}");
         let e = load_err(None, &[("REGISTRY_AUTH_TOKEN_REALM", "r"), ("REGISTRY_AUTH_HTPASSWD_PATH", "/p")]);
         assert!(e.starts_with("auth: ") && e.contains("more than one auth scheme"), "{e}");
         let e = load_err(None, &[("REGISTRY_HTTP_HEADERS", "{unclosed")]);

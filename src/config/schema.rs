@@ -117,11 +117,44 @@ const STORAGE: Kind = Kind::Drivers {
         f("delete", Kind::Struct(&[f("enabled", Kind::Bool)])),
         f("maintenance", Kind::Struct(MAINTENANCE)),
         f("cache", Kind::Any),
-        f("redirect", Kind::Any),
+        f("redirect", Kind::Struct(&[f("disable", Kind::Bool)])),
     ],
     // Unknown parameters of a driver are accepted, as registry:2's drivers ignore them.
-    drivers: &[f("filesystem", Kind::Params(&[f("rootdirectory", Kind::Str)]))],
+    drivers: &[
+        f("filesystem", Kind::Params(&[f("rootdirectory", Kind::Str)])),
+        // A struct, not free parameters: a misspelt S3 key warns instead of silently falling
+        // back to a default (say, an unencrypted bucket).
+        f("s3", Kind::Struct(S3)),
+    ],
 };
+
+/// registry:2's S3 driver parameters (distribution 2.8 and 3.0). Numbers are accepted as YAML
+/// numbers or strings, as the Go driver parses both.
+const S3: &[Field] = &[
+    f("accesskey", Kind::Str),
+    f("secretkey", Kind::Str),
+    f("sessiontoken", Kind::Str),
+    f("region", Kind::Str),
+    f("regionendpoint", Kind::Str),
+    f("forcepathstyle", Kind::Bool),
+    f("bucket", Kind::Str),
+    f("rootdirectory", Kind::Str),
+    f("secure", Kind::Bool),
+    f("skipverify", Kind::Bool),
+    f("v4auth", Kind::Bool),
+    f("chunksize", Kind::Any),
+    f("encrypt", Kind::Bool),
+    f("keyid", Kind::Str),
+    f("storageclass", Kind::Str),
+    f("multipartcopychunksize", Kind::Any),
+    f("multipartcopymaxconcurrency", Kind::Any),
+    f("multipartcopythresholdsize", Kind::Any),
+    f("useragent", Kind::Str),
+    f("usedualstack", Kind::Bool),
+    f("accelerate", Kind::Bool),
+    f("objectacl", Kind::Str),
+    f("loglevel", Kind::Any),
+];
 
 const MAINTENANCE: &[Field] = &[
     f(

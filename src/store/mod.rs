@@ -8,6 +8,7 @@ pub mod error;
 pub mod fs;
 mod hashstates;
 pub mod index;
+pub mod object;
 pub mod paths;
 pub mod root_lock;
 mod streams;
@@ -187,6 +188,19 @@ impl Storage {
             metadata: backend,
         }
     }
+}
+
+/// The object-storage backend on `settings`' bucket with the index in front of its metadata,
+/// in the shared mode (other replicas write the same bucket). The bucket is reached once here.
+pub async fn object_storage(settings: &crate::config::S3Storage, redirect_disabled: bool) -> anyhow::Result<Storage> {
+    let backend = object::ObjectBackend::new(settings, redirect_disabled)?;
+    backend.check_reachable().await?;
+    let storage = Storage::of(backend);
+    let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::Shared).await?;
+    Ok(Storage {
+        metadata: Arc::new(metadata),
+        ..storage
+    })
 }
 
 /// The filesystem backend at `root` (registry:2's layout) with the index in front of its

@@ -135,6 +135,97 @@ impl Drop for TestLan {
     }
 }
 
+/// Several machines on one switch: a bridge in a namespace of its own ("hub"), a namespace per
+/// machine plugged into it, and this namespace on it too (at `local_ip`), all in one /29 of
+/// 198.18.0.0/15 and joined to no other network. For a cluster whose members must reach each
+/// other and the test (Garage's nodes). Everything is removed on drop, also on panic.
+pub struct TestSwitch {
+    hub: String,
+    host_if: String,
+    /// The namespaces of the machines, and their addresses, in order.
+    pub machines: Vec<(String, String)>,
+    /// The address of this namespace on the switch.
+    pub local_ip: String,
+}
+
+impl TestSwitch {
+    /// Up to 5 machines. None (after printing SKIP) when namespaces cannot be made here.
+    pub fn create(machines: usize) -> Option<TestSwitch> {
+        assert!((1..=5).contains(&machines), "a /29 holds the test and at most 5 machines");
+        if !can_make_namespaces() {
+            return None;
+        }
+        let pid = std::process::id();
+        for _ in 0..16 {
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            let subnet = (pid.wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729))) % (SUBNETS / 2);
+            let base = (198u32 << 24) | (18 << 16) | (subnet * 8);
+            if (1..=machines as u32 + 1).any(|i| address_in_use(&dotted(base + i))) {
+                continue;
+            }
+            let switch = TestSwitch {
+                hub: format!("{NS_PREFIX}{pid}-{n}-hub"),
+                host_if: format!("wh{pid}w{n}"),
+                machines: (0..machines)
+                    .map(|i| (format!("{NS_PREFIX}{pid}-{n}-m{i}"), dotted(base + 2 + i as u32)))
+                    .collect(),
+                local_ip: dotted(base + 1),
+            };
+            if switch.set_up() {
+                return Some(switch);
+            }
+        }
+        panic!("could not create the test switch's namespaces (see the ip errors above)");
+    }
+
+    /// `ip netns exec NS` for machine `i`.
+    pub fn prefix(&self, i: usize) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.machines[i].0]
+    }
+
+    fn set_up(&self) -> bool {
+        let hub = self.hub.as_str();
+        let local = format!("{}/29", self.local_ip);
+        let mut steps: Vec<Vec<String>> = vec![
+            vec!["netns", "add", hub],
+            vec!["-n", hub, "link", "add", "br0", "type", "bridge"],
+            vec!["-n", hub, "link", "set", "br0", "up"],
+            vec!["link", "add", &self.host_if, "type", "veth", "peer", "name", "up0", "netns", hub],
+            vec!["-n", hub, "link", "set", "up0", "master", "br0", "up"],
+            vec!["addr", "add", &local, "dev", &self.host_if],
+            vec!["link", "set", &self.host_if, "up"],
+        ]
+        .into_iter()
+        .map(|v| v.into_iter().map(String::from).collect())
+        .collect();
+        for (i, (ns, ip)) in self.machines.iter().enumerate() {
+            let port = format!("p{i}");
+            let addr = format!("{ip}/29");
+            for step in [
+                vec!["netns", "add", ns],
+                vec!["-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                vec!["-n", hub, "link", "set", &port, "master", "br0", "up"],
+                vec!["-n", ns, "addr", "add", &addr, "dev", "eth0"],
+                vec!["-n", ns, "link", "set", "eth0", "up"],
+                vec!["-n", ns, "link", "set", "lo", "up"],
+            ] {
+                steps.push(step.into_iter().map(String::from).collect());
+            }
+        }
+        steps.iter().all(|args| ip(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    }
+}
+
+impl Drop for TestSwitch {
+    fn drop(&mut self) {
+        for (ns, _) in &self.machines {
+            ip_quiet(&["netns", "del", ns]);
+        }
+        ip_quiet(&["netns", "del", &self.hub]);
+        ip_quiet(&["link", "del", &self.host_if]);
+    }
+}
+
 /// The first of up to 16 attempts `set_up(pid, attempt, addresses)` makes work, each on a free
 /// /30 of its own: another run may hold the subnet an attempt maps to. None (after printing
 /// SKIP) when namespaces cannot be made here; panics when every attempt fails. A failed attempt

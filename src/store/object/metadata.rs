@@ -1,0 +1,133 @@
+//! Tags, links and listings in registry:2's layout. Listings are S3 listings ("directories"
+//! are key prefixes; an empty one does not exist), which the index caches only where another
+//! replica cannot make them untrue.
+
+use super::keys::below;
+use super::ObjectBackend;
+use crate::oci::{Digest, RepoName, Tag};
+use crate::store::{Link, LinkInfo, LinkSet, MetadataStore, StoreError, StoreErrorKind, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::path::Path as Key;
+use std::time::SystemTime;
+
+fn parse_link(key: &Key, content: &[u8]) -> StoreResult<Digest> {
+    std::str::from_utf8(content)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Backend, format!("{key}: not a digest")))
+}
+
+impl ObjectBackend {
+    async fn read_link(&self, link: &Link) -> StoreResult<Option<(Digest, SystemTime)>> {
+        let key = self.keys.link(link);
+        let Some((content, meta)) = self.get_small(&key).await? else {
+            return Ok(None);
+        };
+        Ok(Some((parse_link(&key, &content)?, SystemTime::from(meta.last_modified))))
+    }
+
+    /// Repositories at and below `prefix` (named `name`), depth first: a prefix holding
+    /// `_manifests/` or `_layers/` is a repository, `_`-prefixed names are bookkeeping.
+    async fn walk_repositories(&self, prefix: Key, name: String, out: &mut Vec<String>) -> StoreResult<()> {
+        let mut pending = vec![(prefix, name)];
+        while let Some((prefix, name)) = pending.pop() {
+            let children = self.children(&prefix).await?;
+            if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
+                out.push(name.clone());
+            }
+            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
+                let child_name = if name.is_empty() {
+                    child.clone()
+                } else {
+                    format!("{name}/{child}")
+                };
+                pending.push((prefix.child(child), child_name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MetadataStore for ObjectBackend {
+    async fn link_read(&self, link: &Link) -> StoreResult<Option<Digest>> {
+        Ok(self.read_link(link).await?.map(|(d, _)| d))
+    }
+
+    async fn link_info(&self, link: &Link) -> StoreResult<Option<LinkInfo>> {
+        Ok(self.read_link(link).await?.map(|(target, modified)| LinkInfo { target, modified }))
+    }
+
+    async fn link_write(&self, link: &Link, target: &Digest) -> StoreResult<()> {
+        // Links are written after what they point at (the caller's rule), and a PUT is
+        // durable and visible to every replica when it returns.
+        self.put(&self.keys.link(link), Bytes::from(target.to_string())).await
+    }
+
+    async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
+        self.delete_all(&self.keys.link_dir(link)).await
+    }
+
+    async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
+        let prefix = self.keys.link_set(set);
+        let mut out: Vec<Digest> = self
+            .list_all(&prefix)
+            .await?
+            .iter()
+            .filter_map(|m| match below(&m.location, &prefix)?.as_slice() {
+                [alg, hex, "link"] => format!("{alg}:{hex}").parse().ok(),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Without a conditional PUT that every S3 store honours, this is a read, a compare and a
+    /// write. Within one process the index's per-tag lock makes it atomic. Across replicas,
+    /// two swaps from the same `expected` within one round trip both succeed and the later
+    /// PUT wins, as with registry:2 (which has no swap at all); the tag then names one of the
+    /// two pushed manifests, both complete, and every replica reads the same one at once
+    /// (the index caches no tag links in shared mode, and S3 reads after writes are
+    /// consistent).
+    async fn tag_swap(&self, repo: &RepoName, tag: &Tag, expected: Option<&Digest>, new: &Digest) -> StoreResult<()> {
+        let link = Link::TagCurrent(repo.clone(), tag.clone());
+        let current = self.link_read(&link).await?;
+        if current.as_ref() != expected {
+            return Err(StoreError::new(
+                StoreErrorKind::PreconditionFailed,
+                format!("tag {tag} points at {current:?}, not {expected:?}"),
+            ));
+        }
+        if current.as_ref() != Some(new) {
+            self.link_write(&link, new).await?;
+        }
+        Ok(())
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
+        self.delete_all(&self.keys.tag_dir(repo, tag)).await
+    }
+
+    async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
+        if !self.repo_exists(repo).await? {
+            return Ok(None);
+        }
+        let mut tags = self.children(&self.keys.tags(repo)).await?;
+        tags.sort();
+        Ok(Some(tags))
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
+        let children = self.children(&self.keys.repo(repo)).await?;
+        Ok(children.iter().any(|c| c == "_manifests" || c == "_layers"))
+    }
+
+    async fn repositories(&self) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        self.walk_repositories(self.keys.repositories(), String::new(), &mut out).await?;
+        out.sort();
+        Ok(out)
+    }
+}

@@ -1,0 +1,151 @@
+//! registry:2's `storage.s3` settings turned into an S3 client and the backend's knobs, with
+//! registry:2's defaults (distribution's `registry/storage/driver/s3-aws`).
+
+use crate::config::S3Storage;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{Attribute, Attributes, ClientOptions};
+use serde_yaml_ng::Value;
+use std::time::Duration;
+
+/// registry:2's `minChunkSize`: S3 refuses parts smaller than this (but the last).
+pub const MIN_CHUNK_SIZE: u64 = 5 << 20;
+/// registry:2's `defaultChunkSize`.
+pub const DEFAULT_CHUNK_SIZE: u64 = 2 * MIN_CHUNK_SIZE;
+/// How long a presigned blob URL stays valid (registry:2's RedirectURL uses 20 minutes).
+pub const REDIRECT_VALID_FOR: Duration = Duration::from_secs(20 * 60);
+
+/// What the backend needs besides the client.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub rootdirectory: String,
+    /// Parts are at least this large; an upload buffers at most this much (plus one network
+    /// chunk) in memory per request.
+    pub chunk_size: u64,
+    /// Attributes of every object written (the storage class).
+    pub attributes: Attributes,
+    /// Answer blob GETs with presigned URLs (`storage.redirect.disable` unset).
+    pub redirect: bool,
+}
+
+fn number(v: Option<&Value>, key: &str, default: u64) -> anyhow::Result<u64> {
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("storage.s3.{key} must be a positive integer")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("storage.s3.{key} must be a positive integer, not {s:?}")),
+        Some(_) => anyhow::bail!("storage.s3.{key} must be a positive integer"),
+    }
+}
+
+/// The endpoint URL: `regionendpoint` as given, with a scheme from `secure` when it has none.
+fn endpoint(s: &S3Storage, secure: bool) -> Option<String> {
+    let e = s.regionendpoint.trim();
+    if e.is_empty() {
+        return None;
+    }
+    if e.contains("://") {
+        return Some(e.trim_end_matches('/').to_string());
+    }
+    let scheme = if secure { "https" } else { "http" };
+    Some(format!("{scheme}://{}", e.trim_end_matches('/')))
+}
+
+/// The S3 client and tuning for `s`. Credentials not in the file come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`...), as registry:2's
+/// default credential chain does.
+pub fn build(s: &S3Storage, redirect_disabled: bool) -> anyhow::Result<(AmazonS3, Tuning)> {
+    if s.bucket.is_empty() {
+        anyhow::bail!("storage.s3.bucket is required");
+    }
+    let chunk_size = number(s.chunksize.as_ref(), "chunksize", DEFAULT_CHUNK_SIZE)?;
+    if chunk_size < MIN_CHUNK_SIZE {
+        anyhow::bail!("storage.s3.chunksize must be at least {MIN_CHUNK_SIZE} bytes (S3's smallest part), not {chunk_size}");
+    }
+    let secure = s.secure.unwrap_or(true);
+    let region = if s.region.is_empty() { "us-east-1" } else { s.region.as_str() };
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(&s.bucket).with_region(region);
+    if !s.accesskey.is_empty() {
+        b = b.with_access_key_id(&s.accesskey).with_secret_access_key(&s.secretkey);
+    }
+    if !s.sessiontoken.is_empty() {
+        b = b.with_token(&s.sessiontoken);
+    }
+    let endpoint = endpoint(s, secure);
+    let plain_http = !secure || endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    if let Some(e) = &endpoint {
+        b = b.with_endpoint(e);
+    }
+    // registry:2 2.8 uses path-style requests whenever a regionendpoint is set (virtual hosts
+    // on AWS itself); 3.0's `forcepathstyle` says so explicitly.
+    let path_style = s.forcepathstyle.unwrap_or(endpoint.is_some());
+    b = b.with_virtual_hosted_style_request(!path_style);
+    if s.encrypt {
+        b = match s.keyid.as_str() {
+            // SSE-S3, registry:2's `encrypt` without a `keyid`.
+            "" => {
+                let sse: AmazonS3ConfigKey = "aws_server_side_encryption".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                b.with_config(sse, "AES256")
+            }
+            key => b.with_sse_kms_encryption(key),
+        };
+    }
+    // No overall request timeout: a blob GET streams for as long as the client reads. Connects
+    // fail fast so that retries (object_store's backoff) reach a node that is up.
+    let client = ClientOptions::new()
+        .with_allow_http(plain_http)
+        .with_allow_invalid_certificates(s.skipverify)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout_disabled();
+    b = b.with_allow_http(plain_http).with_client_options(client);
+    let store = b.build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?;
+    let mut attributes = Attributes::new();
+    match s.storageclass.as_str() {
+        // registry:2 sends STANDARD by default; NONE sends no class (for stores without classes).
+        "" | "NONE" => {}
+        class => {
+            attributes.insert(Attribute::StorageClass, class.to_string().into());
+        }
+    }
+    Ok((
+        store,
+        Tuning {
+            rootdirectory: s.rootdirectory.clone(),
+            chunk_size,
+            attributes,
+            redirect: !redirect_disabled,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_accepts_numbers_and_strings_and_keeps_s3s_minimum() {
+        assert_eq!(number(None, "chunksize", 7).unwrap(), 7);
+        assert_eq!(number(Some(&Value::from(6291456u64)), "chunksize", 7).unwrap(), 6291456);
+        assert_eq!(number(Some(&Value::from("6291456")), "chunksize", 7).unwrap(), 6291456);
+        assert!(number(Some(&Value::from("6M")), "chunksize", 7).is_err());
+        let small = S3Storage {
+            bucket: "b".into(),
+            chunksize: Some(Value::from(1024u64)),
+            ..Default::default()
+        };
+        assert!(build(&small, false).unwrap_err().to_string().contains("at least"));
+    }
+
+    #[test]
+    fn an_endpoint_without_scheme_takes_it_from_secure() {
+        let s = S3Storage {
+            regionendpoint: "127.0.0.1:3900".into(),
+            ..Default::default()
+        };
+        assert_eq!(endpoint(&s, false).as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(endpoint(&s, true).as_deref(), Some("https://127.0.0.1:3900"));
+    }
+}
