@@ -218,6 +218,11 @@ impl Registry {
         Self::at(&w.url, headers)
     }
 
+    /// A client of a server at `url` without credentials (a replica the test started).
+    pub fn at_url(url: &str) -> Registry {
+        Self::at(url, HeaderMap::new())
+    }
+
     fn at(url: &str, headers: HeaderMap) -> Registry {
         let http = reqwest::Client::builder()
             .default_headers(headers)

@@ -36,11 +36,21 @@ impl Distribution {
 
     /// Serves `root` with `extra` (top-level YAML sections, e.g. `auth:`) added to the configuration.
     pub fn start_with(root: &Path, extra: &str) -> Distribution {
+        Self::start_on(root, &filesystem_storage(root), extra, &[])
+    }
+
+    /// Serves `storage` (a whole `storage:` section, say S3's) with `extra` added, the
+    /// environment changed by `env_remove`.
+    pub fn start_on_storage(storage: &str, extra: &str, env_remove: &[&str]) -> Distribution {
+        Self::start_on(Path::new(""), storage, extra, env_remove)
+    }
+
+    fn start_on(root: &Path, storage: &str, extra: &str, env_remove: &[&str]) -> Distribution {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = super::free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(root, &addr) + extra).expect("write config.yml");
+        std::fs::write(&config, config_yaml(storage, &addr) + extra).expect("write config.yml");
         let log = dir.path().join("registry.log");
         let out = File::create(&log).expect("registry log");
         let mut cmd = Command::new(DISTRIBUTION_BIN);
@@ -54,6 +64,9 @@ impl Distribution {
             if k.starts_with("REGISTRY_") {
                 cmd.env_remove(k);
             }
+        }
+        for k in env_remove {
+            cmd.env_remove(k);
         }
         let child = cmd.spawn().expect("spawn docker-registry");
         let d = Distribution {
@@ -96,13 +109,19 @@ impl Drop for Distribution {
     }
 }
 
-fn config_yaml(root: &Path, addr: &str) -> String {
+fn filesystem_storage(root: &Path) -> String {
+    format!(
+        "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+        root.display()
+    )
+}
+
+fn config_yaml(storage: &str, addr: &str) -> String {
     format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-         http:\n  addr: {addr}\n  secret: wharf-compat-test-secret\n",
-        root.display()
+         {storage}\
+         http:\n  addr: {addr}\n  secret: wharf-compat-test-secret\n"
     )
 }
 

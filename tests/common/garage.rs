@@ -16,8 +16,7 @@ pub const BUCKET: &str = "registry";
 
 /// The garage binary, or None (after printing SKIP) outside CI; panics in CI.
 pub fn garage_bin() -> Option<PathBuf> {
-    let cached = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(format!(".cache/wharf-tests/garage-{GARAGE_VERSION}/bin/garage")));
+    let cached = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(format!(".cache/wharf-tests/garage-{GARAGE_VERSION}/bin/garage")));
     let candidates = [std::env::var_os("WHARF_GARAGE").map(PathBuf::from), cached];
     if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
         return Some(found);
@@ -169,7 +168,8 @@ impl Garage {
     }
 
     pub fn cli(&self, i: usize, args: &[&str]) -> String {
-        self.try_cli(i, args).unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", self.nodes[i].log()))
+        self.try_cli(i, args)
+            .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", self.nodes[i].log()))
     }
 
     /// Retries `garage ARGS` for up to `limit` (a node still starting, a layout spreading).

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cri;
 pub mod distribution;
 pub mod dockerd;
+pub mod garage;
 pub mod images;
 pub mod netns;
 
