@@ -285,11 +285,9 @@ impl UploadStore for ObjectBackend {
                 Some(_) => {}
                 // registry:2's own sessions have no wharf state; a crash between the two
                 // first writes leaves the same. Either way only its age can tell.
-                None if old(created) => {
-                    if housekeeping {
-                        self.upload_delete(&repo, &id).await?;
-                        tracing::info!(repository = %repo, upload = %id, "removed an upload session wharf cannot resume");
-                    }
+                None if housekeeping && old(created) => {
+                    self.upload_delete(&repo, &id).await?;
+                    tracing::info!(repository = %repo, upload = %id, "removed an upload session wharf cannot resume");
                 }
                 None => {}
             }
