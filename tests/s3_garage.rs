@@ -48,6 +48,16 @@ fn curl_follow(url: &str, range: Option<&str>) -> Vec<u8> {
     run(cmd.arg(url)).stdout
 }
 
+/// A `Location` without its host: the same session, asked of whichever replica a client
+/// (or a load balancer) sends it to.
+fn on_any_replica(location: &str) -> String {
+    let url = reqwest::Url::parse(location).unwrap_or_else(|e| panic!("Location {location}: {e}"));
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
 /// The blob as one replica serves it, streamed (no redirect): status 200 and the bytes.
 async fn streamed(r: &Registry, repo: &str, digest: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let resp = r.get_with(&format!("/v2/{repo}/blobs/{digest}"), headers).await;
@@ -69,19 +79,28 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
     let small = random_bytes(300_000);
     let big = random_bytes(12 * MIB + 123);
     let (d_small, d_big) = (sha256_digest(&small), sha256_digest(&big));
-    rt.block_on(async {
+    let cuts = [0, 6 * MIB, 9 * MIB, 11 * MIB + MIB / 2, big.len()];
+    let location = rt.block_on(async {
         // Monolithic, through A.
         assert_eq!(ra.push_blob("team/app", &small).await, d_small);
         // Chunked across both replicas: parts of 5 MiB and more, tails carried in the bucket.
-        let cuts = [0, 6 * MIB, 9 * MIB, 11 * MIB + MIB / 2, big.len()];
-        let mut location = ra.start_upload("team/app").await.location().to_string();
+        let mut location = on_any_replica(ra.start_upload("team/app").await.location());
         for (i, w) in cuts.windows(2).take(3).enumerate() {
             let via = if i % 2 == 0 { &ra } else { &rb };
             let resp = via.patch(&location, &big[w[0]..w[1]], Some((w[0], w[1] - 1))).await;
             resp.expect(202);
             assert_eq!(resp.header("Range"), Some(format!("0-{}", w[1] - 1).as_str()), "{}", resp.show());
-            location = resp.location().to_string();
+            location = on_any_replica(resp.location());
         }
+        location
+    });
+    // A, which took the last chunk, dies without a chance to flush anything; a new A starts.
+    let mut a = a;
+    common::images::signal_pid(a.pid(), libc::SIGKILL);
+    a.stop();
+    let a = replica(&g, 0, "/wharf", &[chunk, ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
+    let ra = Registry::at_url(&a.url);
+    rt.block_on(async {
         // The session's state is in the bucket: B reports what A received, and finishes it.
         let status = rb.get(&location).await;
         status.expect(204);
