@@ -58,6 +58,16 @@ fn on_any_replica(location: &str) -> String {
     }
 }
 
+/// The most memory a process has used (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// The blob as one replica serves it, streamed (no redirect): status 200 and the bytes.
 async fn streamed(r: &Registry, repo: &str, digest: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let resp = r.get_with(&format!("/v2/{repo}/blobs/{digest}"), headers).await;
@@ -120,6 +130,12 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
         assert!(matches!(got.status, 307 | 302), "{}", got.show());
         assert!(got.location().starts_with(&g.nodes[0].endpoint()), "{}", got.location());
     });
+    // Memory stays bounded by the part size, not the blob's: 48 MiB pushed in one request.
+    let huge = random_bytes(48 * MIB);
+    rt.block_on(async { assert_eq!(ra.push_blob("team/huge", &huge).await, sha256_digest(&huge)) });
+    let peak = peak_rss_kib(a.pid());
+    eprintln!("replica A's peak RSS after a 48 MiB monolithic push with 5 MiB parts: {peak} KiB");
+    assert!(peak < 40 * 1024, "a 48 MiB push took {peak} KiB: the blob was held in memory");
     let via_b = format!("{}/v2/team/app/blobs/{d_big}", b.url);
     assert_eq!(sha256_digest(&curl_follow(&via_b, None)), d_big, "curl follows the presigned URL");
     assert_eq!(
@@ -141,7 +157,7 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
         let tags = ra.get("/v2/team/app/tags/list").await;
         assert_eq!(tags.json()["tags"], serde_json::json!(["latest"]));
         let catalog = rb.get("/v2/_catalog").await;
-        assert_eq!(catalog.json()["repositories"], serde_json::json!(["team/app"]));
+        assert_eq!(catalog.json()["repositories"], serde_json::json!(["team/app", "team/huge"]));
     });
 
     // A multi-arch index copied in through A and out through B (which redirects its blobs).
