@@ -21,7 +21,9 @@ pub struct Tuning {
     /// Parts are at least this large; an upload buffers at most this much (plus one network
     /// chunk) in memory per request.
     pub chunk_size: u64,
-    /// Attributes of every object written (the storage class).
+    /// Attributes of every object written with a PUT (the storage class). Objects made by
+    /// completing a multipart upload and copying it take the bucket's default class:
+    /// object_store's resumable multipart API takes no attributes.
     pub attributes: Attributes,
     /// Answer blob GETs with presigned URLs (`storage.redirect.disable` unset).
     pub redirect: bool,

@@ -240,6 +240,9 @@ impl UploadStore for ObjectBackend {
             match self.assemble(repo, id, &mut s).await? {
                 Some(small) => self.put(&blob, small).await?,
                 None => {
+                    // One CopyObject, whatever the size: `multipartcopy*` are accepted but not
+                    // used yet, so on AWS itself a blob over 5 GiB (CopyObject's limit) fails
+                    // here, the session intact for a retry; Garage has no such limit.
                     let data = self.keys.upload_data(repo, id);
                     self.s3.copy(&data, &blob).await.map_err(store_error)?;
                 }
