@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod histogram;
+pub mod notifications;
 use histogram::AtomicHistogram;
+use notifications::NotificationMetrics;
 
 /// docker/go-metrics' default latency buckets, in seconds.
 const DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0];
@@ -53,6 +55,8 @@ pub struct Metrics {
     in_flight: Family<Handler, Gauge>,
     request_sizes: Family<Handler, AtomicHistogram>,
     response_sizes: Family<Handler, AtomicHistogram>,
+    /// The webhook endpoints' families, fed by `notify`.
+    pub notifications: NotificationMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,8 +89,11 @@ impl Metrics {
             http.register("request_size_bytes", "The HTTP request sizes in bytes", request_sizes.clone());
             http.register("response_size_bytes", "The HTTP response sizes in bytes", response_sizes.clone());
         }
+        let notifications = NotificationMetrics::default();
+        notifications.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
         Arc::new(Metrics {
+            notifications,
             registry,
             requests,
             durations,
