@@ -294,6 +294,10 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
     let debug = start_debug_server(&cfg).await?;
+    if let Some(metrics) = &debug {
+        let reg = reg.clone();
+        metrics.watch_uploads(move || reg.upload_sessions_open());
+    }
     let notifier = start_notifications(&cfg, &root, &reg, debug.as_ref(), local.port())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
