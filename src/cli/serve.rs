@@ -503,6 +503,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.log.formatter != new.log.formatter {
         out.push("log.formatter");
     }
+    if old.notifications != new.notifications {
+        out.push("notifications (the endpoints run with their queues from the start)");
+    }
     out
 }
 
