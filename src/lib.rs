@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod kube;
 pub mod mdns;
+pub mod notify;
 pub mod oci;
 pub mod registry;
 pub mod store;

@@ -331,6 +331,11 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
     let debug = start_debug_server(&cfg).await?;
+    if let Some(metrics) = &debug {
+        let reg = reg.clone();
+        metrics.watch_uploads(move || reg.upload_sessions_open());
+    }
+    let notifier = start_notifications(&cfg, &root, &reg, debug.as_ref(), local.port())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
@@ -362,9 +367,31 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
             prefix: http_prefix(&cfg),
         },
     };
-    http::server::serve(listener, app, opts, shutdown_signal()).await?;
+    let served = http::server::serve(listener, app, opts, shutdown_signal()).await;
+    if let Some(notifier) = notifier {
+        notifier.stop().await;
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `notifications.endpoints`: each endpoint's queue and delivery, fed by the event stream.
+/// `source.addr` is the host name and the listening port, as registry:2 reports it.
+fn start_notifications(
+    cfg: &Config,
+    root: &std::path::Path,
+    reg: &Registry,
+    metrics: Option<&Arc<http::metrics::Metrics>>,
+    port: u16,
+) -> anyhow::Result<Option<crate::notify::Notifier>> {
+    let Some(n) = cfg.notifications.as_ref().filter(|n| !n.endpoints.is_empty()) else {
+        return Ok(None);
+    };
+    let families = metrics.map(|m| m.notifications.clone()).unwrap_or_default();
+    let host = crate::tls::certs::hostname().unwrap_or_else(|| "localhost".into());
+    let notifier = crate::notify::start(n, root, reg, &families, &format!("{host}:{port}"))?;
+    Ok(Some(notifier))
 }
 
 /// The API router `wharf serve` runs for `cfg` over `registry`, without automatic security,
@@ -509,6 +536,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.log.formatter != new.log.formatter {
         out.push("log.formatter");
+    }
+    if old.notifications != new.notifications {
+        out.push("notifications (the endpoints run with their queues from the start)");
     }
     out
 }

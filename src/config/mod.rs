@@ -7,6 +7,7 @@
 //! `REGISTRY_STORAGE=filesystem` replace a whole section, exactly as registry:2 does.
 
 mod env;
+pub mod notifications;
 mod schema;
 mod validate;
 
@@ -190,7 +191,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reporting: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<Value>,
+    pub notifications: Option<notifications::Notifications>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -605,6 +606,7 @@ impl Config {
     pub fn redacted_yaml(&self) -> String {
         let mut tree = serde_yaml_ng::to_value(self).unwrap_or(Value::Null);
         redact(&mut tree);
+        redact_endpoint_headers(&mut tree);
         serde_yaml_ng::to_string(&tree).unwrap_or_default()
     }
 }
@@ -649,6 +651,30 @@ fn truthy(v: &Value) -> bool {
             "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y"
         ),
         _ => false,
+    }
+}
+
+/// Webhook headers carry tokens whatever their names (`X-Api-Token`, `Private-Token`...), and a
+/// signing key is a secret: every value goes.
+fn redact_endpoint_headers(tree: &mut Value) {
+    let Some(endpoints) = tree
+        .get_mut("notifications")
+        .and_then(|n| n.get_mut("endpoints"))
+        .and_then(Value::as_sequence_mut)
+    else {
+        return;
+    };
+    for endpoint in endpoints {
+        if let Some(headers) = endpoint.get_mut("headers").and_then(Value::as_mapping_mut) {
+            for (_, values) in headers.iter_mut() {
+                *values = Value::from("<redacted>");
+            }
+        }
+        if let Some(key) = endpoint.get_mut("signing").and_then(|s| s.get_mut("key")) {
+            if key.as_str().is_some_and(|k| !k.is_empty()) {
+                *key = Value::from("<redacted>");
+            }
+        }
     }
 }
 
@@ -1168,7 +1194,6 @@ policy: {repository: {classes: [image]}}
         let w = l.warnings.join("\n");
         for key in [
             "proxy",
-            "notifications",
             "middleware",
             "redis",
             "reporting",
@@ -1191,6 +1216,54 @@ policy: {repository: {classes: [image]}}
         assert_eq!(c.root_directory(), PathBuf::from("/r"));
         assert_eq!(c.redis.as_ref().unwrap()["pool"]["maxidle"], Value::from(16));
         assert!(c.proxy.is_some() && c.notifications.is_some() && c.http.debug.is_some());
+    }
+
+    #[test]
+    fn notification_endpoints_read_as_registry2_reads_them() {
+        let yaml = "
+version: 0.1
+notifications:
+  events: {includereferences: true}
+  endpoints:
+    - name: alistener
+      url: https://hooks.example/event
+      headers: {Authorization: [Bearer t0ken], X-Api-Token: [abc]}
+      timeout: 500ms
+      threshold: 5
+      backoff: 1s
+      ignoredmediatypes: [application/octet-stream]
+      ignore: {mediatypes: [application/vnd.oci.image.index.v1+json], actions: [pull]}
+      signing: {key: hmac-key}
+";
+        let l = load_ok(
+            Some(yaml),
+            &[
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_THRESHOLD", "7"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_NAME", "second"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_URL", "http://127.0.0.1:9/hook"),
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_1_DISABLED", "true"),
+            ],
+        );
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let n = l.config.notifications.as_ref().expect("notifications");
+        assert!(n.events.includereferences);
+        let e = &n.endpoints[0];
+        assert_eq!((e.name.as_str(), e.url.as_str()), ("alistener", "https://hooks.example/event"));
+        assert_eq!(e.headers["Authorization"], ["Bearer t0ken"]);
+        assert_eq!(e.timeout_or_default(), Duration::from_millis(500));
+        assert_eq!(e.threshold_or_default(), 7, "the variable wins over the file");
+        assert_eq!(e.backoff_or_default(), Duration::from_secs(1));
+        let ignored: Vec<&str> = e.ignored_media_types().collect();
+        assert_eq!(ignored, ["application/vnd.oci.image.index.v1+json", "application/octet-stream"]);
+        assert_eq!(e.ignore.actions, ["pull"]);
+        let second = &n.endpoints[1];
+        assert_eq!((second.name.as_str(), second.disabled), ("second", true));
+        assert_eq!(second.timeout_or_default(), Duration::from_secs(1), "registry:2's default");
+        assert_eq!(second.threshold_or_default(), 10);
+        let shown = l.config.redacted_yaml();
+        for secret in ["t0ken", "abc", "hmac-key"] {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
     f("http", Kind::Struct(HTTP)),
     f("middleware", Kind::Any),
     f("reporting", Kind::Any),
-    f("notifications", Kind::Any),
+    f("notifications", Kind::Struct(NOTIFICATIONS)),
     f("redis", Kind::Any),
     f("health", Kind::Any),
     f("catalog", Kind::Any),
@@ -98,6 +98,34 @@ const ACCESS: &[Field] = &[
             f("users", Kind::List(&Kind::Str)),
             f("groups", Kind::List(&Kind::Str)),
             f("allow", Kind::List(&Kind::Str)),
+        ])),
+    ),
+];
+
+/// registry:2's `notifications`, plus wharf's `queue` and `signing` per endpoint.
+const NOTIFICATIONS: &[Field] = &[
+    f("events", Kind::Struct(&[f("includereferences", Kind::Bool)])),
+    f(
+        "endpoints",
+        Kind::List(&Kind::Struct(&[
+            f("name", Kind::Str),
+            f("disabled", Kind::Bool),
+            f("url", Kind::Str),
+            f("headers", Kind::Map(&Kind::List(&Kind::Str))),
+            f("timeout", Kind::Duration),
+            // An integer: `Any` leaves the type check to the struct it is read into.
+            f("threshold", Kind::Any),
+            f("backoff", Kind::Duration),
+            f("ignoredmediatypes", Kind::List(&Kind::Str)),
+            f(
+                "ignore",
+                Kind::Struct(&[f("mediatypes", Kind::List(&Kind::Str)), f("actions", Kind::List(&Kind::Str))]),
+            ),
+            f("queue", Kind::Struct(&[f("path", Kind::Str), f("maxevents", Kind::Any)])),
+            f(
+                "signing",
+                Kind::Struct(&[f("key", Kind::Str), f("keyfile", Kind::Str), f("header", Kind::Str)]),
+            ),
         ])),
     ),
 ];

@@ -290,7 +290,6 @@ pub(crate) fn show(v: &Value) -> String {
 /// nobody believes a pull-through cache or a webhook is running when it is not.
 const UNIMPLEMENTED: &[(&str, &str)] = &[
     ("proxy", "pull-through cache of a remote registry"),
-    ("notifications", "webhook notifications of pushes and pulls"),
     ("middleware", "registry, repository and storage middleware (CloudFront, redirects)"),
     ("redis", "the Redis blob descriptor cache"),
     ("reporting", "error reporting to Bugsnag or New Relic"),

@@ -18,11 +18,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 mod histogram;
+pub mod notifications;
 use histogram::AtomicHistogram;
+use notifications::NotificationMetrics;
 
 /// docker/go-metrics' default latency buckets, in seconds.
 const DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0];
@@ -53,6 +55,11 @@ pub struct Metrics {
     in_flight: Family<Handler, Gauge>,
     request_sizes: Family<Handler, AtomicHistogram>,
     response_sizes: Family<Handler, AtomicHistogram>,
+    handles: Handles,
+    /// Reads the registry's open upload sessions at each scrape, once `watch_uploads` set it.
+    upload_sessions: Arc<OnceLock<UploadSessionsSource>>,
+    /// The webhook endpoints' families, fed by `notify`.
+    pub notifications: NotificationMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,8 +92,15 @@ impl Metrics {
             http.register("request_size_bytes", "The HTTP request sizes in bytes", request_sizes.clone());
             http.register("response_size_bytes", "The HTTP response sizes in bytes", response_sizes.clone());
         }
+        let notifications = NotificationMetrics::default();
+        notifications.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
+        let upload_sessions = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(UploadSessions(upload_sessions.clone())));
         Arc::new(Metrics {
+            handles: Handles::default(),
+            upload_sessions,
+            notifications,
             registry,
             requests,
             durations,
@@ -98,15 +112,22 @@ impl Metrics {
 
     /// Counts a request in flight until the returned guard is finished or dropped.
     pub fn begin(self: &Arc<Self>, path: &str, method: &axum::http::Method, request_bytes: u64) -> Request {
-        let handler = handler_name(path);
-        self.in_flight.get_or_create(&Handler { handler }).inc();
-        self.request_sizes.get_or_create(&Handler { handler }).observe(request_bytes as f64);
+        let handler = handler_index(path);
+        let method = method_index(method);
+        let h = &self.handles.handlers[handler];
+        handle(&h.in_flight, &self.in_flight, handler).inc();
+        handle(&h.request_sizes, &self.request_sizes, handler).observe(request_bytes as f64);
         Request {
             metrics: self.clone(),
             handler,
-            method: method_name(method),
+            method,
             started: Instant::now(),
         }
+    }
+
+    /// Reports `sessions()` as `wharf_upload_sessions_in_flight` from now on.
+    pub fn watch_uploads(&self, sessions: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.upload_sessions.set(Arc::new(sessions));
     }
 
     /// The metrics in Prometheus' text format (what Go's promhttp serves by default). Help texts
@@ -122,8 +143,8 @@ impl Metrics {
 /// One request being measured.
 pub struct Request {
     metrics: Arc<Metrics>,
-    handler: &'static str,
-    method: &'static str,
+    handler: usize,
+    method: usize,
     started: Instant,
 }
 
@@ -131,67 +152,166 @@ impl Request {
     /// Records the answer once its body has been sent (or abandoned).
     pub fn finish(self, status: u16, response_bytes: u64) {
         let m = &self.metrics;
-        let handler = self.handler;
-        m.in_flight.get_or_create(&Handler { handler }).dec();
-        m.requests
-            .get_or_create(&HandlerCodeMethod {
-                handler,
-                code: status,
-                method: self.method,
-            })
-            .inc();
-        m.durations
-            .get_or_create(&HandlerMethod {
-                handler,
-                method: self.method,
-            })
+        let (handler, method) = (self.handler, self.method);
+        let h = &m.handles.handlers[handler];
+        handle(&h.in_flight, &m.in_flight, handler).dec();
+        m.handles.requests(&m.requests, handler, method, status).inc();
+        let label = || HandlerMethod {
+            handler: HANDLERS[handler],
+            method: METHODS[method],
+        };
+        h.durations[method]
+            .get_or_init(|| m.durations.get_or_create(&label()).clone())
             .observe(self.started.elapsed().as_secs_f64());
-        m.response_sizes.get_or_create(&Handler { handler }).observe(response_bytes as f64);
+        handle(&h.response_sizes, &m.response_sizes, handler).observe(response_bytes as f64);
+    }
+}
+
+/// A per-handler series, looked up in its family once and kept: a request then costs a few
+/// atomic operations, not a hash and a lock per family.
+fn handle<'a, M: Clone>(slot: &'a OnceLock<M>, family: &Family<Handler, M>, handler: usize) -> &'a M {
+    slot.get_or_init(|| {
+        family
+            .get_or_create(&Handler {
+                handler: HANDLERS[handler],
+            })
+            .clone()
+    })
+}
+
+/// distribution's route names, the `handler` label.
+const HANDLERS: [&str; 9] = [
+    "base",
+    "catalog",
+    "tags",
+    "blob_upload",
+    "blob_upload_chunk",
+    "blob",
+    "manifest",
+    "referrers",
+    "other",
+];
+const METHODS: [&str; 8] = ["get", "head", "put", "post", "patch", "delete", "options", "other"];
+/// Positions in `HANDLERS`.
+mod route {
+    pub const BASE: usize = 0;
+    pub const CATALOG: usize = 1;
+    pub const TAGS: usize = 2;
+    pub const BLOB_UPLOAD: usize = 3;
+    pub const BLOB_UPLOAD_CHUNK: usize = 4;
+    pub const BLOB: usize = 5;
+    pub const MANIFEST: usize = 6;
+    pub const REFERRERS: usize = 7;
+    pub const OTHER: usize = 8;
+}
+
+/// Status codes a registry answers; others go through the family each time.
+const CODES: [u16; 22] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 416, 429, 500, 502, 503,
+];
+
+/// Every series a request touches, resolved on first use and then reused.
+#[derive(Default)]
+struct Handles {
+    handlers: [PerHandler; HANDLERS.len()],
+}
+
+#[derive(Default)]
+struct PerHandler {
+    in_flight: OnceLock<Gauge>,
+    request_sizes: OnceLock<AtomicHistogram>,
+    response_sizes: OnceLock<AtomicHistogram>,
+    durations: [OnceLock<AtomicHistogram>; METHODS.len()],
+    /// `registry_http_requests_total` per method and code of `CODES`.
+    requests: [[OnceLock<Counter>; CODES.len()]; METHODS.len()],
+}
+
+impl Handles {
+    fn requests(&self, family: &Family<HandlerCodeMethod, Counter>, handler: usize, method: usize, code: u16) -> Counter {
+        let label = || HandlerCodeMethod {
+            handler: HANDLERS[handler],
+            code,
+            method: METHODS[method],
+        };
+        match CODES.iter().position(|c| *c == code) {
+            Some(i) => self.handlers[handler].requests[method][i]
+                .get_or_init(|| family.get_or_create(&label()).clone())
+                .clone(),
+            None => family.get_or_create(&label()).clone(),
+        }
     }
 }
 
 /// distribution's route name for a request path (after any `http.prefix`).
 pub fn handler_name(path: &str) -> &'static str {
-    let Some(rest) = path.strip_prefix("/v2") else { return "other" };
+    HANDLERS[handler_index(path)]
+}
+
+/// The position in `HANDLERS` of a request path's route.
+fn handler_index(path: &str) -> usize {
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return route::OTHER;
+    };
     if rest.is_empty() || rest == "/" {
-        return "base";
+        return route::BASE;
     }
     if rest == "/_catalog" {
-        return "catalog";
+        return route::CATALOG;
     }
     if rest.ends_with("/tags/list") {
-        return "tags";
+        return route::TAGS;
     }
     if let Some((_, id)) = rest.rsplit_once("/blobs/uploads") {
         return if id.trim_start_matches('/').is_empty() {
-            "blob_upload"
+            route::BLOB_UPLOAD
         } else {
-            "blob_upload_chunk"
+            route::BLOB_UPLOAD_CHUNK
         };
     }
     if rest.contains("/blobs/") {
-        return "blob";
+        return route::BLOB;
     }
     if rest.contains("/manifests/") {
-        return "manifest";
+        return route::MANIFEST;
     }
     if rest.contains("/referrers/") {
-        return "referrers";
+        return route::REFERRERS;
     }
-    "other"
+    route::OTHER
 }
 
-fn method_name(m: &axum::http::Method) -> &'static str {
+/// The position in `METHODS` of a method, lower-case as Go's promhttp writes it.
+fn method_index(m: &axum::http::Method) -> usize {
     use axum::http::Method;
     match *m {
-        Method::GET => "get",
-        Method::HEAD => "head",
-        Method::PUT => "put",
-        Method::POST => "post",
-        Method::PATCH => "patch",
-        Method::DELETE => "delete",
-        Method::OPTIONS => "options",
-        _ => "other",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::PUT => 2,
+        Method::POST => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+type UploadSessionsSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Upload sessions opened and not yet finished, cancelled or purged, read at each scrape.
+struct UploadSessions(Arc<OnceLock<UploadSessionsSource>>);
+
+impl std::fmt::Debug for UploadSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadSessions")
+    }
+}
+
+impl prometheus_client::collector::Collector for UploadSessions {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(sessions) = self.0.get() else { return Ok(()) };
+        let g = ConstGauge::new(sessions() as i64);
+        let help = "Blob upload sessions this run opened that are not finished, cancelled or purged yet";
+        g.encode(encoder.encode_descriptor("wharf_upload_sessions_in_flight", help, None, g.metric_type())?)
     }
 }
 
@@ -417,10 +537,35 @@ mod tests {
     }
 
     #[test]
+    fn resolved_handles_keep_counting_in_the_same_series() {
+        let m = Metrics::new();
+        for status in [200, 200, 418, 418] {
+            m.begin("/v2/a/tags/list", &axum::http::Method::GET, 10).finish(status, 20);
+        }
+        let text = m.render();
+        for want in [
+            "registry_http_requests_total{handler=\"tags\",code=\"200\",method=\"get\"} 2",
+            "registry_http_requests_total{handler=\"tags\",code=\"418\",method=\"get\"} 2",
+            "registry_http_request_duration_seconds_count{handler=\"tags\",method=\"get\"} 4",
+            "registry_http_request_size_bytes_sum{handler=\"tags\"} 40",
+            "registry_http_response_size_bytes_sum{handler=\"tags\"} 80",
+            "registry_http_in_flight_requests{handler=\"tags\"} 0",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("handler=\"manifest\""), "series appear only once used");
+    }
+
+    #[test]
     fn renders_registry2_names_and_process_metrics() {
         let m = Metrics::new();
         m.begin("/v2/a/manifests/latest", &axum::http::Method::GET, 0).finish(200, 512);
         let _open = m.begin("/v2/a/blobs/sha256:00", &axum::http::Method::HEAD, 0);
+        m.watch_uploads(|| 2);
+        let hook = m.notifications.endpoint("hook");
+        hook.queued(3);
+        hook.answered(503);
+        hook.answered(200);
         let text = m.render();
         for want in [
             "registry_http_requests_total{handler=\"manifest\",code=\"200\",method=\"get\"} 1",
@@ -430,6 +575,11 @@ mod tests {
             "registry_http_response_size_bytes_sum{handler=\"manifest\"} 512",
             "process_resident_memory_bytes ",
             "process_cpu_seconds_total ",
+            "wharf_upload_sessions_in_flight 2",
+            "registry_notifications_events_total{type=\"Events\",endpoint=\"hook\"} 3",
+            "registry_notifications_pending_total{endpoint=\"hook\"} 2",
+            "registry_notifications_status_total{code=\"503 Service Unavailable\",endpoint=\"hook\"} 1",
+            "registry_notifications_events_total{type=\"Successes\",endpoint=\"hook\"} 1",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -9,6 +9,7 @@
 //! receiver nothing is built at all.
 
 use super::context::RequestContext;
+use crate::oci::manifest::Manifest;
 use crate::oci::{Digest, RepoName};
 use serde::{Serialize, Serializer};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +47,7 @@ pub struct Event {
 
 /// What the event is about. `mediaType`, `digest` and `size` are always written, as Go writes
 /// its descriptor; the rest only when set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     pub media_type: String,
@@ -63,6 +64,10 @@ pub struct Target {
     pub url: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tag: String,
+    /// What a manifest references (an image's config and layers, an index's manifests): sent
+    /// only with `notifications.events.includereferences`, as registry:2 does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<crate::oci::manifest::Descriptor>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,6 +90,9 @@ pub struct ActorRecord {
 /// The registry process that generated the event; `instanceID` changes on every start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceRecord {
+    /// `host:port` of the registry (hostname and `http.addr`'s port), filled by the sink.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub addr: String,
     #[serde(rename = "instanceID", skip_serializing_if = "String::is_empty")]
     pub instance_id: String,
 }
@@ -110,9 +118,15 @@ pub(super) enum Kind {
 }
 
 impl Target {
-    pub(super) fn manifest(repo: &RepoName, digest: &Digest, media_type: &str, size: u64) -> (Kind, Target) {
+    pub(super) fn manifest(repo: &RepoName, digest: &Digest, manifest: &Manifest, size: u64) -> (Kind, Target) {
+        let references = if manifest.children.is_empty() {
+            &manifest.blobs
+        } else {
+            &manifest.children
+        };
         let target = Target {
-            media_type: media_type.to_string(),
+            media_type: manifest.media_type.clone(),
+            references: references.clone(),
             ..Target::of(repo, digest, size)
         };
         (Kind::Manifest, target)
@@ -207,6 +221,7 @@ impl Events {
                 name: ctx.actor.clone().unwrap_or_default(),
             },
             source: SourceRecord {
+                addr: String::new(),
                 instance_id: self.instance_id.clone(),
             },
         };
@@ -297,7 +312,16 @@ mod tests {
         let repo = RepoName::parse("team/app").unwrap();
         let digest = Digest::sha256_of(b"m");
         events.emit(&ctx(), Action::Push, || {
-            let (kind, mut t) = Target::manifest(&repo, &digest, "application/vnd.oci.image.manifest.v1+json", 321);
+            let manifest = Manifest {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                artifact_type: None,
+                config: None,
+                blobs: Vec::new(),
+                children: Vec::new(),
+                subject: None,
+                annotations: None,
+            };
+            let (kind, mut t) = Target::manifest(&repo, &digest, &manifest, 321);
             t.tag = "v1".into();
             (kind, t)
         });

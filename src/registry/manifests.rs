@@ -102,7 +102,7 @@ impl Registry {
         let digest = self.manifest_resolve(repo, reference).await?;
         let m = self.manifest_load(&digest).await?.ok_or_else(|| manifest_unknown(reference))?;
         self.events.emit(ctx, Action::Pull, || {
-            let (kind, mut target) = Target::manifest(repo, &m.digest, &m.media_type, m.bytes.len() as u64);
+            let (kind, mut target) = Target::manifest(repo, &m.digest, &m.manifest, m.bytes.len() as u64);
             if let Reference::Tag(tag) = reference {
                 target.tag = tag.to_string();
             }
@@ -191,7 +191,7 @@ impl Registry {
                 .link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest)
                 .await?;
         }
-        self.emit_pushed(ctx, repo, &digest, &manifest.media_type, bytes.len() as u64, tags);
+        self.emit_pushed(ctx, repo, &digest, &manifest, bytes.len() as u64, tags);
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let stored = StoredManifest {
             digest: digest.clone(),
@@ -205,7 +205,7 @@ impl Registry {
 
     /// One push event per tag set (registry:2 knows one tag a push; the spec's `tag` parameters
     /// set more), or one without a tag for a push by digest alone.
-    fn emit_pushed(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, media_type: &str, size: u64, tags: &[Tag]) {
+    fn emit_pushed(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, manifest: &Manifest, size: u64, tags: &[Tag]) {
         if !self.events.wanted() {
             return;
         }
@@ -215,7 +215,7 @@ impl Registry {
         };
         for tag in tags {
             self.events.emit(ctx, Action::Push, || {
-                let (kind, mut target) = Target::manifest(repo, digest, media_type, size);
+                let (kind, mut target) = Target::manifest(repo, digest, manifest, size);
                 target.tag = tag.to_string();
                 (kind, target)
             });

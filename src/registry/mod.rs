@@ -54,6 +54,11 @@ impl Registry {
         &self.store
     }
 
+    /// Upload sessions this run opened that are still open (not finished, cancelled or purged).
+    pub fn upload_sessions_open(&self) -> u64 {
+        self.uploads.open_count()
+    }
+
     /// Every push, pull, mount and delete from now on (see `events`).
     pub fn subscribe(&self) -> events::Subscription {
         self.events.subscribe()

@@ -27,6 +27,7 @@ impl Registry {
             purged += 1;
             self.store.uploads.upload_delete(&repo, &id).await?;
             self.uploads.forget(&repo, &id);
+            self.uploads.closed();
             tracing::info!(repository = %repo, upload = %id, "purged abandoned upload");
         }
         Ok(purged)

@@ -43,6 +43,9 @@ pub struct UploadStatus {
 #[derive(Default)]
 pub(super) struct Sessions {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
+    /// Sessions this run opened and has not seen finished, cancelled or purged (a gauge for
+    /// metrics; sessions left by an earlier run are not counted).
+    open: std::sync::atomic::AtomicU64,
 }
 
 /// Sessions whose running hash is kept; past this, idle ones are forgotten.
@@ -55,6 +58,20 @@ pub(super) struct HashState {
 }
 
 impl Sessions {
+    fn opened(&self) {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One session fewer, never below zero (a session from before the start may end).
+    pub(super) fn closed(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self.open.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub(super) fn open_count(&self) -> u64 {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn key(repo: &RepoName, id: &str) -> String {
         format!("{repo}\0{id}")
     }
@@ -233,6 +250,7 @@ impl Registry {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         self.store.uploads.upload_create(repo, &id).await?;
+        self.uploads.opened();
         if algorithm != Algorithm::Sha256 {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
@@ -307,6 +325,7 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
         self.uploads.forget(repo, id);
+        self.uploads.closed();
         self.events.emit(ctx, Action::Push, || Target::blob(repo, digest, size));
         Ok(())
     }
@@ -338,6 +357,7 @@ impl Registry {
             // The client never saw this session, so nobody can resume it.
             let _ = self.store.uploads.upload_delete(repo, &status.id).await;
             self.uploads.forget(repo, &status.id);
+            self.uploads.closed();
         }
         result
     }
@@ -355,6 +375,7 @@ impl Registry {
         if !removed? {
             return Err(upload_unknown(id));
         }
+        self.uploads.closed();
         Ok(())
     }
 
