@@ -11,6 +11,7 @@ pub mod purge;
 mod referrers;
 pub mod upload_state;
 mod uploads;
+pub mod usage;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;
