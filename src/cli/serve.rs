@@ -316,6 +316,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let options = registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
+        retention: Some(Arc::new(
+            registry::retention::Rules::new(&cfg.storage.maintenance.retention).map_err(|e| anyhow::anyhow!(e))?,
+        )),
     };
     let storage = open_storage(&cfg).await?;
     let reg = Arc::new(Registry::new(storage.store.clone(), options));

@@ -9,8 +9,10 @@ pub mod listing;
 mod manifests;
 pub mod purge;
 mod referrers;
+pub mod retention;
 pub mod upload_state;
 mod uploads;
+pub mod usage;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;
@@ -29,6 +31,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// registry:2's `storage.maintenance.readonly.enabled`: pushes and deletes are refused.
     pub read_only: bool,
+    /// `storage.maintenance.retention`: policies and protected tags.
+    pub retention: Option<std::sync::Arc<retention::Rules>>,
 }
 
 pub struct Registry {
