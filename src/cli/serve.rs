@@ -338,7 +338,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         let reg = reg.clone();
         metrics.watch_uploads(move || reg.upload_sessions_open());
     }
-    let notifier = start_notifications(&cfg, &root, &reg, debug.as_ref(), local.port())?;
+    // With object storage the queue is still local (each replica queues its own events): it
+    // goes under the filesystem root directory unless the endpoint names a queue.path.
+    let notifier = start_notifications(&cfg, &cfg.root_directory(), &reg, debug.as_ref(), local.port())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
