@@ -82,8 +82,9 @@ pub fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "htpasswd") && htpasswd::apache::is_apache_form(&args[2..], htpasswd::SUBCOMMANDS) {
         return htpasswd::apache::main(&args[2..]);
     }
-    let cli = Cli::parse_from(args);
-    if let (true, Command::Serve(serve_args)) = (from_entrypoint, &cli.command) {
+    let mut cli = Cli::parse_from(args);
+    if let (true, Command::Serve(serve_args)) = (from_entrypoint, &mut cli.command) {
+        serve_args.from_entrypoint = true;
         entrypoint::before_serve(serve_args);
     }
     let result = match cli.command {

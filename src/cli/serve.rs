@@ -22,6 +22,10 @@ use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// Set when the container image's entrypoint (or its `registry` name) runs the server: the
+    /// drop-in for registry:2, where the web UI is off unless `ui.enabled` turns it on.
+    #[arg(skip)]
+    pub from_entrypoint: bool,
     /// registry:2 configuration file (default: $REGISTRY_CONFIGURATION_PATH, else built-in defaults).
     pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 0.0.0.0:5000 or :5000 (overrides http.addr).
@@ -70,6 +74,8 @@ struct Source {
     addr: Option<String>,
     root: Option<PathBuf>,
     mdns: Option<String>,
+    /// `ui.enabled` when the configuration leaves it out.
+    ui_default: bool,
 }
 
 impl Source {
@@ -94,6 +100,7 @@ impl Source {
                 rootdirectory: root.clone(),
             });
         }
+        cfg.ui.enabled.get_or_insert(self.ui_default);
         Ok((cfg, registry2))
     }
 }
@@ -104,6 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         root: args.root,
         mdns: args.mdns,
+        ui_default: !args.from_entrypoint,
     };
     let (cfg, registry2) = source.load_with_origin()?;
     init_logging(&cfg);
@@ -372,6 +380,7 @@ fn app_state(
         trust_script,
         headers: configured_headers(cfg)?,
         upload_states: crate::registry::upload_state::UploadStateKey::from_secret(&cfg.http.secret).map(Arc::new),
+        ui: cfg.ui.enabled.unwrap_or(true),
     })
 }
 

@@ -208,6 +208,24 @@ pub struct Config {
     /// wharf's access control (registry:2 ignores the key): see `auth::policy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<crate::auth::policy::AccessConfig>,
+    /// wharf's web UI at `/ui/` (registry:2 ignores the key).
+    #[serde(default, skip_serializing_if = "Ui::is_default")]
+    pub ui: Ui,
+}
+
+/// `ui`: the web UI. `enabled` left out: on for `wharf serve`, off in the container image's
+/// entrypoint, which serves what registry:2 serves and nothing more unless asked.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Ui {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl Ui {
+    fn is_default(&self) -> bool {
+        *self == Ui::default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

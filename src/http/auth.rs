@@ -204,6 +204,46 @@ impl AuthState {
         }
     }
 
+    /// The web UI's login. A browser cannot fetch bearer tokens, so the UI takes Basic
+    /// credentials under either scheme and checks them against the htpasswd file the scheme
+    /// logs in with (with tokens: the one the token endpoint checks), with the same limits.
+    /// `Ok(None)`: no credentials sent. `Err`: the refusal (401 with a Basic challenge, 429);
+    /// with an external token server there is no password to check, so always a refusal.
+    pub async fn ui_login(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Option<String>, Response> {
+        let client = self.client(peer, headers);
+        let login = match &self.scheme {
+            Scheme::Basic(login) => login,
+            Scheme::Token(t) => match &t.server {
+                Some(server) => &server.login,
+                None => {
+                    return Err(RegistryError::new(
+                        ErrorCode::Unsupported,
+                        "the web UI logs in with a password: it needs auth.htpasswd or auth.token.htpasswd",
+                    )
+                    .into_response())
+                }
+            },
+        };
+        match login.authenticate(headers, client).await? {
+            Caller::User(user) => Ok(Some(user)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the UI's `user` (None: anonymous) may do `action` in `repo`. The UI's users
+    /// logged in with a password, so the policy decides, as it does for the tokens wharf issues.
+    pub fn ui_allows(&self, user: Option<&str>, repo: &str, action: Action) -> bool {
+        self.policy.allows(user, repo, action)
+    }
+
+    /// The Basic challenge the UI answers anonymous callers with when they may see nothing.
+    pub fn ui_challenge(&self) -> Response {
+        match self.login() {
+            Some(login) => login.challenge("log in to see this registry"),
+            None => RegistryError::new(ErrorCode::Unsupported, "the web UI needs auth.htpasswd or auth.token.htpasswd").into_response(),
+        }
+    }
+
     /// The address the login limits count a request against.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         peer.map(|p| self.proxies.client(p, headers))

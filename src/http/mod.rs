@@ -19,6 +19,7 @@ pub mod request;
 pub mod server;
 mod tags;
 pub mod token;
+mod ui;
 mod uploads;
 
 use crate::oci::{ErrorCode, RegistryError};
@@ -53,6 +54,8 @@ pub struct AppState {
     pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
     /// `http.secret`: upload Locations carry a signed `_state`, which requests must bring back.
     pub upload_states: Option<Arc<crate::registry::upload_state::UploadStateKey>>,
+    /// `ui.enabled`: the web UI answers under `/ui/`.
+    pub ui: bool,
 }
 
 impl AppState {
@@ -209,6 +212,9 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
     }
     if req.uri().path() == token::PATH && state.auth.as_ref().is_some_and(|a| a.token_server().is_some()) {
         return token::handle(&state, req).await;
+    }
+    if state.ui && ui::is_ui_path(req.uri().path()) {
+        return ui::handle(state, req).await;
     }
     let route = match request::route(req.uri().path()) {
         Ok(r) => r,

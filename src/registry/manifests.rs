@@ -74,7 +74,7 @@ impl Cache {
     }
 }
 
-fn manifest_unknown(reference: &impl std::fmt::Display) -> RegistryError {
+pub(super) fn manifest_unknown(reference: &impl std::fmt::Display) -> RegistryError {
     RegistryError::new(
         ErrorCode::ManifestUnknown,
         format!("manifest {reference} is not in this repository"),

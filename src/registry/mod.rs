@@ -9,6 +9,7 @@ pub mod listing;
 mod manifests;
 pub mod purge;
 mod referrers;
+pub mod summary;
 pub mod upload_state;
 mod uploads;
 

@@ -1,0 +1,38 @@
+//! The status page: what the registry can do (deletes, read-only), garbage collection and
+//! usage, and the commands a new client runs to trust and log in to this registry.
+
+use super::html;
+use super::{AppState, Ask, PageResult, Viewer};
+
+pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
+    let host = ask.host.clone();
+    let registry = &state.registry;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut body = format!(
+        "<h2>Registry</h2><dl class=\"facts\" id=\"registry-facts\"><dt>Deletes enabled</dt><dd>{}</dd>\
+<dt>Authentication</dt><dd>{}</dd></dl>",
+        yes_no(registry.deletes_enabled()),
+        if state.auth.is_some() {
+            "required (same accounts as the API)"
+        } else {
+            "none configured"
+        },
+    );
+    body.push_str("<h2>Set up a client</h2>");
+    if let Some(pem) = &state.ca_pem {
+        if let Ok(fp) = crate::tls::certs::fingerprint_sha256(pem) {
+            body.push_str(
+                "<p>Trust this registry's certificate authority on the client (Docker, containerd, podman and the \
+system store), checking its fingerprint:</p>",
+            );
+            body.push_str(&html::command("trust", &format!("sudo wharf trust {host} --fingerprint {fp}")));
+        }
+    }
+    if state.auth.is_some() {
+        body.push_str("<p>Log in with your registry user name and password:</p>");
+        body.push_str(&html::command("login", &format!("docker login {host}")));
+    }
+    body.push_str("<p>Then push and pull by the registry's name:</p>");
+    body.push_str(&html::command("push", &format!("docker push {host}/IMAGE:TAG")));
+    Ok(viewer.page("Status", &body))
+}
