@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod config;
 pub mod doctor;
+pub mod du;
 pub mod entrypoint;
 pub mod healthcheck;
 pub mod htpasswd;
@@ -50,6 +51,8 @@ enum Command {
     /// Run the registry in Kubernetes: manifests, kustomize base, pull secrets, node trust.
     #[command(subcommand)]
     Kube(kube::KubeCommand),
+    /// Disk usage per repository: bytes it alone holds, bytes shared with others, tags, last push and pull.
+    Du(du::DuArgs),
     /// Exit 0 when the local server answers GET /v2/ (the container image's health check).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Kube(cmd) => kube::run(cmd),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Du(args) => du::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,6 +108,9 @@ enum Need<'a> {
     /// The catalog: filtered per repository afterwards.
     Catalog,
     Repo(&'a RepoName, Action),
+    /// Registry-wide maintenance (a real retention run): the delete right on every repository,
+    /// that is a rule for `*`.
+    Admin,
 }
 
 fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
@@ -115,7 +118,12 @@ fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
     match route {
         Route::NotFound => Need::Nothing,
         Route::Base => Need::Login,
-        Route::Catalog => Need::Catalog,
+        // Usage and the retention report are filtered per repository, as the catalog is.
+        Route::Catalog | Route::Usage => Need::Catalog,
+        Route::Retention if read => Need::Catalog,
+        Route::Retention => Need::Admin,
+        Route::RepoUsage(n) => Need::Repo(n, Action::Pull),
+        Route::Repository(n) => Need::Repo(n, Action::Delete),
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n, Action::Pull),
         Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if read => Need::Repo(n, Action::Pull),
         Route::Blob(n, _) | Route::Manifest(n, _) | Route::ManifestNotATag(n, _) if *method == Method::DELETE => {
@@ -132,6 +140,7 @@ impl Need<'_> {
         match self {
             Need::Nothing | Need::Login => None,
             Need::Catalog => Some(Scope::Catalog),
+            Need::Admin => Some(Scope::repository("*", &["delete"])),
             Need::Repo(n, Action::Push) => Some(Scope::repository(n.as_str(), &["pull", "push"])),
             Need::Repo(n, a) => Some(Scope::repository(n.as_str(), &[a.as_str()])),
         }
@@ -142,6 +151,7 @@ impl Need<'_> {
         let (kind, name, action) = match self {
             Need::Nothing | Need::Login => return None,
             Need::Catalog => ("registry", "catalog", "*"),
+            Need::Admin => ("repository", "*", "delete"),
             Need::Repo(n, a) => ("repository", n.as_str(), a.as_str()),
         };
         Some(serde_json::json!([{ "Type": kind, "Class": "", "Name": name, "Action": action }]))
@@ -189,6 +199,8 @@ impl AuthState {
             (Need::Login, c) => *c != Caller::Anonymous,
             (Need::Catalog, Caller::Token(b)) => b.claims.allows_catalog(),
             (Need::Catalog, c) => self.policy.may_pull_anything(c.user()),
+            (Need::Admin, Caller::Token(b)) => b.claims.allows("*", Action::Delete),
+            (Need::Admin, c) => self.policy.allows(c.user(), "*", Action::Delete),
             (Need::Repo(repo, action), Caller::Token(b)) => b.claims.allows(repo.as_str(), *action),
             (Need::Repo(repo, action), c) => self.policy.allows(c.user(), repo.as_str(), *action),
         }

@@ -21,6 +21,7 @@ mod tags;
 pub mod token;
 mod ui;
 mod uploads;
+mod usage;
 
 use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::Registry;
@@ -255,6 +256,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::ManifestNotATag(_, name), &Method::GET | &Method::HEAD | &Method::DELETE) => Err(manifests::not_a_tag_unknown(name)),
         (Route::ManifestNotATag(_, name), &Method::PUT) => Err(manifests::not_a_tag_refused(name)),
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
+        (Route::Usage, &Method::GET) => usage::page(&state, &caller, req).await,
+        (Route::RepoUsage(name), &Method::GET) => usage::repo(&state, name).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,

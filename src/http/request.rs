@@ -22,6 +22,14 @@ pub enum Route {
     /// must refuse the name.
     ManifestNotATag(RepoName, String),
     Referrers(RepoName, Digest),
+    /// `/v2/_wharf/usage`: every repository's usage, a page at a time.
+    Usage,
+    /// `/v2/<name>/_wharf/usage`: one repository's usage.
+    RepoUsage(RepoName),
+    /// `/v2/<name>/_wharf/repository`: the repository as a whole (DELETE removes it).
+    Repository(RepoName),
+    /// `/v2/_wharf/retention`: the retention report (GET: what a run would delete; POST: run).
+    Retention,
     NotFound,
 }
 
@@ -34,6 +42,12 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
     }
     if rest == "_catalog" {
         return Ok(Route::Catalog);
+    }
+    // wharf's extensions: `_`-prefixed components, which no repository name can contain.
+    match rest {
+        "_wharf/usage" => return Ok(Route::Usage),
+        "_wharf/retention" => return Ok(Route::Retention),
+        _ => {}
     }
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
@@ -50,6 +64,13 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
     }
     if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
         return Ok(Route::Tags(name_of(2)?));
+    }
+    if n >= 3 && segs[n - 2] == "_wharf" {
+        match segs[n - 1] {
+            "usage" => return Ok(Route::RepoUsage(name_of(2)?)),
+            "repository" => return Ok(Route::Repository(name_of(2)?)),
+            _ => {}
+        }
     }
     if n >= 3 {
         let last = percent_decode(segs[n - 1]);

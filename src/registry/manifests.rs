@@ -101,6 +101,11 @@ impl Registry {
     pub async fn manifest_get(&self, ctx: &RequestContext, repo: &RepoName, reference: &Reference) -> Result<Arc<StoredManifest>> {
         let digest = self.manifest_resolve(repo, reference).await?;
         let m = self.manifest_load(&digest).await?.ok_or_else(|| manifest_unknown(reference))?;
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.record_pull(repo, tag);
         self.events.emit(ctx, Action::Pull, || {
             let (kind, mut target) = Target::manifest(repo, &m.digest, &m.media_type, m.bytes.len() as u64);
             if let Reference::Tag(tag) = reference {

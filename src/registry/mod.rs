@@ -12,6 +12,7 @@ mod referrers;
 pub mod summary;
 pub mod upload_state;
 mod uploads;
+pub mod usage;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;

@@ -631,6 +631,47 @@ impl MetadataStore for FsStore {
         self.blocking(move |l| Ok(is_repository(&l.repo(&repo)))).await
     }
 
+    async fn repo_delete(&self, repo: &RepoName) -> StoreResult<bool> {
+        let repo = repo.clone();
+        self.blocking(move |l| {
+            if !is_repository(&l.repo(&repo)) {
+                return Ok(false);
+            }
+            for part in l.repo_parts(&repo) {
+                durable::remove_dir_all(&part)?;
+            }
+            // Parents left empty (`a/` of `a/b`) are removed too, up to `repositories/`.
+            let top = l.repositories();
+            let mut dir = l.repo(&repo);
+            while dir != top && fs::remove_dir(&dir).is_ok() {
+                match dir.parent() {
+                    Some(p) => dir = p.to_path_buf(),
+                    None => break,
+                }
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn activity_read(&self, repo: &RepoName) -> StoreResult<Option<Bytes>> {
+        let repo = repo.clone();
+        self.blocking(move |l| Ok(not_found_as_none(fs::read(l.activity(&repo)))?.map(Bytes::from)))
+            .await
+    }
+
+    async fn activity_write(&self, repo: &RepoName, content: Bytes) -> StoreResult<()> {
+        let repo = repo.clone();
+        self.blocking(move |l| {
+            // Not once the repository is gone: a late write would bring its directory back.
+            if !is_repository(&l.repo(&repo)) {
+                return Ok(());
+            }
+            durable::write_file(&l.tmp_dir(), &l.activity(&repo), &content)
+        })
+        .await
+    }
+
     async fn repositories(&self) -> StoreResult<Vec<String>> {
         self.blocking(|l| {
             let mut out = Vec::new();

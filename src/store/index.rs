@@ -23,9 +23,11 @@
 //! So every write to a link, a tag's swap and a tag's deletion holds a lock for that tag or link
 //! from the store write until the index is updated: the index changes in the order the store did.
 
-use super::{Link, LinkInfo, LinkSet, MetadataStore, StoreErrorKind, StoreResult};
+use super::usage::UsageIndex;
+use super::{BlobStore, Link, LinkInfo, LinkSet, MetadataStore, StoreErrorKind, StoreResult};
 use crate::oci::{Digest, RepoName, Tag};
 use async_trait::async_trait;
+use bytes::Bytes;
 use quick_cache::sync::Cache;
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -74,6 +76,8 @@ pub struct IndexedStore {
     coherence: Coherence,
     index: RwLock<Index>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Per-repository usage (single writer only: another writer's changes would go unseen).
+    usage: Option<Arc<UsageIndex>>,
 }
 
 /// What a write to `link` must be ordered with: everything of its tag (the `current` link, the
@@ -114,7 +118,17 @@ impl IndexedStore {
                 links: Cache::new(LINK_CACHE_MAX),
             }),
             write_locks: (0..WRITE_LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            usage: None,
         })
+    }
+
+    /// Also keeps per-repository usage, built now from the store's links and `blobs`' sizes.
+    /// Only a single writer can keep it true; a shared index keeps none.
+    pub async fn with_usage(mut self, blobs: Arc<dyn BlobStore>) -> StoreResult<IndexedStore> {
+        if self.single_writer() {
+            self.usage = Some(Arc::new(UsageIndex::load(self.inner.as_ref(), blobs).await?));
+        }
+        Ok(self)
     }
 
     fn single_writer(&self) -> bool {
@@ -266,22 +280,31 @@ impl MetadataStore for IndexedStore {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_write(link, target).await;
         self.after_write(result, Some(link), |ix| self.remember_written(ix, link, target))
-            .await
+            .await?;
+        if let Some(u) = &self.usage {
+            u.link_written(link, target).await;
+        }
+        Ok(())
     }
 
     async fn link_delete(&self, link: &Link) -> StoreResult<bool> {
         let _ordered = self.lock_writes_to(link).await;
         let result = self.inner.link_delete(link).await;
-        self.after_write(result, Some(link), |ix| {
-            // Without `current/link` a tag is no longer listed.
-            if let Link::TagCurrent(repo, tag) = link {
-                if let Some(set) = ix.tags.get(repo) {
-                    set_of(&set).remove(tag.as_str());
+        let result = self
+            .after_write(result, Some(link), |ix| {
+                // Without `current/link` a tag is no longer listed.
+                if let Link::TagCurrent(repo, tag) = link {
+                    if let Some(set) = ix.tags.get(repo) {
+                        set_of(&set).remove(tag.as_str());
+                    }
                 }
-            }
-            self.remember_link(ix, link, None);
-        })
-        .await
+                self.remember_link(ix, link, None);
+            })
+            .await;
+        if let (Ok(true), Some(u)) = (&result, &self.usage) {
+            u.link_deleted(link);
+        }
+        result
     }
 
     async fn link_set(&self, set: &LinkSet) -> StoreResult<Vec<Digest>> {
@@ -297,7 +320,11 @@ impl MetadataStore for IndexedStore {
             return result;
         }
         self.after_write(result, Some(&current), |ix| self.remember_written(ix, &current, new))
-            .await
+            .await?;
+        if let Some(u) = &self.usage {
+            u.link_written(&current, new).await;
+        }
+        Ok(())
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
@@ -305,24 +332,70 @@ impl MetadataStore for IndexedStore {
         let _ordered = self.lock_writes_to(&current).await;
         let history = self.inner.link_set(&LinkSet::TagIndex(repo.clone(), tag.clone())).await;
         let result = self.inner.tag_delete(repo, tag).await;
-        self.after_write(result, Some(&current), |ix| {
-            if let Some(set) = ix.tags.get(repo) {
-                set_of(&set).remove(tag.as_str());
-            }
-            // The tag's history went with it; what could not be listed is dropped wholesale.
-            match &history {
-                Ok(digests) => {
-                    for d in digests {
-                        ix.links.remove(&Link::TagIndex(repo.clone(), tag.clone(), d.clone()));
-                    }
+        let result = self
+            .after_write(result, Some(&current), |ix| {
+                if let Some(set) = ix.tags.get(repo) {
+                    set_of(&set).remove(tag.as_str());
                 }
-                Err(_) => ix
-                    .links
-                    .retain(|l, _| !matches!(l, Link::TagIndex(r, t, _) if r == repo && t == tag)),
+                // The tag's history went with it; what could not be listed is dropped wholesale.
+                match &history {
+                    Ok(digests) => {
+                        for d in digests {
+                            ix.links.remove(&Link::TagIndex(repo.clone(), tag.clone(), d.clone()));
+                        }
+                    }
+                    Err(_) => ix
+                        .links
+                        .retain(|l, _| !matches!(l, Link::TagIndex(r, t, _) if r == repo && t == tag)),
+                }
+                self.remember_link(ix, &current, None);
+            })
+            .await;
+        if let (Ok(true), Some(u)) = (&result, &self.usage) {
+            u.tag_deleted(repo, tag.as_str());
+        }
+        result
+    }
+
+    async fn repo_delete(&self, repo: &RepoName) -> StoreResult<bool> {
+        let result = self.inner.repo_delete(repo).await;
+        // Whatever the outcome, nothing cached of the repository is trusted any more.
+        {
+            let mut ix = self.write();
+            ix.generation += 1;
+            ix.tags.remove(repo);
+            ix.links.retain(|l, _| {
+                creates_repository(l).or(match l {
+                    Link::Referrer { repo, .. } => Some(repo),
+                    _ => None,
+                }) != Some(repo)
+            });
+        }
+        if self.single_writer() {
+            let still_there = match &result {
+                Ok(_) => false,
+                Err(_) => self.inner.repo_exists(repo).await.unwrap_or(true),
+            };
+            if !still_there {
+                self.write().repos.remove(repo.as_str());
+                if let Some(u) = &self.usage {
+                    u.repo_deleted(repo);
+                }
             }
-            self.remember_link(ix, &current, None);
-        })
-        .await
+        }
+        result
+    }
+
+    async fn activity_read(&self, repo: &RepoName) -> StoreResult<Option<Bytes>> {
+        self.inner.activity_read(repo).await
+    }
+
+    async fn activity_write(&self, repo: &RepoName, content: Bytes) -> StoreResult<()> {
+        self.inner.activity_write(repo, content).await
+    }
+
+    fn usage(&self) -> Option<Arc<UsageIndex>> {
+        self.usage.clone()
     }
 
     async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {

@@ -11,6 +11,7 @@ pub mod index;
 pub mod paths;
 pub mod root_lock;
 mod streams;
+pub mod usage;
 
 use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use async_trait::async_trait;
@@ -138,6 +139,44 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// All repository names in lexical order.
     async fn repositories(&self) -> StoreResult<Vec<String>>;
 
+    /// Removes a whole repository: its tags, manifest revisions, layer links, referrers, upload
+    /// sessions and activity, but not repositories nested under its name. False if it did not
+    /// exist. Blobs stay: freeing them is garbage collection's job. Backends that keep
+    /// repositories as directories override this to remove them at once.
+    async fn repo_delete(&self, repo: &RepoName) -> StoreResult<bool> {
+        if !self.repo_exists(repo).await? {
+            return Ok(false);
+        }
+        for tag in self.tags(repo).await?.unwrap_or_default() {
+            if let Some(tag) = Tag::parse(&tag) {
+                self.tag_delete(repo, &tag).await?;
+            }
+        }
+        for d in self.link_set(&LinkSet::Revisions(repo.clone())).await? {
+            self.link_delete(&Link::Revision(repo.clone(), d)).await?;
+        }
+        for d in self.link_set(&LinkSet::Layers(repo.clone())).await? {
+            self.link_delete(&Link::Layer(repo.clone(), d)).await?;
+        }
+        Ok(true)
+    }
+
+    /// wharf's own per-repository bookkeeping (last pull times), kept where registry:2 does not
+    /// look; None if none was written. Backends without a place for it keep nothing.
+    async fn activity_read(&self, _repo: &RepoName) -> StoreResult<Option<Bytes>> {
+        Ok(None)
+    }
+
+    async fn activity_write(&self, _repo: &RepoName, _content: Bytes) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Per-repository usage, when this store keeps it current (the index in front of a single
+    /// writer's store does).
+    fn usage(&self) -> Option<Arc<usage::UsageIndex>> {
+        None
+    }
+
     /// Up to `limit` repository names strictly after `last`, in lexical order, counting only
     /// those `keep` accepts. Backends with an index answer without listing everything.
     async fn repositories_page(
@@ -193,7 +232,10 @@ impl Storage {
 /// metadata, as `wharf serve` runs it.
 pub async fn filesystem(root: &Path) -> StoreResult<Storage> {
     let storage = Storage::of(fs::FsStore::new(root)?);
-    let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::SingleWriter).await?;
+    let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::SingleWriter)
+        .await?
+        .with_usage(storage.blobs.clone())
+        .await?;
     Ok(Storage {
         metadata: Arc::new(metadata),
         ..storage

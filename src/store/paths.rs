@@ -87,6 +87,20 @@ impl Layout {
         self.upload_dir(repo, id).join("hashstates").join(algorithm.as_str())
     }
 
+    /// wharf's per-repository bookkeeping (pull times), under `_wharf`, which registry:2 skips.
+    pub fn activity(&self, repo: &RepoName) -> PathBuf {
+        self.repo(repo).join("_wharf").join("activity.json")
+    }
+
+    /// What makes up a repository of its own, in the order a deletion removes it: its manifests
+    /// first (it leaves the catalog of a registry that reads its manifests), then its layers
+    /// (then it is no repository at all), then sessions and wharf's bookkeeping. Names nested
+    /// under it (`a/b` under `a`) live beside these and are not part of it.
+    pub fn repo_parts(&self, repo: &RepoName) -> [PathBuf; 4] {
+        let dir = self.repo(repo);
+        ["_manifests", "_layers", "_uploads", "_wharf"].map(|p| dir.join(p))
+    }
+
     pub fn tags_dir(&self, repo: &RepoName) -> PathBuf {
         self.repo(repo).join("_manifests").join("tags")
     }
