@@ -45,7 +45,11 @@ fn browser_available() -> bool {
     }
     let found = node_modules().join("playwright-core/package.json").exists();
     if !found {
-        assert!(!common::in_ci(), "playwright-core is required in CI: scripts/test.sh installs it into {}", node_modules().display());
+        assert!(
+            !common::in_ci(),
+            "playwright-core is required in CI: scripts/test.sh installs it into {}",
+            node_modules().display()
+        );
         eprintln!("SKIP: playwright-core not in {} (run scripts/test.sh)", node_modules().display());
     }
     found
@@ -98,7 +102,8 @@ fn write_bulk_repositories(root: &Path, count: usize) {
     };
     let layer = gzip(&tar_archive(&[("hello.txt", b"hello from a bulk repository\n")]));
     let layer_digest = blob(&layer);
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})).unwrap();
+    let config =
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})).unwrap();
     let config_digest = blob(&config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -119,9 +124,15 @@ fn write_bulk_repositories(root: &Path, count: usize) {
             link(repo.join("_layers/sha256").join(hex(d)).join("link"), d);
         }
         let m = repo.join("_manifests");
-        link(m.join("revisions/sha256").join(hex(&manifest_digest)).join("link"), &manifest_digest);
+        link(
+            m.join("revisions/sha256").join(hex(&manifest_digest)).join("link"),
+            &manifest_digest,
+        );
         link(m.join("tags/v1/current/link"), &manifest_digest);
-        link(m.join("tags/v1/index/sha256").join(hex(&manifest_digest)).join("link"), &manifest_digest);
+        link(
+            m.join("tags/v1/index/sha256").join(hex(&manifest_digest)).join("link"),
+            &manifest_digest,
+        );
     }
 }
 
@@ -185,7 +196,10 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     eprintln!("wrote {BULK_REPOSITORIES} repositories in {:.1}s", started.elapsed().as_secs_f64());
 
     let htpasswd = dir.path().join("htpasswd");
-    let lines: String = USERS.iter().map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap())).collect();
+    let lines: String = USERS
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
+        .collect();
     std::fs::write(&htpasswd, lines).unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(
@@ -206,7 +220,11 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     layout.tag_index("latest-multi", &index);
     let creds = ["--dest-creds", "admin:admin-pw"];
     for tag in ["1.0", "latest"] {
-        skopeo.copy(&layout.reference("latest"), &format!("docker://{}/app/web:{tag}", wharf.addr), &creds);
+        skopeo.copy(
+            &layout.reference("latest"),
+            &format!("docker://{}/app/web:{tag}", wharf.addr),
+            &creds,
+        );
     }
     skopeo.copy(
         &layout.reference("latest-multi"),
@@ -229,8 +247,17 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     let first_row = strings(&b["firstRow"]);
     assert_eq!(first_row[0], "app/multi");
     assert_eq!(first_row[1], "1", "one tag: {first_row:?}");
-    assert!(first_row[2].ends_with("KiB"), "the index, its children, configs and layers: {first_row:?}");
-    assert!(first_row[3].starts_with("20"), "a push time: {first_row:?}");
+    assert!(
+        first_row[2].ends_with("KiB"),
+        "the index, its children, configs and layers: {first_row:?}"
+    );
+    assert_eq!(first_row[3], "0 B", "app/multi shares nothing: {first_row:?}");
+    assert!(first_row[4].starts_with("20"), "a push time: {first_row:?}");
+    // Every bulk repository links the same manifest, config and layer: all shared, none its own.
+    let bulk_row = strings(&b["bulkRow"]);
+    assert_eq!(bulk_row[0], "bulk/repo-00000");
+    assert_eq!((bulk_row[1].as_str(), bulk_row[2].as_str()), ("1", "0 B"), "{bulk_row:?}");
+    assert!(bulk_row[3].ends_with(" B") && bulk_row[3] != "0 B", "{bulk_row:?}");
     let second = strings(&b["secondPage"]);
     assert!(b["secondUrl"].as_str().unwrap().contains("last=bulk%2Frepo-00047"), "{b}");
     assert_eq!(second.len(), 50);
@@ -287,7 +314,10 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
 async fn the_ui_refuses_what_the_api_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    let lines: String = USERS.iter().map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap())).collect();
+    let lines: String = USERS
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
+        .collect();
     std::fs::write(&htpasswd, lines).unwrap();
     let config = dir.path().join("config.yml");
     let access = "access:\n  rules:\n    - {repositories: ['team/**'], users: [viewer], allow: [pull]}\n    - {repositories: ['**'], users: [admin], allow: [pull, push, delete]}\n";
@@ -318,13 +348,20 @@ async fn the_ui_refuses_what_the_api_refuses() {
     let list = viewer.get("/ui/").await;
     let text = String::from_utf8_lossy(&list.body).into_owned();
     assert!(text.contains("team/app") && !text.contains("secret/db"), "{text}");
-    assert_eq!(viewer.get("/ui/repo?name=secret%2Fdb").await.status, 404, "hidden like the catalog hides it");
+    assert_eq!(
+        viewer.get("/ui/repo?name=secret%2Fdb").await.status,
+        404,
+        "hidden like the catalog hides it"
+    );
     assert_eq!(viewer.get("/ui/repo?name=team%2Fapp").await.status, 200);
 
     // A form posted from another site carries the admin's password but not this origin.
     let form = "name=team%2Fapp&tag=v1";
     let url = admin.url("/ui/delete");
-    let headers = [("content-type", "application/x-www-form-urlencoded"), ("origin", "http://evil.example")];
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", "http://evil.example"),
+    ];
     let r = admin.call(reqwest::Method::POST, url.clone(), &headers, form.into()).await;
     assert_eq!(r.status, 403);
     admin.get("/v2/team/app/manifests/v1").await.expect(200);

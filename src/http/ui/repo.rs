@@ -5,6 +5,8 @@ use super::html::{self, esc, url};
 use super::{visible_repo, AppState, Ask, PageResult, Viewer};
 use crate::http::request::param;
 use crate::registry::summary::TagSummary;
+use std::collections::HashMap;
+use std::time::SystemTime;
 
 const TAGS_PER_PAGE: usize = 100;
 
@@ -16,7 +18,25 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
     let deletable = viewer.may_delete(repo.as_str());
     let host = ask.host.clone();
 
+    // Pull times and the repository's figures come from the usage index, when one is kept.
+    let pulls: HashMap<String, Option<SystemTime>> = match state.registry.tag_times(&repo).await {
+        Ok(times) => times.into_iter().map(|(tag, t)| (tag, t.pulled)).collect(),
+        Err(_) => HashMap::new(),
+    };
     let mut body = String::new();
+    if let Ok(Some(u)) = state.registry.repo_usage(&repo).await {
+        body.push_str(&format!(
+            "<dl class=\"facts\" id=\"usage\"><dt>Tags</dt><dd>{}</dd><dt>Manifests</dt><dd>{}</dd>\
+<dt>Only here</dt><dd>{}</dd><dt>Shared with other repositories</dt><dd>{}</dd><dt>Last push</dt><dd>{}</dd>\
+<dt>Last pull</dt><dd>{}</dd></dl>",
+            u.tags,
+            u.manifests,
+            html::bytes(u.unique_bytes),
+            html::bytes(u.shared_bytes),
+            html::time(u.last_push),
+            html::time(u.last_pull)
+        ));
+    }
     if let Some(first) = tags.iter().find(|t| t.tag == "latest").or(tags.first()) {
         body.push_str("<h2>Pull</h2>");
         body.push_str(&pull_commands(&host, repo.as_str(), &format!(":{}", first.tag)));
@@ -27,14 +47,15 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
     } else {
         body.push_str(
             "<table id=\"tags\"><thead><tr><th>Tag</th><th>Digest</th><th>Platforms</th><th class=\"num\">Size</th>\
-<th>Pushed</th>",
+<th>Pushed</th><th>Pulled</th>",
         );
         if deletable {
             body.push_str("<th></th>");
         }
         body.push_str("</tr></thead><tbody>");
         for t in &tags {
-            body.push_str(&tag_row(repo.as_str(), t, deletable));
+            let pulled = pulls.get(&t.tag).copied().flatten();
+            body.push_str(&tag_row(repo.as_str(), t, pulled, deletable));
         }
         body.push_str("</tbody></table>");
     }
@@ -54,7 +75,7 @@ pub fn pull_commands(host: &str, name: &str, reference: &str) -> String {
     html::command("pull-docker", &format!("docker pull {image}")) + &html::command("pull-podman", &format!("podman pull {image}"))
 }
 
-fn tag_row(repo: &str, t: &TagSummary, deletable: bool) -> String {
+fn tag_row(repo: &str, t: &TagSummary, pulled: Option<SystemTime>, deletable: bool) -> String {
     let platforms = if t.platforms.is_empty() {
         "<span class=\"muted\">single image</span>".to_string()
     } else {
@@ -66,7 +87,7 @@ fn tag_row(repo: &str, t: &TagSummary, deletable: bool) -> String {
     let mut row = format!(
         "<tr data-tag=\"{tag}\"><td><a href=\"/ui/manifest?name={r}&amp;ref={t}\">{tag}</a></td>\
 <td class=\"digest\"><a href=\"/ui/manifest?name={r}&amp;ref={d}\">{digest}</a></td><td>{platforms}</td>\
-<td class=\"num\">{size}</td><td>{pushed}</td>",
+<td class=\"num\">{size}</td><td>{pushed}</td><td>{pulled}</td>",
         tag = esc(&t.tag),
         r = url(repo),
         t = url(&t.tag),
@@ -74,6 +95,7 @@ fn tag_row(repo: &str, t: &TagSummary, deletable: bool) -> String {
         digest = esc(&t.digest.to_string()),
         size = html::bytes(t.bytes),
         pushed = html::time(t.pushed),
+        pulled = html::time(pulled),
     );
     if deletable {
         row.push_str(&format!("<td>{}</td>", super::delete::tag_form(repo, &t.tag)));
