@@ -322,7 +322,7 @@ fn patterns(list: &[String], key: &str) -> Result<Vec<Pattern>, PolicyError> {
 
 /// A repository name pattern with `*` (within a component) and `**` (across components).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern(Vec<Token>);
+pub(crate) struct Pattern(Vec<Token>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
@@ -340,7 +340,7 @@ impl Pattern {
 
     /// Accepts what can match a repository name: lower-case letters, digits, `.`, `_`, `-`,
     /// and non-empty `/`-separated components, plus the wildcards.
-    fn parse(text: &str) -> Result<Pattern, &'static str> {
+    pub(crate) fn parse(text: &str) -> Result<Pattern, &'static str> {
         if text.is_empty() {
             return Err("a pattern is empty");
         }
@@ -374,7 +374,7 @@ impl Pattern {
 
     /// Dynamic programming over (pattern prefix, name prefix): linear in the name for each
     /// token, so no pattern can make matching slow.
-    fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         let name = name.as_bytes();
         // matched[j]: the tokens seen so far match name[..j].
         let mut matched = vec![false; name.len() + 1];

@@ -283,6 +283,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let options = registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
+        retention: Some(Arc::new(
+            registry::retention::Rules::new(&cfg.storage.maintenance.retention).map_err(|e| anyhow::anyhow!(e))?,
+        )),
     };
     // The catalog, tag lists and tag lookups are served from an index of the layout, read
     // once here and kept current by every write.

@@ -294,6 +294,53 @@ pub struct Delete {
 pub struct Maintenance {
     pub uploadpurging: UploadPurging,
     pub readonly: ReadOnly,
+    /// wharf's retention policies and protected tags (registry:2 ignores the key).
+    pub retention: Retention,
+}
+
+/// `storage.maintenance.retention`, modelled on zot's `storage.retention`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct Retention {
+    /// Runs only report what they would delete.
+    pub dryrun: bool,
+    /// Untagged manifests younger than this are spared (a Go duration; default 1h).
+    pub delay: Option<String>,
+    pub policies: Vec<RetentionPolicy>,
+    /// Tags that are never moved nor deleted.
+    pub protected: Vec<ProtectedTags>,
+}
+
+/// One policy: the first whose `repositories` match a repository applies to it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct RetentionPolicy {
+    /// Repository patterns, as in `access.rules` (`*` one component, `**` any depth).
+    pub repositories: Vec<String>,
+    /// Also delete manifests no tag (and no tagged index) reaches.
+    pub deleteuntagged: bool,
+    /// A tag is kept when any rule keeps it; with no rules every tag is kept.
+    pub keeptags: Vec<KeepTags>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct KeepTags {
+    /// Tag globs the rule is about (`v1.*`, `*-prod`); none: every tag.
+    pub patterns: Vec<String>,
+    pub mostrecentlypushedcount: Option<usize>,
+    pub mostrecentlypulledcount: Option<usize>,
+    /// A Go duration (`720h`).
+    pub pushedwithin: Option<String>,
+    pub pulledwithin: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct ProtectedTags {
+    pub repositories: Vec<String>,
+    /// Tag globs; none: every tag of those repositories.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

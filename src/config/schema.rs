@@ -136,6 +136,37 @@ const MAINTENANCE: &[Field] = &[
         ]),
     ),
     f("readonly", Kind::Struct(&[f("enabled", Kind::Bool)])),
+    f(
+        "retention",
+        Kind::Struct(&[
+            f("dryrun", Kind::Bool),
+            f("delay", Kind::Duration),
+            f(
+                "policies",
+                Kind::List(&Kind::Struct(&[
+                    f("repositories", Kind::List(&Kind::Str)),
+                    f("deleteuntagged", Kind::Bool),
+                    f(
+                        "keeptags",
+                        Kind::List(&Kind::Struct(&[
+                            f("patterns", Kind::List(&Kind::Str)),
+                            f("mostrecentlypushedcount", Kind::Any),
+                            f("mostrecentlypulledcount", Kind::Any),
+                            f("pushedwithin", Kind::Duration),
+                            f("pulledwithin", Kind::Duration),
+                        ])),
+                    ),
+                ])),
+            ),
+            f(
+                "protected",
+                Kind::List(&Kind::Struct(&[
+                    f("repositories", Kind::List(&Kind::Str)),
+                    f("tags", Kind::List(&Kind::Str)),
+                ])),
+            ),
+        ]),
+    ),
 ];
 
 const AUTH: Kind = Kind::Drivers {

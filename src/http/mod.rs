@@ -16,6 +16,7 @@ mod manifests;
 pub mod metrics;
 mod referrers;
 pub mod request;
+mod retention;
 pub mod server;
 mod tags;
 pub mod token;
@@ -258,6 +259,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
         (Route::Usage, &Method::GET) => usage::page(&state, &caller, req).await,
         (Route::RepoUsage(name), &Method::GET) => usage::repo(&state, name).await,
+        (Route::Repository(name), &Method::DELETE) => retention::delete_repository(&state, ctx, name).await,
+        (Route::Retention, &Method::GET | &Method::POST) => retention::report(&state, &caller, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,

@@ -131,6 +131,11 @@ impl Target {
         (kind, Target::of(repo, digest, 0))
     }
 
+    /// A whole repository deleted: only its name.
+    pub(super) fn repository(repo: &RepoName) -> (Kind, Target) {
+        Self::tag(repo, "")
+    }
+
     pub(super) fn tag(repo: &RepoName, tag: &str) -> (Kind, Target) {
         let target = Target {
             repository: repo.to_string(),

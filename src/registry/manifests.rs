@@ -170,6 +170,13 @@ impl Registry {
             None => Digest::sha256_of(&bytes),
         };
         self.check_references(repo, &manifest).await?;
+        for tag in tags {
+            // Refused before anything is stored; the swap below closes the race.
+            let current = self.store.metadata.link_read(&Link::TagCurrent(repo.clone(), tag.clone())).await?;
+            if current.is_some_and(|c| c != digest) {
+                self.check_unprotected(repo, tag.as_str())?;
+            }
+        }
 
         // Content first, then the links that make it reachable: a crash in between leaves at
         // most an unreferenced blob, never a link to missing content.
@@ -191,6 +198,10 @@ impl Registry {
                 .metadata
                 .link_write(&Link::TagIndex(repo.clone(), tag.clone(), digest.clone()), &digest)
                 .await?;
+            if self.is_protected(repo, tag.as_str()) {
+                self.set_protected_tag(repo, tag, &digest).await?;
+                continue;
+            }
             self.store
                 .metadata
                 .link_write(&Link::TagCurrent(repo.clone(), tag.clone()), &digest)
@@ -270,6 +281,7 @@ impl Registry {
         self.check_delete_enabled()?;
         match reference {
             Reference::Tag(tag) => {
+                self.check_unprotected(repo, tag.as_str())?;
                 if !self.store.metadata.tag_delete(repo, tag).await? {
                     return Err(manifest_unknown(reference));
                 }
@@ -280,6 +292,7 @@ impl Registry {
                 if self.store.metadata.link_read(&revision).await?.is_none() {
                     return Err(manifest_unknown(reference));
                 }
+                let mut pointing = Vec::new();
                 for tag in self.store.metadata.tags(repo).await?.unwrap_or_default() {
                     let Some(tag) = Tag::parse(&tag) else { continue };
                     if self
@@ -290,24 +303,50 @@ impl Registry {
                         .as_ref()
                         == Some(digest)
                     {
-                        self.store.metadata.tag_delete(repo, &tag).await?;
+                        self.check_unprotected(repo, tag.as_str())?;
+                        pointing.push(tag);
                     }
                 }
-                if let Some(subject) = self.manifest_load(digest).await?.and_then(|m| m.manifest.subject.clone()) {
-                    self.store
-                        .metadata
-                        .link_delete(&Link::Referrer {
-                            repo: repo.clone(),
-                            subject: subject.digest,
-                            referrer: digest.clone(),
-                        })
-                        .await?;
+                // registry:2 reports the manifest's deletion alone, not its tags'.
+                for tag in pointing {
+                    self.store.metadata.tag_delete(repo, &tag).await?;
                 }
-                self.store.metadata.link_delete(&revision).await?;
+                self.revision_delete(repo, digest).await?;
                 self.events
                     .emit(ctx, Action::Delete, || Target::deleted(Kind::Manifest, repo, digest));
             }
         }
+        Ok(())
+    }
+
+    /// Points a protected tag at `digest` only if it is new (or already there): the swap makes
+    /// two racing first pushes of it end with one refused instead of the second winning.
+    async fn set_protected_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        let current = Link::TagCurrent(repo.clone(), tag.clone());
+        if self.store.metadata.link_read(&current).await?.as_ref() == Some(digest) {
+            return Ok(());
+        }
+        match self.store.metadata.tag_swap(repo, tag, None, digest).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == crate::store::StoreErrorKind::PreconditionFailed => self.check_unprotected(repo, tag.as_str()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a manifest revision and its referrer link; tags are the caller's business.
+    pub(super) async fn revision_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let revision = Link::Revision(repo.clone(), digest.clone());
+        if let Some(subject) = self.manifest_load(digest).await?.and_then(|m| m.manifest.subject.clone()) {
+            self.store
+                .metadata
+                .link_delete(&Link::Referrer {
+                    repo: repo.clone(),
+                    subject: subject.digest,
+                    referrer: digest.clone(),
+                })
+                .await?;
+        }
+        self.store.metadata.link_delete(&revision).await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod listing;
 mod manifests;
 pub mod purge;
 mod referrers;
+pub mod retention;
 pub mod summary;
 pub mod upload_state;
 mod uploads;
@@ -31,6 +32,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// registry:2's `storage.maintenance.readonly.enabled`: pushes and deletes are refused.
     pub read_only: bool,
+    /// `storage.maintenance.retention`: policies and protected tags.
+    pub retention: Option<std::sync::Arc<retention::Rules>>,
 }
 
 pub struct Registry {
