@@ -10,7 +10,8 @@
 //! a manifest's layers, platform and history, the copy button putting the exact pull command
 //! on the clipboard, deleting a tag after the confirmation (dismissing it deletes nothing;
 //! the tag is gone through the API afterwards, the other tag of the image stays), and for the
-//! user without the right: no delete button, and the form posted anyway refused with 403.
+//! user without the right: no delete button, and the form posted anyway refused with 403;
+//! then deleting the whole repository, which leaves the list, the catalog and the API.
 //! Screenshots of the pages go to docs/ui/ (the README shows them).
 
 mod common;
@@ -294,12 +295,14 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     assert_eq!(strings(&n["tags"]), ["1.0", "latest"]);
     assert_eq!(n["refused"]["status"], 403, "{n}");
     assert!(n["refused"]["text"].as_str().unwrap().contains("may not delete"), "{n}");
+    assert_eq!(n["refusedRepository"], 403, "{n}");
     let tags = admin.get("/v2/app/web/tags/list").await;
     assert_eq!(tags.json()["tags"], json!(["1.0", "latest"]), "the refused delete deleted nothing");
 
     // With it: dismissing the confirmation keeps the tag, accepting deletes it (and only it).
     let d = browse("delete", &wharf.url, "admin", &shots);
     assert_eq!(d["buttons"], 2, "{d}");
+    assert_eq!(d["repositoryButton"], 1, "{d}");
     assert!(d["asked"].as_str().unwrap().contains("Delete the tag 1.0 of app/web"), "{d}");
     assert_eq!(strings(&d["afterDismiss"]), ["1.0", "latest"]);
     assert_eq!(strings(&d["after"]), ["latest"]);
@@ -307,6 +310,16 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     assert_eq!(tags.json()["tags"], json!(["latest"]));
     admin.get("/v2/app/web/manifests/1.0").await.expect(404);
     admin.get("/v2/app/web/manifests/latest").await.expect(200);
+
+    // The whole repository: after the confirmation it is gone from the list and the API.
+    let r = browse("deleterepo", &wharf.url, "admin", &shots);
+    assert!(r["asked"].as_str().unwrap().contains("Delete the repository app/web"), "{r}");
+    assert!(r["url"].as_str().unwrap().ends_with("/ui/"), "{r}");
+    let list = strings(&r["list"]);
+    assert_eq!(&list[..2], ["app/multi", "bulk/repo-00000"]);
+    admin.get("/v2/app/web/tags/list").await.expect(404);
+    let catalog = admin.get("/v2/_catalog?n=5").await.json();
+    assert_eq!(strings(&catalog["repositories"])[..2], ["app/multi", "bulk/repo-00000"]);
 }
 
 /// The UI's refusals without a browser: no password, another site's form, a hidden repository.

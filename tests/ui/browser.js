@@ -71,6 +71,7 @@ const scenarios = {
     await page.goto(`${base}/ui/repo?name=app%2Fweb`);
     const before = await texts(page, "#tags tbody tr td:first-child");
     const buttons = await page.$$eval("#tags button.danger", (b) => b.length);
+    const repositoryButton = await page.$$eval("#delete-repository button", (b) => b.length);
     let asked = "";
     page.once("dialog", (d) => { asked = d.message(); d.dismiss(); });
     await page.click("tr[data-tag='1.0'] button.danger");
@@ -80,7 +81,16 @@ const scenarios = {
     await Promise.all([page.waitForNavigation(), page.click("tr[data-tag='1.0'] button.danger")]);
     const after = await texts(page, "#tags tbody tr td:first-child");
     await screenshot(page, "repository-after-delete");
-    return { before, buttons, asked, afterDismiss, after, url: page.url() };
+    return { before, buttons, repositoryButton, asked, afterDismiss, after, url: page.url() };
+  },
+
+  // Delete the whole repository: it leaves the list.
+  async deleterepo(page) {
+    await page.goto(`${base}/ui/repo?name=app%2Fweb`);
+    let asked = "";
+    page.once("dialog", (d) => { asked = d.message(); d.accept(); });
+    await Promise.all([page.waitForNavigation(), page.click("#delete-repository button")]);
+    return { asked, url: page.url(), list: await rowNames(page) };
   },
 
   // Without the delete right: no button, and the server refuses the form posted anyway.
@@ -96,7 +106,15 @@ const scenarios = {
       });
       return { status: r.status, text: await r.text() };
     });
-    return { buttons, tags, refused };
+    const refusedRepository = await page.evaluate(async () => {
+      const r = await fetch("/ui/delete", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "name=app%2Fweb&what=repository",
+      });
+      return r.status;
+    });
+    return { buttons, tags, refused, refusedRepository };
   },
 };
 

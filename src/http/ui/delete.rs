@@ -1,4 +1,4 @@
-//! Deleting from the UI: a form per tag, posted to `/ui/delete` after the browser's
+//! Deleting from the UI: a form per tag and one for the repository, posted to `/ui/delete` after the browser's
 //! confirmation. The handler decides again, as the API does: the delete right on the
 //! repository and `storage.delete.enabled`, whatever the page showed. It goes through the
 //! registry's own delete, so the delete event is emitted with this request's context.
@@ -24,6 +24,18 @@ name=\"tag\" value=\"{tag}\"><button type=\"submit\" class=\"danger\">Delete</bu
     )
 }
 
+/// The whole repository: every tag and manifest; it leaves the list (repositories nested
+/// under its name stay).
+pub fn repository_form(repo: &str) -> String {
+    format!(
+        "<h2>Delete the repository</h2><form method=\"post\" action=\"/ui/delete\" id=\"delete-repository\" \
+data-confirm=\"Delete the repository {repo} with all its tags and manifests? This cannot be undone.\">\
+<input type=\"hidden\" name=\"name\" value=\"{repo}\"><input type=\"hidden\" name=\"what\" value=\"repository\">\
+<button type=\"submit\" class=\"danger\">Delete {repo}</button></form>",
+        repo = esc(repo)
+    )
+}
+
 pub async fn post(state: &AppState, viewer: &Viewer, req: Request) -> PageResult {
     same_origin(&req)?;
     let ctx = crate::http::context::of(state, &req, viewer.user.clone());
@@ -42,6 +54,10 @@ pub async fn post(state: &AppState, viewer: &Viewer, req: Request) -> PageResult
     if !viewer.may(Action::Delete, repo.as_str()) {
         let who = viewer.user.as_deref().unwrap_or("anonymous");
         return Err(UiError::new(StatusCode::FORBIDDEN, format!("user {who} may not delete in {repo}")));
+    }
+    if param(&form, "what") == Some("repository") {
+        state.registry.repository_delete(&ctx, &repo).await?;
+        return Ok(redirect("/ui/"));
     }
     let tag = param(&form, "tag")
         .and_then(Tag::parse)

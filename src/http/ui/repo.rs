@@ -66,6 +66,9 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
             url(&next)
         ));
     }
+    if deletable {
+        body.push_str(&super::delete::repository_form(repo.as_str()));
+    }
     Ok(viewer.page(repo.as_str(), &body))
 }
 
