@@ -2,6 +2,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod control;
 pub mod doctor;
 pub mod entrypoint;
 pub mod healthcheck;

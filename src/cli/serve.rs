@@ -294,6 +294,8 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
     let debug = start_debug_server(&cfg).await?;
+    let v2 = crate::store::paths::Layout::new(&root).v2().to_path_buf();
+    start_control_channel(&cfg, &v2, reg.clone(), tls.is_some())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
@@ -329,7 +331,27 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         },
     };
     http::server::serve(listener, app, opts, shutdown_signal()).await?;
+    super::control::remove(&v2);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the API on the root's control socket (`super::control`) for CLI commands run on this
+/// machine: no authentication (the socket is the registry user's alone) and no `http.prefix`.
+/// A root where the socket cannot be made (a read-only filesystem) is served without it.
+fn start_control_channel(cfg: &Config, v2: &std::path::Path, registry: Arc<Registry>, tls: bool) -> anyhow::Result<()> {
+    let listener = match super::control::listen(v2) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(socket = %super::control::socket_path(v2).display(), error = %e,
+                "no control socket: commands such as `wharf garbage-collect` cannot reach this server");
+            return Ok(());
+        }
+    };
+    let mut state = app_state(cfg, registry, None, tls, None)?;
+    state.urls.prefix = String::new();
+    let app = http::router(Arc::new(state));
+    tokio::spawn(http::server::serve_control(listener, app, std::future::pending()));
     Ok(())
 }
 
