@@ -48,6 +48,7 @@ async fn start() -> InProcess {
     let options = Options {
         delete_enabled: true,
         read_only: false,
+        ..Options::default()
     };
     let domain = Arc::new(Domain::new(store, options));
     let app = wharf::cli::serve::api_router(&cfg, domain.clone()).expect("router");

@@ -173,11 +173,16 @@ pub async fn open_registry(cfg: &Config) -> anyhow::Result<Arc<Registry>> {
     let store = crate::store::filesystem(&root)
         .await
         .with_context(|| format!("cannot use {} as the storage root", root.display()))?;
-    let options = crate::registry::Options {
+    Ok(Arc::new(Registry::new(store, registry_options(cfg))))
+}
+
+/// The registry settings `cfg` makes, for the server and for commands opening the store.
+pub fn registry_options(cfg: &Config) -> crate::registry::Options {
+    crate::registry::Options {
         delete_enabled: cfg.storage.delete.enabled,
         read_only: cfg.storage.maintenance.readonly.enabled,
-    };
-    Ok(Arc::new(Registry::new(store, options)))
+        gc_delay: Some(cfg.storage.maintenance.gc.delay),
+    }
 }
 
 /// Runs one action on `cfg`'s storage root: through the running server (`method target`,

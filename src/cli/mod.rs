@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod doctor;
 pub mod entrypoint;
+pub mod gc;
 pub mod healthcheck;
 pub mod htpasswd;
 pub mod kube;
@@ -51,6 +52,9 @@ enum Command {
     /// Run the registry in Kubernetes: manifests, kustomize base, pull secrets, node trust.
     #[command(subcommand)]
     Kube(kube::KubeCommand),
+    /// Delete blobs and manifests nothing references (registry:2's command line), through the
+    /// running server when there is one.
+    GarbageCollect(gc::GcArgs),
     /// Exit 0 when the local server answers GET /v2/ (the container image's health check).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -97,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Kube(cmd) => kube::run(cmd),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::GarbageCollect(args) => gc::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -272,10 +272,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let root_shown = std::fs::canonicalize(&root).unwrap_or(root.clone());
     // Held until serve returns: one writer per root, refused before anything is read or served.
     let _root_lock = crate::store::root_lock::RootLock::acquire(crate::store::paths::Layout::new(&root).v2())?;
-    let options = registry::Options {
-        delete_enabled: cfg.storage.delete.enabled,
-        read_only: cfg.storage.maintenance.readonly.enabled,
-    };
+    let options = super::control::registry_options(&cfg);
     // The catalog, tag lists and tag lookups are served from an index of the layout, read
     // once here and kept current by every write.
     let store = crate::store::filesystem(&root)
@@ -292,6 +289,15 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let purging = &cfg.storage.maintenance.uploadpurging;
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
+    }
+    let gc = &cfg.storage.maintenance.gc;
+    if gc.enabled {
+        let opts = registry::GcOptions {
+            dry_run: gc.dryrun,
+            delete_untagged: gc.deleteuntagged,
+            delay: gc.delay,
+        };
+        registry::gc::schedule::spawn(reg.clone(), opts, gc.interval);
     }
     let debug = start_debug_server(&cfg).await?;
     let v2 = crate::store::paths::Layout::new(&root).v2().to_path_buf();

@@ -276,6 +276,37 @@ pub struct Delete {
 pub struct Maintenance {
     pub uploadpurging: UploadPurging,
     pub readonly: ReadOnly,
+    /// wharf's online garbage collection (registry:2 ignores unknown keys here).
+    pub gc: GarbageCollection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GarbageCollection {
+    /// Collect on a schedule inside the server.
+    pub enabled: bool,
+    /// Unreferenced content younger than this is kept (default 1h).
+    #[serde(with = "duration_str")]
+    pub delay: Duration,
+    /// How often the scheduled collection runs (default 24h).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// Scheduled collections also delete untagged manifests.
+    pub deleteuntagged: bool,
+    /// Scheduled collections only report.
+    pub dryrun: bool,
+}
+
+impl Default for GarbageCollection {
+    fn default() -> Self {
+        GarbageCollection {
+            enabled: false,
+            delay: crate::registry::gc::DEFAULT_DELAY,
+            interval: Duration::from_secs(24 * 3600),
+            deleteuntagged: false,
+            dryrun: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

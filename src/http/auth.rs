@@ -108,12 +108,15 @@ enum Need<'a> {
     /// The catalog: filtered per repository afterwards.
     Catalog,
     Repo(&'a RepoName, Action),
+    /// The right in every repository (registry-wide operations: garbage collection).
+    Everywhere(Action),
 }
 
 fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         Route::NotFound => Need::Nothing,
+        Route::Gc => Need::Everywhere(Action::Delete),
         Route::Base => Need::Login,
         Route::Catalog => Need::Catalog,
         Route::Tags(n) | Route::Referrers(n, _) => Need::Repo(n, Action::Pull),
@@ -134,6 +137,7 @@ impl Need<'_> {
             Need::Catalog => Some(Scope::Catalog),
             Need::Repo(n, Action::Push) => Some(Scope::repository(n.as_str(), &["pull", "push"])),
             Need::Repo(n, a) => Some(Scope::repository(n.as_str(), &[a.as_str()])),
+            Need::Everywhere(a) => Some(Scope::repository("*", &[a.as_str()])),
         }
     }
 
@@ -143,6 +147,7 @@ impl Need<'_> {
             Need::Nothing | Need::Login => return None,
             Need::Catalog => ("registry", "catalog", "*"),
             Need::Repo(n, a) => ("repository", n.as_str(), a.as_str()),
+            Need::Everywhere(a) => ("repository", "*", a.as_str()),
         };
         Some(serde_json::json!([{ "Type": kind, "Class": "", "Name": name, "Action": action }]))
     }
@@ -191,6 +196,13 @@ impl AuthState {
             (Need::Catalog, c) => self.policy.may_pull_anything(c.user()),
             (Need::Repo(repo, action), Caller::Token(b)) => b.claims.allows(repo.as_str(), *action),
             (Need::Repo(repo, action), c) => self.policy.allows(c.user(), repo.as_str(), *action),
+            // wharf's own tokens were granted by the policy, which answers for their subject;
+            // an external token must grant the action on `*` itself.
+            (Need::Everywhere(action), Caller::Token(b)) if b.claims.issued_here => {
+                self.policy.allows_everywhere(b.claims.subject.as_deref(), *action)
+            }
+            (Need::Everywhere(action), Caller::Token(b)) => b.claims.allows("*", *action),
+            (Need::Everywhere(action), c) => self.policy.allows_everywhere(c.user(), *action),
         }
     }
 

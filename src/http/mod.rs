@@ -11,6 +11,7 @@ mod catalog;
 mod context;
 pub mod error;
 pub mod forwarded;
+mod gc;
 mod idle;
 mod manifests;
 pub mod metrics;
@@ -249,6 +250,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::ManifestNotATag(_, name), &Method::GET | &Method::HEAD | &Method::DELETE) => Err(manifests::not_a_tag_unknown(name)),
         (Route::ManifestNotATag(_, name), &Method::PUT) => Err(manifests::not_a_tag_refused(name)),
         (Route::Referrers(name, d), &Method::GET) => referrers::get(&state, name, d, req).await,
+        (Route::Gc, &Method::GET) => Ok(gc::status(&state)),
+        (Route::Gc, &Method::POST) => gc::run(&state, ctx, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,

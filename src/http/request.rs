@@ -22,6 +22,9 @@ pub enum Route {
     /// must refuse the name.
     ManifestNotATag(RepoName, String),
     Referrers(RepoName, Digest),
+    /// `/v2/_wharf/gc`: garbage collection's status (GET) and runs (POST). wharf's extension
+    /// endpoints use `_`-prefixed components, which no repository name can contain.
+    Gc,
     NotFound,
 }
 
@@ -34,6 +37,9 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
     }
     if rest == "_catalog" {
         return Ok(Route::Catalog);
+    }
+    if rest == "_wharf/gc" {
+        return Ok(Route::Gc);
     }
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();

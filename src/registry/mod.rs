@@ -5,6 +5,7 @@
 mod blobs;
 pub mod context;
 pub mod events;
+pub mod gc;
 pub mod listing;
 mod manifests;
 pub mod purge;
@@ -14,6 +15,7 @@ mod uploads;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;
+pub use gc::{GcOptions, GcReport, GcStatus};
 pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::{ChunkRange, LastChunk, UploadStatus};
 
@@ -29,6 +31,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// registry:2's `storage.maintenance.readonly.enabled`: pushes and deletes are refused.
     pub read_only: bool,
+    /// `storage.maintenance.gc.delay` for collections asked for without one (None: 1 hour).
+    pub gc_delay: Option<std::time::Duration>,
 }
 
 pub struct Registry {
@@ -37,6 +41,7 @@ pub struct Registry {
     uploads: uploads::Sessions,
     manifests: manifests::Cache,
     events: events::Events,
+    gc: gc::Gc,
 }
 
 impl Registry {
@@ -47,6 +52,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             manifests: manifests::Cache::default(),
             events: events::Events::default(),
+            gc: gc::Gc::default(),
         }
     }
 
