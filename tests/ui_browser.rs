@@ -106,13 +106,7 @@ fn write_bulk_repositories(root: &Path, count: usize) {
     let config =
         serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})).unwrap();
     let config_digest = blob(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": layer.len()}],
-    }))
-    .unwrap();
+    let manifest = manifest_of((&config_digest, config.len()), (&layer_digest, layer.len()));
     let manifest_digest = blob(&manifest);
     let link = |path: PathBuf, digest: &str| {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -154,13 +148,7 @@ fn image_with_history(layout: &OciLayout) -> OciImage {
     }))
     .unwrap();
     let config_digest = layout.put_blob(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": layer.len()}],
-    }))
-    .unwrap();
+    let manifest = manifest_of((&config_digest, config.len()), (&layer_digest, layer.len()));
     let digest = layout.put_blob(&manifest);
     OciImage {
         manifest,
@@ -168,6 +156,35 @@ fn image_with_history(layout: &OciLayout) -> OciImage {
         config: config_digest,
         layers: vec![layer_digest],
     }
+}
+
+/// The htpasswd file with `USERS` and a configuration using it, with deletes enabled and
+/// `access`; returns the configuration's path.
+fn write_config(dir: &Path, access: &str) -> PathBuf {
+    let htpasswd = dir.join("htpasswd");
+    let lines: String = USERS
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
+        .collect();
+    std::fs::write(&htpasswd, lines).unwrap();
+    let config = dir.join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  delete: {{enabled: true}}\nauth:\n  htpasswd:\n    realm: wharf-ui-test\n    path: {}\n{access}",
+        htpasswd.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// An OCI image manifest for one config and one layer.
+fn manifest_of(config: (&str, usize), layer: (&str, usize)) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config.0, "size": config.1},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer.0, "size": layer.1}],
+    }))
+    .unwrap()
 }
 
 /// `app;desc="render";dur=12.3` → 12.3
@@ -196,21 +213,7 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
     write_bulk_repositories(&root, BULK_REPOSITORIES);
     eprintln!("wrote {BULK_REPOSITORIES} repositories in {:.1}s", started.elapsed().as_secs_f64());
 
-    let htpasswd = dir.path().join("htpasswd");
-    let lines: String = USERS
-        .iter()
-        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
-        .collect();
-    std::fs::write(&htpasswd, lines).unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  delete: {{enabled: true}}\nauth:\n  htpasswd:\n    realm: wharf-ui-test\n    path: {}\n{ACCESS}",
-            htpasswd.display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), ACCESS);
     let wharf = Wharf::start_on_root(&root, &[config.to_str().unwrap()], &[]);
     let admin = Registry::with_basic(&wharf, "admin", "admin-pw");
 
@@ -233,7 +236,12 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
         &[&creds[..], &["--all"]].concat(),
     );
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ui");
+    // Screenshots are taken on every run; they replace the README's (docs/ui) only when asked
+    // (WHARF_UI_SCREENSHOTS=1), so a test run leaves the tree as it was.
+    let shots = match std::env::var_os("WHARF_UI_SCREENSHOTS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ui"),
+        None => dir.path().join("screenshots"),
+    };
     std::fs::create_dir_all(&shots).unwrap();
 
     // Browse: list, pages, filter, a multi-arch repository, its index, a child, a manifest.
@@ -279,6 +287,7 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
         strings(&b["webHistory"]),
         ["/bin/sh -c #(nop) WORKDIR /app", "COPY index.html /app/ # buildkit"]
     );
+    assert!(b["statusGc"].as_str().unwrap().contains("Runs since start"), "{b}");
     let status = strings(&b["statusCommands"]);
     assert!(status.contains(&format!("docker login {}", wharf.addr)), "{status:?}");
 
@@ -326,22 +335,8 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
 #[tokio::test]
 async fn the_ui_refuses_what_the_api_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    let lines: String = USERS
-        .iter()
-        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
-        .collect();
-    std::fs::write(&htpasswd, lines).unwrap();
-    let config = dir.path().join("config.yml");
     let access = "access:\n  rules:\n    - {repositories: ['team/**'], users: [viewer], allow: [pull]}\n    - {repositories: ['**'], users: [admin], allow: [pull, push, delete]}\n";
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  delete: {{enabled: true}}\nauth:\n  htpasswd:\n    realm: wharf-ui-test\n    path: {}\n{access}",
-            htpasswd.display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), access);
     let wharf = Wharf::start_with(&[config.to_str().unwrap()], &[]);
     let admin = Registry::with_basic(&wharf, "admin", "admin-pw");
     admin.push_image("team/app", "v1").await;

@@ -48,6 +48,7 @@ const scenarios = {
     await screenshot(page, "manifest");
     await page.goto(`${base}/ui/status`);
     out.statusCommands = await texts(page, ".cmd code");
+    out.statusGc = await page.textContent("#gc");
     await screenshot(page, "status");
     return out;
   },

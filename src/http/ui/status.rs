@@ -18,6 +18,7 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
             "none configured"
         },
     );
+    body.push_str(&gc_section(&registry.gc_status()));
     body.push_str("<h2>Set up a client</h2>");
     if let Some(pem) = &state.ca_pem {
         if let Ok(fp) = crate::tls::certs::fingerprint_sha256(pem) {
@@ -35,4 +36,35 @@ system store), checking its fingerprint:</p>",
     body.push_str("<p>Then push and pull by the registry's name:</p>");
     body.push_str(&html::command("push", &format!("docker push {host}/IMAGE:TAG")));
     Ok(viewer.page("Status", &body))
+}
+
+/// The running and the last garbage collection (`Registry::gc_status`, as `GET /v2/_wharf/gc`).
+fn gc_section(gc: &crate::registry::gc::GcStatus) -> String {
+    let mut s = String::from("<h2>Garbage collection</h2><dl class=\"facts\" id=\"gc\">");
+    let running = match &gc.running_since {
+        Some(since) if gc.running => format!("running since {}", html::esc(since)),
+        _ => "not running".to_string(),
+    };
+    s.push_str(&format!(
+        "<dt>Now</dt><dd>{running}</dd><dt>Runs since start</dt><dd>{}</dd>",
+        gc.runs
+    ));
+    match &gc.last {
+        Some(last) => s.push_str(&format!(
+            "<dt>Last run</dt><dd>{}{}, {:.1} s</dd><dt>Freed</dt><dd>{} ({} blobs, {} manifests)</dd><dt>Kept as too young</dt><dd>{}</dd>",
+            html::esc(&last.started),
+            if last.dryrun { " (dry run)" } else { "" },
+            last.duration_seconds,
+            html::bytes(last.bytes_freed),
+            last.blobs_deleted.len(),
+            last.manifests_deleted.len(),
+            last.spared
+        )),
+        None => s.push_str("<dt>Last run</dt><dd>none since the server started</dd>"),
+    }
+    if let Some(e) = &gc.last_error {
+        s.push_str(&format!("<dt>Last error</dt><dd class=\"error\">{}</dd>", html::esc(e)));
+    }
+    s.push_str("</dl>");
+    s
 }
