@@ -288,6 +288,7 @@ async fn the_ui_in_chromium_on_ten_thousand_repositories() {
         ["/bin/sh -c #(nop) WORKDIR /app", "COPY index.html /app/ # buildkit"]
     );
     assert!(b["statusGc"].as_str().unwrap().contains("Runs since start"), "{b}");
+    assert_eq!(b["repositoryCount"], (BULK_REPOSITORIES + 2).to_string().as_str(), "{b}");
     let status = strings(&b["statusCommands"]);
     assert!(status.contains(&format!("docker login {}", wharf.addr)), "{status:?}");
 

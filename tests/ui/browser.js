@@ -49,6 +49,7 @@ const scenarios = {
     await page.goto(`${base}/ui/status`);
     out.statusCommands = await texts(page, ".cmd code");
     out.statusGc = await page.textContent("#gc");
+    out.repositoryCount = await page.textContent("#repository-count");
     await screenshot(page, "status");
     return out;
   },

@@ -10,7 +10,7 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut body = format!(
         "<h2>Registry</h2><dl class=\"facts\" id=\"registry-facts\"><dt>Deletes enabled</dt><dd>{}</dd>\
-<dt>Authentication</dt><dd>{}</dd></dl>",
+<dt>Authentication</dt><dd>{}</dd>",
         yes_no(registry.deletes_enabled()),
         if state.auth.is_some() {
             "required (same accounts as the API)"
@@ -18,6 +18,14 @@ pub async fn page(state: &AppState, viewer: &Viewer, ask: &Ask) -> PageResult {
             "none configured"
         },
     );
+    if let Some((repositories, bytes)) = registry.stored_totals() {
+        body.push_str(&format!(
+            "<dt>Repositories</dt><dd id=\"repository-count\">{repositories}</dd><dt>Stored</dt><dd>{} \
+<span class=\"muted\">(every blob once)</span></dd>",
+            html::bytes(bytes)
+        ));
+    }
+    body.push_str("</dl>");
     body.push_str(&gc_section(&registry.gc_status()));
     body.push_str("<h2>Set up a client</h2>");
     if let Some(pem) = &state.ca_pem {
