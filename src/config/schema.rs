@@ -83,6 +83,8 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
     // wharf's extension: access control (see auth::policy). No `_` in its keys, so every
     // key is reachable from a REGISTRY_ACCESS_* variable.
     f("access", Kind::Struct(ACCESS)),
+    // wharf's extension: the web UI at /ui/ (REGISTRY_UI_ENABLED).
+    f("ui", Kind::Struct(&[f("enabled", Kind::Bool)])),
 ]);
 
 const ACCESS: &[Field] = &[
@@ -224,6 +226,16 @@ const MAINTENANCE: &[Field] = &[
                     f("tags", Kind::List(&Kind::Str)),
                 ])),
             ),
+        ]),
+    ),
+    f(
+        "gc",
+        Kind::Struct(&[
+            f("enabled", Kind::Bool),
+            f("delay", Kind::Duration),
+            f("interval", Kind::Duration),
+            f("deleteuntagged", Kind::Bool),
+            f("dryrun", Kind::Bool),
         ]),
     ),
 ];

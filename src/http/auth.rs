@@ -111,12 +111,15 @@ enum Need<'a> {
     /// Registry-wide maintenance (a real retention run): the delete right on every repository,
     /// that is a rule for `*`.
     Admin,
+    /// The right in every repository (registry-wide operations: garbage collection).
+    Everywhere(Action),
 }
 
 fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         Route::NotFound => Need::Nothing,
+        Route::Gc => Need::Everywhere(Action::Delete),
         Route::Base => Need::Login,
         // Usage and the retention report are filtered per repository, as the catalog is.
         Route::Catalog | Route::Usage => Need::Catalog,
@@ -143,6 +146,7 @@ impl Need<'_> {
             Need::Admin => Some(Scope::repository("*", &["delete"])),
             Need::Repo(n, Action::Push) => Some(Scope::repository(n.as_str(), &["pull", "push"])),
             Need::Repo(n, a) => Some(Scope::repository(n.as_str(), &[a.as_str()])),
+            Need::Everywhere(a) => Some(Scope::repository("*", &[a.as_str()])),
         }
     }
 
@@ -153,6 +157,7 @@ impl Need<'_> {
             Need::Catalog => ("registry", "catalog", "*"),
             Need::Admin => ("repository", "*", "delete"),
             Need::Repo(n, a) => ("repository", n.as_str(), a.as_str()),
+            Need::Everywhere(a) => ("repository", "*", a.as_str()),
         };
         Some(serde_json::json!([{ "Type": kind, "Class": "", "Name": name, "Action": action }]))
     }
@@ -203,6 +208,13 @@ impl AuthState {
             (Need::Admin, c) => self.policy.allows(c.user(), "*", Action::Delete),
             (Need::Repo(repo, action), Caller::Token(b)) => b.claims.allows(repo.as_str(), *action),
             (Need::Repo(repo, action), c) => self.policy.allows(c.user(), repo.as_str(), *action),
+            // wharf's own tokens were granted by the policy, which answers for their subject;
+            // an external token must grant the action on `*` itself.
+            (Need::Everywhere(action), Caller::Token(b)) if b.claims.issued_here => {
+                self.policy.allows_everywhere(b.claims.subject.as_deref(), *action)
+            }
+            (Need::Everywhere(action), Caller::Token(b)) => b.claims.allows("*", *action),
+            (Need::Everywhere(action), c) => self.policy.allows_everywhere(c.user(), *action),
         }
     }
 
@@ -213,6 +225,46 @@ impl AuthState {
         match caller {
             Caller::Token(b) if !b.claims.issued_here => b.lists_catalog || b.claims.allows(repo, Action::Pull),
             c => self.policy.allows(c.user(), repo, Action::Pull),
+        }
+    }
+
+    /// The web UI's login. A browser cannot fetch bearer tokens, so the UI takes Basic
+    /// credentials under either scheme and checks them against the htpasswd file the scheme
+    /// logs in with (with tokens: the one the token endpoint checks), with the same limits.
+    /// `Ok(None)`: no credentials sent. `Err`: the refusal (401 with a Basic challenge, 429);
+    /// with an external token server there is no password to check, so always a refusal.
+    pub async fn ui_login(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Option<String>, Response> {
+        let client = self.client(peer, headers);
+        let login = match &self.scheme {
+            Scheme::Basic(login) => login,
+            Scheme::Token(t) => match &t.server {
+                Some(server) => &server.login,
+                None => {
+                    return Err(RegistryError::new(
+                        ErrorCode::Unsupported,
+                        "the web UI logs in with a password: it needs auth.htpasswd or auth.token.htpasswd",
+                    )
+                    .into_response())
+                }
+            },
+        };
+        match login.authenticate(headers, client).await? {
+            Caller::User(user) => Ok(Some(user)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the UI's `user` (None: anonymous) may do `action` in `repo`. The UI's users
+    /// logged in with a password, so the policy decides, as it does for the tokens wharf issues.
+    pub fn ui_allows(&self, user: Option<&str>, repo: &str, action: Action) -> bool {
+        self.policy.allows(user, repo, action)
+    }
+
+    /// The Basic challenge the UI answers anonymous callers with when they may see nothing.
+    pub fn ui_challenge(&self) -> Response {
+        match self.login() {
+            Some(login) => login.challenge("log in to see this registry"),
+            None => RegistryError::new(ErrorCode::Unsupported, "the web UI needs auth.htpasswd or auth.token.htpasswd").into_response(),
         }
     }
 

@@ -11,6 +11,7 @@ mod catalog;
 mod context;
 pub mod error;
 pub mod forwarded;
+mod gc;
 mod idle;
 mod manifests;
 pub mod metrics;
@@ -20,6 +21,7 @@ mod retention;
 pub mod server;
 mod tags;
 pub mod token;
+mod ui;
 mod uploads;
 mod usage;
 
@@ -55,6 +57,8 @@ pub struct AppState {
     pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
     /// `http.secret`: upload Locations carry a signed `_state`, which requests must bring back.
     pub upload_states: Option<Arc<crate::registry::upload_state::UploadStateKey>>,
+    /// `ui.enabled`: the web UI answers under `/ui/`.
+    pub ui: bool,
 }
 
 impl AppState {
@@ -212,6 +216,9 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
     if req.uri().path() == token::PATH && state.auth.as_ref().is_some_and(|a| a.token_server().is_some()) {
         return token::handle(&state, req).await;
     }
+    if state.ui && ui::is_ui_path(req.uri().path()) {
+        return ui::handle(state, req).await;
+    }
     let route = match request::route(req.uri().path()) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -255,6 +262,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::RepoUsage(name), &Method::GET) => usage::repo(&state, name).await,
         (Route::Repository(name), &Method::DELETE) => retention::delete_repository(&state, ctx, name).await,
         (Route::Retention, &Method::GET | &Method::POST) => retention::report(&state, &caller, req).await,
+        (Route::Gc, &Method::GET) => Ok(gc::status(&state)),
+        (Route::Gc, &Method::POST) => gc::run(&state, ctx, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,

@@ -5,17 +5,20 @@
 mod blobs;
 pub mod context;
 pub mod events;
+pub mod gc;
 pub mod listing;
 mod manifests;
 pub mod purge;
 mod referrers;
 pub mod retention;
+pub mod summary;
 pub mod upload_state;
 mod uploads;
 pub mod usage;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;
+pub use gc::{GcOptions, GcReport, GcStatus};
 pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::{ChunkRange, LastChunk, UploadStatus};
 
@@ -33,6 +36,12 @@ pub struct Options {
     pub read_only: bool,
     /// `storage.maintenance.retention`: policies and protected tags.
     pub retention: Option<std::sync::Arc<retention::Rules>>,
+    /// `storage.maintenance.gc.delay` for collections asked for without one (None: 1 hour).
+    pub gc_delay: Option<std::time::Duration>,
+    /// Other processes (replicas on object storage) write the same store. Garbage collection
+    /// is then refused: its fence only sees this process's requests, so a sweep could delete
+    /// what another replica is pushing, until collectors share a lease in the store.
+    pub shared_storage: bool,
 }
 
 pub struct Registry {
@@ -41,6 +50,7 @@ pub struct Registry {
     uploads: uploads::Sessions,
     manifests: manifests::Cache,
     events: events::Events,
+    gc: gc::Gc,
 }
 
 impl Registry {
@@ -51,6 +61,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             manifests: manifests::Cache::default(),
             events: events::Events::default(),
+            gc: gc::Gc::default(),
         }
     }
 
