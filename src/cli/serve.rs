@@ -300,6 +300,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::gc::schedule::spawn(reg.clone(), opts, gc.interval);
     }
     let debug = start_debug_server(&cfg).await?;
+    if let Some(m) = &debug {
+        m.observe_gc(reg.clone());
+    }
     let v2 = crate::store::paths::Layout::new(&root).v2().to_path_buf();
     start_control_channel(&cfg, &v2, reg.clone(), tls.is_some())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);

@@ -53,6 +53,8 @@ pub struct Metrics {
     in_flight: Family<Handler, Gauge>,
     request_sizes: Family<Handler, AtomicHistogram>,
     response_sizes: Family<Handler, AtomicHistogram>,
+    /// The registry whose garbage collections are reported, once the server has one.
+    gc: Arc<std::sync::OnceLock<Arc<crate::registry::Registry>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,7 +88,10 @@ impl Metrics {
             http.register("response_size_bytes", "The HTTP response sizes in bytes", response_sizes.clone());
         }
         registry.register_collector(Box::new(ProcessCollector));
+        let gc = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(GcCollector(gc.clone())));
         Arc::new(Metrics {
+            gc,
             registry,
             requests,
             durations,
@@ -94,6 +99,11 @@ impl Metrics {
             request_sizes,
             response_sizes,
         })
+    }
+
+    /// Reports `registry`'s garbage collections from now on.
+    pub fn observe_gc(&self, registry: Arc<crate::registry::Registry>) {
+        let _ = self.gc.set(registry);
     }
 
     /// Counts a request in flight until the returned guard is finished or dropped.
@@ -192,6 +202,46 @@ fn method_name(m: &axum::http::Method) -> &'static str {
         Method::DELETE => "delete",
         Method::OPTIONS => "options",
         _ => "other",
+    }
+}
+
+/// wharf's garbage collection families, read from the registry at each scrape.
+#[derive(Debug)]
+struct GcCollector(Arc<std::sync::OnceLock<Arc<crate::registry::Registry>>>);
+
+impl std::fmt::Debug for crate::registry::Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
+impl prometheus_client::collector::Collector for GcCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(registry) = self.0.get() else { return Ok(()) };
+        let t = registry.gc_totals();
+        let runs = ConstCounter::new(t.runs);
+        runs.encode(encoder.encode_descriptor("wharf_gc_runs", "Garbage collections run", None, runs.metric_type())?)?;
+        let freed = ConstCounter::new(t.bytes_freed);
+        freed.encode(encoder.encode_descriptor(
+            "wharf_gc_freed_bytes",
+            "Bytes garbage collection deleted",
+            None,
+            freed.metric_type(),
+        )?)?;
+        let d = ConstGauge::new(t.last_duration_seconds);
+        d.encode(encoder.encode_descriptor(
+            "wharf_gc_last_duration_seconds",
+            "How long the last garbage collection took",
+            None,
+            d.metric_type(),
+        )?)?;
+        let last = ConstGauge::new(t.last_run_unix);
+        last.encode(encoder.encode_descriptor(
+            "wharf_gc_last_run_timestamp_seconds",
+            "When the last garbage collection ended (Unix time; 0: none yet)",
+            None,
+            last.metric_type(),
+        )?)
     }
 }
 
