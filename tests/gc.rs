@@ -332,3 +332,61 @@ async fn a_wharf_store_collected_by_distribution_is_served_by_wharf() {
     let out = garbage_collect(&s, &["-m"]);
     assert!(out.contains("0 blobs and 0 manifests eligible for deletion"), "{out}");
 }
+
+fn stored_blob(root: &Path, digest: &str) -> Vec<u8> {
+    let hex = hex_of(digest);
+    std::fs::read(root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap()
+}
+
+/// Two images docker built on one base and pushed; one deleted: the collection frees exactly
+/// its own manifest, config and layer, and docker still pulls the other.
+#[test]
+fn docker_images_sharing_layers_one_deleted_frees_exactly_its_own_blobs() {
+    let Some(d) = common::dockerd::Dockerd::start() else { return };
+    let s = setup("0s");
+    let w = serve(&s);
+    let base = format!("{}/gc/base:v1", w.addr);
+    let ctx = tempfile::tempdir().unwrap();
+    common::images::docker_context(ctx.path(), 2);
+    d.docker(&["build", "-q", "-t", &base, &ctx.path().to_string_lossy()]);
+    d.docker(&["push", &base]);
+    let mut digests = Vec::new();
+    for name in ["a", "b"] {
+        let image = format!("{}/gc/{name}:v1", w.addr);
+        let ctx = tempfile::tempdir().unwrap();
+        common::images::docker_context_on(ctx.path(), &base);
+        d.docker(&["build", "-q", "-t", &image, &ctx.path().to_string_lossy()]);
+        digests.push(common::dockerd::pushed_digest(&d.docker(&["push", &image]).stdout));
+    }
+    let manifest_a: Value = serde_json::from_slice(&stored_blob(&s.root, &digests[0])).unwrap();
+    let layers_a: Vec<String> = manifest_a["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let own_a = [
+        digests[0].clone(),
+        manifest_a["config"]["digest"].as_str().unwrap().to_string(),
+        layers_a.last().unwrap().clone(),
+    ];
+    let freed: u64 = own_a.iter().map(|dg| stored_blob(&s.root, dg).len() as u64).sum();
+    let delete = Command::new("curl")
+        .args(["-fsS", "-X", "DELETE", &format!("{}/v2/gc/a/manifests/{}", w.url, digests[0])])
+        .status()
+        .unwrap();
+    assert!(delete.success());
+    let before = blob_bytes(&s.root);
+    let out = garbage_collect(&s, &[]);
+    assert_eq!(before - blob_bytes(&s.root), freed, "{out}");
+    for dg in &own_a {
+        assert!(!blob_exists(&s.root, dg), "{dg}");
+    }
+    for shared in &layers_a[..layers_a.len() - 1] {
+        assert!(blob_exists(&s.root, shared), "the base layers stay");
+    }
+    let b = format!("{}/gc/b:v1", w.addr);
+    d.docker(&["rmi", &b]);
+    d.docker(&["pull", &b]);
+    assert_eq!(d.inspect(&b, "{{index .RepoDigests 0}}"), format!("{}/gc/b@{}", w.addr, digests[1]));
+}
