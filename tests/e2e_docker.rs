@@ -6,7 +6,7 @@
 mod common;
 
 use common::distribution::{assert_layer_link, assert_no_layer_link, assert_revision_link, assert_tag_links};
-use common::dockerd::Dockerd;
+use common::dockerd::{pushed_digest, Dockerd};
 use common::images::{
     docker_context, docker_context_on, referenced_digests, registry_blob, registry_manifest, registry_tags, run, DOCKER_MANIFEST,
 };
@@ -20,16 +20,6 @@ macro_rules! dockerd_or_skip {
             None => return,
         }
     };
-}
-
-/// The manifest digest from `docker push` output (`v1: digest: sha256:... size: N`).
-fn pushed_digest(output: &[u8]) -> String {
-    let text = String::from_utf8_lossy(output);
-    text.lines()
-        .find_map(|l| l.split("digest: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no digest in docker push output:\n{text}"))
-        .to_string()
 }
 
 /// Builds a `FROM scratch` image with `layers` layers as `tag`; returns its image ID.

@@ -24,8 +24,10 @@ fn setup(delay: &str) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    gc:\n      delay: {delay}\nhttp:\n  addr: 127.0.0.1:0\n",
-            root.display()
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    gc:\n      delay: {delay}\n\
+             http:\n  addr: 127.0.0.1:0\n  debug:\n    addr: 127.0.0.1:{}\n    prometheus:\n      enabled: true\n",
+            root.display(),
+            common::free_port()
         ),
     )
     .unwrap();
@@ -154,6 +156,11 @@ async fn shared_layers_stay_and_exactly_the_unique_bytes_of_a_deleted_image_go()
     let status = reg.get("/v2/_wharf/gc").await;
     status.expect(200);
     assert_eq!(status.json()["last"]["bytes_freed"], freed);
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let debug = config.split("debug:\n    addr: ").nth(1).unwrap().lines().next().unwrap();
+    let metrics = reqwest::get(format!("http://{debug}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("wharf_gc_freed_bytes_total {freed}")), "{metrics}");
+    assert!(metrics.contains("wharf_gc_runs_total 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -193,6 +200,14 @@ async fn a_tagged_index_keeps_its_children_with_delete_untagged_and_they_go_once
         assert!(!blob_exists(&s.root, &c.digest));
     }
     assert!(blob_bytes(&s.root) < before);
+    // The layers were pulled just after the previous run: a request that used a blob keeps it
+    // through the next collection too (`gc::fence`), the one after takes it.
+    let out = garbage_collect(&s, &["-m"]);
+    assert_eq!(
+        report(&out, "blob eligible for deletion"),
+        4,
+        "the two layers and two configs: {out}"
+    );
     assert_eq!(blob_bytes(&s.root), 0, "nothing of the repository is left");
 }
 
@@ -244,4 +259,134 @@ async fn dry_run_through_a_running_server_and_on_a_stopped_one_lists_and_deletes
     let out = garbage_collect(&s, &["-m"]);
     assert!(out.contains(&format!("freed {expected_bytes} bytes")), "{out}");
     assert_eq!(blob_bytes(&s.root), 0);
+}
+
+/// Two images in `repo`, `keep` and `drop`, sharing a layer, pushed to whatever serves `reg`;
+/// `drop` is then deleted by digest. Returns (kept manifest, dropped image's own digests).
+async fn two_images_one_deleted(reg: &Registry, repo: &str) -> (Vec<u8>, Vec<String>) {
+    let shared = random_bytes(25_000);
+    let (own_keep, own_drop) = (random_bytes(11_000), random_bytes(13_000));
+    let keep = push(reg, repo, Some("keep"), br#"{"keep":1}"#, &[&shared, &own_keep]).await;
+    let dropped = push(reg, repo, Some("drop"), br#"{"drop":1}"#, &[&shared, &own_drop]).await;
+    reg.delete(&format!("/v2/{repo}/manifests/{}", sha256(&dropped))).await.expect(202);
+    (keep, vec![sha256(&dropped), sha256(br#"{"drop":1}"#), sha256(&own_drop)])
+}
+
+#[tokio::test]
+async fn a_registry2_store_collected_by_wharf_is_served_by_distribution() {
+    if !common::distribution::Distribution::available() {
+        return;
+    }
+    let s = setup("0s");
+    let mut d = common::distribution::Distribution::start(&s.root);
+    let reg = Registry::basic_at(&d.url, "-", "-", "gc-test");
+    let (keep, gone) = two_images_one_deleted(&reg, "r2/app").await;
+    d.stop();
+    let out = garbage_collect(&s, &["--delete-untagged"]);
+    assert!(out.contains("no server running"), "{out}");
+    for g in &gone {
+        assert!(!blob_exists(&s.root, g), "{g} collected");
+    }
+    let d = common::distribution::Distribution::start(&s.root);
+    let reg = Registry::basic_at(&d.url, "-", "-", "gc-test");
+    pull_all(&reg, "r2/app", "keep").await;
+    assert_eq!(
+        reg.get_manifest("r2/app", "keep").await.header("Docker-Content-Digest"),
+        Some(sha256(&keep).as_str())
+    );
+    reg.get_manifest("r2/app", "drop").await.expect(404);
+}
+
+#[tokio::test]
+async fn a_wharf_store_collected_by_distribution_is_served_by_wharf() {
+    if !common::distribution::Distribution::available() {
+        return;
+    }
+    let s = setup("0s");
+    let mut w = serve(&s);
+    let reg = Registry::new(&w);
+    let (keep, gone) = two_images_one_deleted(&reg, "w/app").await;
+    w.stop();
+    let out = Command::new(common::distribution::DISTRIBUTION_BIN)
+        .args(["garbage-collect", "--delete-untagged"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for g in &gone {
+        assert!(!blob_exists(&s.root, g), "{g} collected by distribution");
+    }
+    let w = serve(&s);
+    let reg = Registry::new(&w);
+    pull_all(&reg, "w/app", "keep").await;
+    assert_eq!(
+        reg.get_manifest("w/app", "keep").await.header("Docker-Content-Digest"),
+        Some(sha256(&keep).as_str())
+    );
+    // wharf's own collection afterwards finds nothing more to do and nothing dangling.
+    let out = garbage_collect(&s, &["-m"]);
+    assert!(out.contains("0 blobs and 0 manifests eligible for deletion"), "{out}");
+}
+
+fn stored_blob(root: &Path, digest: &str) -> Vec<u8> {
+    let hex = hex_of(digest);
+    std::fs::read(root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap()
+}
+
+/// Two images docker built on one base and pushed; one deleted: the collection frees exactly
+/// its own manifest, config and layer, and docker still pulls the other.
+#[test]
+fn docker_images_sharing_layers_one_deleted_frees_exactly_its_own_blobs() {
+    let Some(d) = common::dockerd::Dockerd::start() else { return };
+    let s = setup("0s");
+    let w = serve(&s);
+    let base = format!("{}/gc/base:v1", w.addr);
+    let ctx = tempfile::tempdir().unwrap();
+    common::images::docker_context(ctx.path(), 2);
+    d.docker(&["build", "-q", "-t", &base, &ctx.path().to_string_lossy()]);
+    d.docker(&["push", &base]);
+    let mut digests = Vec::new();
+    for name in ["a", "b"] {
+        let image = format!("{}/gc/{name}:v1", w.addr);
+        let ctx = tempfile::tempdir().unwrap();
+        common::images::docker_context_on(ctx.path(), &base);
+        d.docker(&["build", "-q", "-t", &image, &ctx.path().to_string_lossy()]);
+        digests.push(common::dockerd::pushed_digest(&d.docker(&["push", &image]).stdout));
+    }
+    let manifest_a: Value = serde_json::from_slice(&stored_blob(&s.root, &digests[0])).unwrap();
+    let layers_a: Vec<String> = manifest_a["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let own_a = [
+        digests[0].clone(),
+        manifest_a["config"]["digest"].as_str().unwrap().to_string(),
+        layers_a.last().unwrap().clone(),
+    ];
+    let freed: u64 = own_a.iter().map(|dg| stored_blob(&s.root, dg).len() as u64).sum();
+    let delete = Command::new("curl")
+        .args(["-fsS", "-X", "DELETE", &format!("{}/v2/gc/a/manifests/{}", w.url, digests[0])])
+        .status()
+        .unwrap();
+    assert!(delete.success());
+    let before = blob_bytes(&s.root);
+    let out = garbage_collect(&s, &[]);
+    assert_eq!(before - blob_bytes(&s.root), freed, "{out}");
+    for dg in &own_a {
+        assert!(!blob_exists(&s.root, dg), "{dg}");
+    }
+    for shared in &layers_a[..layers_a.len() - 1] {
+        assert!(blob_exists(&s.root, shared), "the base layers stay");
+    }
+    let b = format!("{}/gc/b:v1", w.addr);
+    d.docker(&["rmi", &b]);
+    d.docker(&["pull", &b]);
+    assert_eq!(d.inspect(&b, "{{index .RepoDigests 0}}"), format!("{}/gc/b@{}", w.addr, digests[1]));
 }

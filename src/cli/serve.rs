@@ -348,8 +348,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     }
     let debug = start_debug_server(&cfg).await?;
     if let Some(metrics) = &debug {
-        let reg = reg.clone();
-        metrics.watch_uploads(move || reg.upload_sessions_open());
+        let r = reg.clone();
+        metrics.watch_uploads(move || r.upload_sessions_open());
+        metrics.observe_gc(reg.clone());
     }
     // With object storage the queue is still local (each replica queues its own events): it
     // goes under the filesystem root directory unless the endpoint names a queue.path.

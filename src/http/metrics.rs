@@ -60,6 +60,8 @@ pub struct Metrics {
     upload_sessions: Arc<OnceLock<UploadSessionsSource>>,
     /// The webhook endpoints' families, fed by `notify`.
     pub notifications: NotificationMetrics,
+    /// The registry whose garbage collections are reported, once the server has one.
+    gc: Arc<std::sync::OnceLock<Arc<crate::registry::Registry>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,10 +99,13 @@ impl Metrics {
         registry.register_collector(Box::new(ProcessCollector));
         let upload_sessions = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UploadSessions(upload_sessions.clone())));
+        let gc = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(GcCollector(gc.clone())));
         Arc::new(Metrics {
             handles: Handles::default(),
             upload_sessions,
             notifications,
+            gc,
             registry,
             requests,
             durations,
@@ -108,6 +113,11 @@ impl Metrics {
             request_sizes,
             response_sizes,
         })
+    }
+
+    /// Reports `registry`'s garbage collections from now on.
+    pub fn observe_gc(&self, registry: Arc<crate::registry::Registry>) {
+        let _ = self.gc.set(registry);
     }
 
     /// Counts a request in flight until the returned guard is finished or dropped.
@@ -312,6 +322,46 @@ impl prometheus_client::collector::Collector for UploadSessions {
         let g = ConstGauge::new(sessions() as i64);
         let help = "Blob upload sessions this run opened that are not finished, cancelled or purged yet";
         g.encode(encoder.encode_descriptor("wharf_upload_sessions_in_flight", help, None, g.metric_type())?)
+    }
+}
+
+/// wharf's garbage collection families, read from the registry at each scrape.
+#[derive(Debug)]
+struct GcCollector(Arc<std::sync::OnceLock<Arc<crate::registry::Registry>>>);
+
+impl std::fmt::Debug for crate::registry::Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registry")
+    }
+}
+
+impl prometheus_client::collector::Collector for GcCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(registry) = self.0.get() else { return Ok(()) };
+        let t = registry.gc_totals();
+        let runs = ConstCounter::new(t.runs);
+        runs.encode(encoder.encode_descriptor("wharf_gc_runs", "Garbage collections run", None, runs.metric_type())?)?;
+        let freed = ConstCounter::new(t.bytes_freed);
+        freed.encode(encoder.encode_descriptor(
+            "wharf_gc_freed_bytes",
+            "Bytes garbage collection deleted",
+            None,
+            freed.metric_type(),
+        )?)?;
+        let d = ConstGauge::new(t.last_duration_seconds);
+        d.encode(encoder.encode_descriptor(
+            "wharf_gc_last_duration_seconds",
+            "How long the last garbage collection took",
+            None,
+            d.metric_type(),
+        )?)?;
+        let last = ConstGauge::new(t.last_run_unix);
+        last.encode(encoder.encode_descriptor(
+            "wharf_gc_last_run_timestamp_seconds",
+            "When the last garbage collection ended (Unix time; 0: none yet)",
+            None,
+            last.metric_type(),
+        )?)
     }
 }
 

@@ -367,3 +367,13 @@ impl Drop for Dockerd {
         self.stop();
     }
 }
+
+/// The manifest digest from `docker push` output (`v1: digest: sha256:... size: N`).
+pub fn pushed_digest(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    text.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{text}"))
+        .to_string()
+}

@@ -15,11 +15,16 @@
 //!    after its touch, finds the digest gone and answers an error the client retries
 //!    (`BLOB_UNKNOWN`, `MANIFEST_BLOB_UNKNOWN`, or a mount that falls back to an upload). Never
 //!    an acknowledgement for deleted content.
-//! 2. **Touches are only recorded while a collection runs, so a collection waits for the
-//!    operations already past their check when it starts.** Each operation holds the gate
+//! 2. **A collection waits for the operations already past their check when it starts.** Each operation holds the gate
 //!    ([`Pass`]) shared from its touch until its links are written; a collection takes it
 //!    exclusively for an instant to switch recording on. An operation that checked its blobs
 //!    before the collection started has therefore written its links before the mark reads them.
+//!
+//! Touches are kept for two collections: the one running when they happen (or the next one,
+//! for touches between runs) and the one after, so a push that asked about a blob during one
+//! collection has at least a whole collection's time to send its manifest, even back-to-back
+//! runs with no delay. Between runs, touches are recorded only for `LINGER` after the last one
+//! ended; a registry collecting once a day keeps no set in between.
 //!
 //! The sweep also spares every blob and link newer than its start minus the delay, so content
 //! uploaded for a push that has not sent its manifest yet survives; upload sessions themselves
@@ -28,13 +33,26 @@
 use crate::oci::Digest;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
+
+/// How long after a collection ends touches are still recorded for the next one.
+const LINGER: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+struct Touched {
+    /// Since the running (or last) collection began.
+    current: HashSet<Digest>,
+    /// During the collection before it.
+    previous: HashSet<Digest>,
+}
 
 #[derive(Default)]
 pub(crate) struct Fence {
     gate: RwLock<()>,
-    recording: AtomicBool,
-    touched: Mutex<HashSet<Digest>>,
+    running: AtomicBool,
+    last_end: std::sync::Mutex<Option<Instant>>,
+    touched: Mutex<Touched>,
 }
 
 /// Held by an operation from its touch until its links are written.
@@ -43,35 +61,45 @@ pub(crate) struct Pass<'a> {
 }
 
 impl Fence {
-    /// Touches `digests` (recorded only while a collection runs) and lets the operation go on.
+    fn recording(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+            || self
+                .last_end
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < LINGER)
+    }
+
+    /// Touches `digests` (recorded while collections run) and lets the operation go on.
     pub(crate) async fn enter<'d>(&self, digests: impl IntoIterator<Item = &'d Digest>) -> Pass<'_> {
         let gate = self.gate.read().await;
-        if self.recording.load(Ordering::SeqCst) {
+        if self.recording() {
             let mut touched = self.touched.lock().await;
-            touched.extend(digests.into_iter().cloned());
+            touched.current.extend(digests.into_iter().cloned());
         }
         Pass { _gate: gate }
     }
 
-    /// Starts recording touches, once every operation already under way has finished.
+    /// Starts recording touches for a new collection, once every operation already under way
+    /// has finished.
     pub(crate) async fn begin(&self) {
         let _alone = self.gate.write().await;
-        self.touched.lock().await.clear();
-        self.recording.store(true, Ordering::SeqCst);
-    }
-
-    /// Stops recording (the collection is over).
-    pub(crate) async fn end(&self) {
         let mut touched = self.touched.lock().await;
-        self.recording.store(false, Ordering::SeqCst);
-        touched.clear();
+        touched.previous = std::mem::take(&mut touched.current);
+        self.running.store(true, Ordering::SeqCst);
     }
 
-    /// Runs `delete` for `digest` unless an operation touched it since the collection began;
-    /// no operation can touch it while `delete` runs. None: spared.
+    /// The collection is over; touches go on being recorded for `LINGER`.
+    pub(crate) async fn end(&self) {
+        *self.last_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    /// Runs `delete` for `digest` unless an operation touched it during this collection or the
+    /// one before; no operation can touch it while `delete` runs. None: spared.
     pub(crate) async fn unless_touched<R>(&self, digest: &Digest, delete: impl AsyncFnOnce() -> R) -> Option<R> {
         let touched = self.touched.lock().await;
-        if touched.contains(digest) {
+        if touched.current.contains(digest) || touched.previous.contains(digest) {
             return None;
         }
         let result = delete().await;
