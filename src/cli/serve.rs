@@ -296,7 +296,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
-    let debug = start_debug_server(&cfg).await?;
+    let debug = start_debug_server(&cfg, &reg).await?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
@@ -412,7 +412,7 @@ fn configured_headers(cfg: &Config) -> anyhow::Result<Vec<(axum::http::HeaderNam
 /// `http.debug.addr`: registry:2's debug server with `/debug/health` (and the storage check of
 /// `health.storagedriver`) and, with `http.debug.prometheus.enabled`, the metrics. Returns the
 /// metrics the API server must feed.
-async fn start_debug_server(cfg: &Config) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
+async fn start_debug_server(cfg: &Config, reg: &Arc<Registry>) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
     let Some(debug) = cfg.debug_server() else { return Ok(None) };
     let addr = config::resolve_listen_addr("http.debug.addr", &debug.addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -427,7 +427,14 @@ async fn start_debug_server(cfg: &Config) -> anyhow::Result<Option<Arc<http::met
         threshold,
     };
     health.spawn_storage_check(cfg.root_directory(), check);
-    let metrics = debug.metrics_path.as_ref().map(|_| http::metrics::Metrics::new());
+    let totals: http::metrics::StorageTotals = {
+        let reg = reg.clone();
+        Arc::new(move || reg.stored_totals())
+    };
+    let metrics = debug
+        .metrics_path
+        .as_ref()
+        .map(|_| http::metrics::Metrics::with_storage(Some(totals)));
     let router = http::metrics::debug_router(health, metrics.clone().zip(debug.metrics_path.clone()));
     println!(
         "wharf: debug server on http://{local} (/debug/health{})",
