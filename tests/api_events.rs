@@ -47,6 +47,7 @@ async fn start() -> InProcess {
     let store = wharf::store::filesystem(&data).await.expect("store");
     let options = Options {
         delete_enabled: true,
+        read_only: false,
         ..Options::default()
     };
     let domain = Arc::new(Domain::new(store, options));

@@ -226,6 +226,27 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether `user` may do `action` in every repository, present and future (registry-wide
+    /// operations such as garbage collection need the delete right so): a rule for `**`
+    /// grants it, and no rule before it that applies to the user withholds it.
+    pub fn allows_everywhere(&self, user: Option<&str>, action: Action) -> bool {
+        if self.anonymous.allow.has(action) && self.anonymous.repositories.iter().any(Pattern::is_everything) {
+            return true;
+        }
+        let Some(user) = user else { return false };
+        for rule in self.rules.iter().filter(|r| r.applies_to(user)) {
+            if !rule.grant.allow.has(action) {
+                return false;
+            }
+            if rule.grant.repositories.iter().any(Pattern::is_everything) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 fn everything_for_everyone() -> CompiledRule {
     CompiledRule {
         grant: Grant {
@@ -336,6 +357,10 @@ enum Token {
 impl Pattern {
     fn everything() -> Pattern {
         Pattern(vec![Token::DoubleStar])
+    }
+
+    fn is_everything(&self) -> bool {
+        self.0 == [Token::DoubleStar]
     }
 
     /// Accepts what can match a repository name: lower-case letters, digits, `.`, `_`, `-`,

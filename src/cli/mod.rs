@@ -2,9 +2,11 @@
 
 pub mod cert;
 pub mod config;
+pub mod control;
 pub mod doctor;
 pub mod du;
 pub mod entrypoint;
+pub mod gc;
 pub mod healthcheck;
 pub mod htpasswd;
 pub mod kube;
@@ -53,6 +55,9 @@ enum Command {
     Kube(kube::KubeCommand),
     /// Disk usage per repository: bytes it alone holds, bytes shared with others, tags, last push and pull.
     Du(du::DuArgs),
+    /// Delete blobs and manifests nothing references (registry:2's command line), through the
+    /// running server when there is one.
+    GarbageCollect(gc::GcArgs),
     /// Exit 0 when the local server answers GET /v2/ (the container image's health check).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -100,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Kube(cmd) => kube::run(cmd),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Du(args) => du::run(args),
+        Command::GarbageCollect(args) => gc::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -272,13 +272,9 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let root_shown = std::fs::canonicalize(&root).unwrap_or(root.clone());
     // Held until serve returns: one writer per root, refused before anything is read or served.
     let _root_lock = crate::store::root_lock::RootLock::acquire(crate::store::paths::Layout::new(&root).v2())?;
-    let options = registry::Options {
-        delete_enabled: cfg.storage.delete.enabled,
-        read_only: cfg.storage.maintenance.readonly.enabled,
-        retention: Some(Arc::new(
-            registry::retention::Rules::new(&cfg.storage.maintenance.retention).map_err(|e| anyhow::anyhow!(e))?,
-        )),
-    };
+    // Checked here so a bad policy stops the start with its key named.
+    registry::retention::Rules::new(&cfg.storage.maintenance.retention).map_err(|e| anyhow::anyhow!(e))?;
+    let options = super::control::registry_options(&cfg);
     // The catalog, tag lists and tag lookups are served from an index of the layout, read
     // once here and kept current by every write.
     let store = crate::store::filesystem(&root)
@@ -296,7 +292,18 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     if purging.enabled {
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
+    let gc = &cfg.storage.maintenance.gc;
+    if gc.enabled {
+        let opts = registry::GcOptions {
+            dry_run: gc.dryrun,
+            delete_untagged: gc.deleteuntagged,
+            delay: gc.delay,
+        };
+        registry::gc::schedule::spawn(reg.clone(), opts, gc.interval);
+    }
     let debug = start_debug_server(&cfg, &reg).await?;
+    let v2 = crate::store::paths::Layout::new(&root).v2().to_path_buf();
+    start_control_channel(&cfg, &v2, reg.clone(), tls.is_some())?;
     let state = Arc::new(app_state(&cfg, reg, auth.map(Arc::new), tls.is_some(), auto.as_ref())?);
     let current = Arc::new(std::sync::RwLock::new(http::router(state.clone())));
     let app = live_router(current.clone());
@@ -332,7 +339,27 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         },
     };
     http::server::serve(listener, app, opts, shutdown_signal()).await?;
+    super::control::remove(&v2);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the API on the root's control socket (`super::control`) for CLI commands run on this
+/// machine: no authentication (the socket is the registry user's alone) and no `http.prefix`.
+/// A root where the socket cannot be made (a read-only filesystem) is served without it.
+fn start_control_channel(cfg: &Config, v2: &std::path::Path, registry: Arc<Registry>, tls: bool) -> anyhow::Result<()> {
+    let listener = match super::control::listen(v2) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(socket = %super::control::socket_path(v2).display(), error = %e,
+                "no control socket: commands such as `wharf garbage-collect` cannot reach this server");
+            return Ok(());
+        }
+    };
+    let mut state = app_state(cfg, registry, None, tls, None)?;
+    state.urls.prefix = String::new();
+    let app = http::router(Arc::new(state));
+    tokio::spawn(http::server::serve_control(listener, app, std::future::pending()));
     Ok(())
 }
 

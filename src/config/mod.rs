@@ -278,6 +278,8 @@ pub struct Maintenance {
     pub readonly: ReadOnly,
     /// wharf's retention policies and protected tags (registry:2 ignores the key).
     pub retention: Retention,
+    /// wharf's online garbage collection (registry:2 ignores unknown keys here).
+    pub gc: GarbageCollection,
 }
 
 /// `storage.maintenance.retention`, modelled on zot's `storage.retention`.
@@ -323,6 +325,35 @@ pub struct ProtectedTags {
     pub repositories: Vec<String>,
     /// Tag globs; none: every tag of those repositories.
     pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GarbageCollection {
+    /// Collect on a schedule inside the server.
+    pub enabled: bool,
+    /// Unreferenced content younger than this is kept (default 1h).
+    #[serde(with = "duration_str")]
+    pub delay: Duration,
+    /// How often the scheduled collection runs (default 24h).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// Scheduled collections also delete untagged manifests.
+    pub deleteuntagged: bool,
+    /// Scheduled collections only report.
+    pub dryrun: bool,
+}
+
+impl Default for GarbageCollection {
+    fn default() -> Self {
+        GarbageCollection {
+            enabled: false,
+            delay: crate::registry::gc::DEFAULT_DELAY,
+            interval: Duration::from_secs(24 * 3600),
+            deleteuntagged: false,
+            dryrun: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -165,6 +165,16 @@ const MAINTENANCE: &[Field] = &[
             ),
         ]),
     ),
+    f(
+        "gc",
+        Kind::Struct(&[
+            f("enabled", Kind::Bool),
+            f("delay", Kind::Duration),
+            f("interval", Kind::Duration),
+            f("deleteuntagged", Kind::Bool),
+            f("dryrun", Kind::Bool),
+        ]),
+    ),
 ];
 
 const AUTH: Kind = Kind::Drivers {

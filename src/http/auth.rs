@@ -111,12 +111,15 @@ enum Need<'a> {
     /// Registry-wide maintenance (a real retention run): the delete right on every repository,
     /// that is a rule for `*`.
     Admin,
+    /// The right in every repository (registry-wide operations: garbage collection).
+    Everywhere(Action),
 }
 
 fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match route {
         Route::NotFound => Need::Nothing,
+        Route::Gc => Need::Everywhere(Action::Delete),
         Route::Base => Need::Login,
         // Usage and the retention report are filtered per repository, as the catalog is.
         Route::Catalog | Route::Usage => Need::Catalog,
@@ -143,6 +146,7 @@ impl Need<'_> {
             Need::Admin => Some(Scope::repository("*", &["delete"])),
             Need::Repo(n, Action::Push) => Some(Scope::repository(n.as_str(), &["pull", "push"])),
             Need::Repo(n, a) => Some(Scope::repository(n.as_str(), &[a.as_str()])),
+            Need::Everywhere(a) => Some(Scope::repository("*", &[a.as_str()])),
         }
     }
 
@@ -153,6 +157,7 @@ impl Need<'_> {
             Need::Catalog => ("registry", "catalog", "*"),
             Need::Admin => ("repository", "*", "delete"),
             Need::Repo(n, a) => ("repository", n.as_str(), a.as_str()),
+            Need::Everywhere(a) => ("repository", "*", a.as_str()),
         };
         Some(serde_json::json!([{ "Type": kind, "Class": "", "Name": name, "Action": action }]))
     }
@@ -203,6 +208,13 @@ impl AuthState {
             (Need::Admin, c) => self.policy.allows(c.user(), "*", Action::Delete),
             (Need::Repo(repo, action), Caller::Token(b)) => b.claims.allows(repo.as_str(), *action),
             (Need::Repo(repo, action), c) => self.policy.allows(c.user(), repo.as_str(), *action),
+            // wharf's own tokens were granted by the policy, which answers for their subject;
+            // an external token must grant the action on `*` itself.
+            (Need::Everywhere(action), Caller::Token(b)) if b.claims.issued_here => {
+                self.policy.allows_everywhere(b.claims.subject.as_deref(), *action)
+            }
+            (Need::Everywhere(action), Caller::Token(b)) => b.claims.allows("*", *action),
+            (Need::Everywhere(action), c) => self.policy.allows_everywhere(c.user(), *action),
         }
     }
 

@@ -11,6 +11,7 @@ mod catalog;
 mod context;
 pub mod error;
 pub mod forwarded;
+mod gc;
 mod idle;
 mod manifests;
 pub mod metrics;
@@ -255,6 +256,8 @@ async fn route_request(state: Arc<AppState>, req: Request) -> Response {
         (Route::RepoUsage(name), &Method::GET) => usage::repo(&state, name).await,
         (Route::Repository(name), &Method::DELETE) => retention::delete_repository(&state, ctx, name).await,
         (Route::Retention, &Method::GET | &Method::POST) => retention::report(&state, &caller, req).await,
+        (Route::Gc, &Method::GET) => Ok(gc::status(&state)),
+        (Route::Gc, &Method::POST) => gc::run(&state, ctx, req).await,
         (Route::NotFound, _) => Ok(not_found()),
         _ => Err(RegistryError::new(
             ErrorCode::Unsupported,

@@ -30,6 +30,9 @@ pub enum Route {
     Repository(RepoName),
     /// `/v2/_wharf/retention`: the retention report (GET: what a run would delete; POST: run).
     Retention,
+    /// `/v2/_wharf/gc`: garbage collection's status (GET) and runs (POST). wharf's extension
+    /// endpoints use `_`-prefixed components, which no repository name can contain.
+    Gc,
     NotFound,
 }
 
@@ -47,6 +50,7 @@ pub fn route(path: &str) -> Result<Route, RegistryError> {
     match rest {
         "_wharf/usage" => return Ok(Route::Usage),
         "_wharf/retention" => return Ok(Route::Retention),
+        "_wharf/gc" => return Ok(Route::Gc),
         _ => {}
     }
     let segs: Vec<&str> = rest.split('/').collect();

@@ -101,6 +101,46 @@ pub async fn serve(
     Ok(())
 }
 
+/// Marks a request that came over the control socket (`crate::cli::control`): a local
+/// administrator, served without authentication.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlChannel;
+
+/// Serves `app` on the control socket until `shutdown`: HTTP/1.1, every request marked as
+/// [`ControlChannel`] and attributed to a loopback address. Connections in flight at shutdown
+/// end with the runtime.
+pub async fn serve_control(listener: tokio::net::UnixListener, app: axum::Router, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(ClientAddr(local));
+                req.extensions_mut().insert(RequestId(uuid::Uuid::new_v4().to_string()));
+                req.extensions_mut().insert(ControlChannel);
+                app.clone().oneshot(req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "control connection ended with an error");
+            }
+        });
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Limits {
     header: Duration,

@@ -57,6 +57,14 @@ impl Cache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.get(d).cloned()
     }
 
+    /// Forgets content garbage collection deleted.
+    pub(super) fn remove(&self, d: &Digest) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = inner.0.remove(d) {
+            inner.1 = inner.1.saturating_sub(entry_cost(&m));
+        }
+    }
+
     fn put(&self, m: Arc<StoredManifest>) {
         let cost = entry_cost(&m);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,6 +177,12 @@ impl Registry {
             }
             None => Digest::sha256_of(&bytes),
         };
+        // Touched before its references are checked, held until its links are written: a
+        // collection either spares all of it or the check finds what it deleted (`gc::fence`).
+        let touched = std::iter::once(&digest)
+            .chain(manifest.blobs.iter().map(|b| &b.digest))
+            .chain(manifest.children.iter().map(|c| &c.digest));
+        let _pass = self.gc.fence.enter(touched).await;
         self.check_references(repo, &manifest).await?;
         for tag in tags {
             // Refused before anything is stored; the swap below closes the race.

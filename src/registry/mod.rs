@@ -5,6 +5,7 @@
 mod blobs;
 pub mod context;
 pub mod events;
+pub mod gc;
 pub mod listing;
 mod manifests;
 pub mod purge;
@@ -16,6 +17,7 @@ pub mod usage;
 
 pub use blobs::BlobBody;
 pub use context::RequestContext;
+pub use gc::{GcOptions, GcReport, GcStatus};
 pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::{ChunkRange, LastChunk, UploadStatus};
 
@@ -33,6 +35,8 @@ pub struct Options {
     pub read_only: bool,
     /// `storage.maintenance.retention`: policies and protected tags.
     pub retention: Option<std::sync::Arc<retention::Rules>>,
+    /// `storage.maintenance.gc.delay` for collections asked for without one (None: 1 hour).
+    pub gc_delay: Option<std::time::Duration>,
 }
 
 pub struct Registry {
@@ -41,6 +45,7 @@ pub struct Registry {
     uploads: uploads::Sessions,
     manifests: manifests::Cache,
     events: events::Events,
+    gc: gc::Gc,
 }
 
 impl Registry {
@@ -51,6 +56,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             manifests: manifests::Cache::default(),
             events: events::Events::default(),
+            gc: gc::Gc::default(),
         }
     }
 

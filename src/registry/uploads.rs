@@ -300,6 +300,9 @@ impl Registry {
             )
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": size })));
         }
+        // The blob may exist already, unreferenced and old: touched, the collection keeps it
+        // or deletes it before the commit, which then stores it again (`gc::fence`).
+        let _pass = self.gc.fence.enter([digest]).await;
         self.store.uploads.upload_commit(repo, id, digest).await?;
         self.store
             .metadata
@@ -362,6 +365,7 @@ impl Registry {
     /// then starts an ordinary upload session, as the spec asks).
     pub async fn blob_mount(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
+        let _pass = self.gc.fence.enter([digest]).await;
         if !self.blob_linked(from, digest).await? {
             return Ok(false);
         }
