@@ -346,7 +346,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         };
         registry::gc::schedule::spawn(reg.clone(), opts, gc.interval);
     }
-    let debug = start_debug_server(&cfg).await?;
+    let debug = start_debug_server(&cfg, &reg).await?;
     if let Some(metrics) = &debug {
         let r = reg.clone();
         metrics.watch_uploads(move || r.upload_sessions_open());
@@ -521,7 +521,7 @@ fn configured_headers(cfg: &Config) -> anyhow::Result<Vec<(axum::http::HeaderNam
 /// `http.debug.addr`: registry:2's debug server with `/debug/health` (and the storage check of
 /// `health.storagedriver`) and, with `http.debug.prometheus.enabled`, the metrics. Returns the
 /// metrics the API server must feed.
-async fn start_debug_server(cfg: &Config) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
+async fn start_debug_server(cfg: &Config, reg: &Arc<Registry>) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
     let Some(debug) = cfg.debug_server() else { return Ok(None) };
     let addr = config::resolve_listen_addr("http.debug.addr", &debug.addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -536,7 +536,14 @@ async fn start_debug_server(cfg: &Config) -> anyhow::Result<Option<Arc<http::met
         threshold,
     };
     health.spawn_storage_check(cfg.root_directory(), check);
-    let metrics = debug.metrics_path.as_ref().map(|_| http::metrics::Metrics::new());
+    let totals: http::metrics::StorageTotals = {
+        let reg = reg.clone();
+        Arc::new(move || reg.stored_totals())
+    };
+    let metrics = debug
+        .metrics_path
+        .as_ref()
+        .map(|_| http::metrics::Metrics::with_storage(Some(totals)));
     let router = http::metrics::debug_router(health, metrics.clone().zip(debug.metrics_path.clone()));
     println!(
         "wharf: debug server on http://{local} (/debug/health{})",

@@ -74,8 +74,16 @@ fn size_histogram() -> AtomicHistogram {
     AtomicHistogram::new(exponential_buckets(1024.0, 2.0, 22))
 }
 
+/// Reads the number of repositories and the bytes their blobs hold (None: not known).
+pub type StorageTotals = Arc<dyn Fn() -> Option<(usize, u64)> + Send + Sync>;
+
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
+        Self::with_storage(None)
+    }
+
+    /// Also reports `wharf_repositories` and `wharf_stored_bytes`, read from `totals` at each scrape.
+    pub fn with_storage(totals: Option<StorageTotals>) -> Arc<Metrics> {
         let mut registry = Registry::default();
         let requests = Family::<HandlerCodeMethod, Counter>::default();
         let durations = Family::<HandlerMethod, AtomicHistogram>::new_with_constructor(|| AtomicHistogram::new(DURATION_BUCKETS));
@@ -101,6 +109,9 @@ impl Metrics {
         registry.register_collector(Box::new(UploadSessions(upload_sessions.clone())));
         let gc = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(GcCollector(gc.clone())));
+        if let Some(totals) = totals {
+            registry.register_collector(Box::new(StorageCollector(totals)));
+        }
         Arc::new(Metrics {
             handles: Handles::default(),
             upload_sessions,
@@ -362,6 +373,33 @@ impl prometheus_client::collector::Collector for GcCollector {
             None,
             last.metric_type(),
         )?)
+    }
+}
+
+/// What the storage holds, from the usage index (no walk of the storage per scrape).
+struct StorageCollector(StorageTotals);
+
+impl std::fmt::Debug for StorageCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for StorageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((repositories, bytes)) = (self.0)() else { return Ok(()) };
+        for (name, help, v) in [
+            ("wharf_repositories", "Repositories in the storage", repositories as f64),
+            (
+                "wharf_stored_bytes",
+                "Bytes of the blobs repositories link, each blob counted once",
+                bytes as f64,
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
