@@ -41,6 +41,15 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &GcReport, via: Via) {
+    if let Some(retention) = &r.retention {
+        let verb = if retention.dryrun { "would delete" } else { "deleted" };
+        for t in &retention.tags {
+            println!("{}: retention {verb} tag {} ({}): {}", t.repository, t.tag, t.digest, t.reason);
+        }
+        for m in &retention.manifests {
+            println!("{}: retention {verb} manifest {}: {}", m.repository, m.digest, m.reason);
+        }
+    }
     for m in &r.manifests_deleted {
         println!("{}: manifest eligible for deletion: {}", m.repository, m.digest);
     }

@@ -205,18 +205,18 @@ fn kept_by(policy: &Policy, tags: &[TagAt], now: SystemTime) -> Vec<Option<&'sta
 }
 
 /// What a retention run deleted, or would delete in a dry run, and why.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RetentionReport {
     pub dryrun: bool,
     pub tags: Vec<RetainedItem>,
     pub manifests: Vec<RetainedItem>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RetainedItem {
     pub repository: String,
     /// Empty for an untagged manifest.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tag: String,
     pub digest: String,
     pub reason: String,

@@ -61,6 +61,9 @@ pub struct GcReport {
     pub blobs_deleted: Vec<BlobRemoval>,
     pub layer_links_deleted: Vec<LayerLinkRemoval>,
     pub bytes_freed: u64,
+    /// What the retention policies deleted (or would) before the mark; None without policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<super::retention::RetentionReport>,
     /// Unreferenced content kept because it is younger than the delay or a request used it
     /// during the run.
     pub spared: usize,
@@ -165,12 +168,21 @@ impl Registry {
     }
 
     async fn gc_run(&self, opts: GcOptions, cut: SystemTime) -> Result<GcReport> {
+        // Retention first, as zot runs it: the tags and untagged manifests its policies drop are
+        // then unreferenced for this mark. In a dry run nothing is dropped, so the blobs they
+        // alone hold are listed by the retention report but not counted as freed.
+        let has_policies = self.options.retention.as_ref().is_some_and(|r| r.has_policies());
+        let retention = match has_policies {
+            true => Some(self.apply_retention(opts.dry_run).await?),
+            false => None,
+        };
         let marked = self.gc_mark(opts.delete_untagged, cut).await?;
         let mut report = GcReport {
             dryrun: opts.dry_run,
             deleteuntagged: opts.delete_untagged,
             repositories: marked.repositories,
             marked: marked.live.len(),
+            retention,
             ..GcReport::default()
         };
         self.gc_sweep_manifests(&marked, cut, opts.dry_run, &mut report).await?;
