@@ -390,3 +390,42 @@ fn docker_images_sharing_layers_one_deleted_frees_exactly_its_own_blobs() {
     d.docker(&["pull", &b]);
     assert_eq!(d.inspect(&b, "{{index .RepoDigests 0}}"), format!("{}/gc/b@{}", w.addr, digests[1]));
 }
+
+/// A collection applies the retention policies first: the tag a policy drops is deleted (with
+/// its manifest, now untagged: the policy deletes untagged manifests), and the same run frees
+/// exactly the bytes only that tag held; the dry run before it only lists.
+#[tokio::test]
+async fn a_collection_applies_retention_first_and_frees_what_it_dropped() {
+    let s = setup("0s");
+    let config = std::fs::read_to_string(&s.config).unwrap().replace(
+        "    gc:\n",
+        "    retention:\n      delay: 0s\n      policies:\n        - repositories: ['app']\n          deleteuntagged: true\n          keeptags:\n            - {mostrecentlypushedcount: 1}\n    gc:\n",
+    );
+    std::fs::write(&s.config, config).unwrap();
+    let w = serve(&s);
+    let reg = Registry::new(&w);
+    let (layer_old, layer_new) = (random_bytes(25_000), random_bytes(15_000));
+    let (config_old, config_new) = (
+        br#"{"architecture":"amd64","os":"linux","v":"old"}"#.to_vec(),
+        br#"{"architecture":"amd64","os":"linux","v":"new"}"#.to_vec(),
+    );
+    let manifest_old = push(&reg, "app", Some("old"), &config_old, &[&layer_old]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    push(&reg, "app", Some("new"), &config_new, &[&layer_new]).await;
+    let before = blob_bytes(&s.root);
+
+    let dry = garbage_collect(&s, &["--dry-run"]);
+    assert_eq!(report(&dry, "app: retention would delete tag old"), 1, "{dry}");
+    assert_eq!(report(&dry, "retention would delete tag new"), 0, "{dry}");
+    assert_eq!(report(&dry, "app: retention would delete manifest"), 1, "{dry}");
+    assert_eq!(blob_bytes(&s.root), before, "a dry run deletes nothing");
+    reg.get_manifest("app", "old").await.expect(200);
+
+    let out = garbage_collect(&s, &[]);
+    assert_eq!(report(&out, "app: retention deleted tag old"), 1, "{out}");
+    let freed = (manifest_old.len() + config_old.len() + layer_old.len()) as u64;
+    assert_eq!(before - blob_bytes(&s.root), freed, "exactly the dropped tag's own blobs");
+    assert!(!blob_exists(&s.root, &sha256(&layer_old)));
+    reg.get_manifest("app", "old").await.expect_error(404, &["MANIFEST_UNKNOWN"]);
+    pull_all(&reg, "app", "new").await;
+}

@@ -161,6 +161,19 @@ async fn usage_matches_the_disk_after_pushes_deletes_and_a_restart() {
         page["repositories"][0]["lastpull"].is_string(),
         "the pull survived the restart: {page}"
     );
+    // `wharf du` with the server running asks it, through the root's control socket.
+    let du_json = |extra: &[&str]| -> Value {
+        let out = std::process::Command::new(wharf_bin())
+            .args(["du", "--json"])
+            .args(extra)
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(du_json(&[]), page, "the running server's own page");
+    assert_eq!(du_json(&["u/a"])["repositories"], page["repositories"]);
     drop(w);
 
     // `wharf du` on the stopped store says the same.

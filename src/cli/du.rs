@@ -1,12 +1,14 @@
 //! `wharf du [CONFIG] [REPO...]`: what each repository holds, the bytes only it links and the
-//! bytes it shares with others, its tags and its last push and pull. Without a running server
-//! the store is opened here, under the root lock, so no server can start on it meanwhile.
+//! bytes it shares with others, its tags and its last push and pull. A server running on the
+//! storage answers through its control socket (its index is current; the store must not be read
+//! beside it); without one the store is opened here, under the root lock, so no server can start
+//! on it meanwhile.
 
+use super::control::{self, Holder};
 use crate::config;
-use crate::registry::usage::{usage_json, RepoUsage};
+use crate::registry::usage::{usage_from_json, usage_json, RepoUsage};
 use crate::registry::{Options, Registry};
 use crate::store::paths::Layout;
-use crate::store::root_lock::RootLock;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -34,7 +36,12 @@ pub fn run(args: DuArgs) -> anyhow::Result<()> {
     let cfg = config::load(config_file.as_deref())?.config;
     let root = cfg.root_directory();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let usage = rt.block_on(local_usage(root, &repos))?;
+    let usage = rt.block_on(async {
+        match control::holder(Layout::new(&root).v2())? {
+            Holder::Server(server) => server_usage(&server, &repos).await,
+            Holder::Local(_lock) => local_usage(root, &repos).await,
+        }
+    })?;
     let out = if args.json {
         serde_json::json!({ "repositories": usage.iter().map(usage_json).collect::<Vec<_>>() }).to_string() + "\n"
     } else {
@@ -53,9 +60,43 @@ fn split_args(config: Option<PathBuf>, repos: Vec<String>) -> (Option<PathBuf>, 
     }
 }
 
+/// Pages through the server's `GET /v2/_wharf/usage`, or asks for each named repository.
+async fn server_usage(server: &control::Client, only: &[String]) -> anyhow::Result<Vec<RepoUsage>> {
+    let parse = |v: &serde_json::Value| usage_from_json(v).context("the server's usage answer is not what was expected");
+    if !only.is_empty() {
+        let mut out = Vec::new();
+        for name in only {
+            let one: serde_json::Value = server
+                .json(axum::http::Method::GET, &format!("/v2/{name}/_wharf/usage"))
+                .await
+                .with_context(|| format!("repository {name}"))?;
+            out.push(parse(&one)?);
+        }
+        return Ok(out);
+    }
+    let mut all = Vec::new();
+    let mut last = String::new();
+    loop {
+        let target = match last.is_empty() {
+            true => format!("/v2/_wharf/usage?n={PAGE}"),
+            false => format!("/v2/_wharf/usage?n={PAGE}&last={last}"),
+        };
+        let page: serde_json::Value = server.json(axum::http::Method::GET, &target).await?;
+        let repos = page["repositories"]
+            .as_array()
+            .context("the server's usage answer has no repositories")?;
+        for r in repos {
+            all.push(parse(r)?);
+        }
+        match all.last() {
+            Some(u) if repos.len() == PAGE => last = u.name.clone(),
+            _ => return Ok(all),
+        }
+    }
+}
+
+/// Reads the usage index of the store this process holds the lock of.
 async fn local_usage(root: PathBuf, only: &[String]) -> anyhow::Result<Vec<RepoUsage>> {
-    let _lock = RootLock::acquire(Layout::new(&root).v2())
-        .context("a server is running on this storage (ask it: GET /v2/_wharf/usage), or the lock cannot be taken")?;
     let store = crate::store::filesystem(&root)
         .await
         .with_context(|| format!("cannot read {}", root.display()))?;

@@ -71,6 +71,29 @@ pub fn time_json(t: Option<SystemTime>) -> serde_json::Value {
     .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
+/// Reads back what `usage_json` wrote (a server's answer, for `wharf du`); None if it is not
+/// that shape.
+pub fn usage_from_json(v: &serde_json::Value) -> Option<RepoUsage> {
+    let time = |key: &str| -> Option<Option<SystemTime>> {
+        match &v[key] {
+            serde_json::Value::Null => Some(None),
+            serde_json::Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| Some(t.into())),
+            _ => None,
+        }
+    };
+    Some(RepoUsage {
+        name: v["name"].as_str()?.to_string(),
+        tags: usize::try_from(v["tags"].as_u64()?).ok()?,
+        manifests: usize::try_from(v["manifests"].as_u64()?).ok()?,
+        unique_bytes: v["uniquebytes"].as_u64()?,
+        shared_bytes: v["sharedbytes"].as_u64()?,
+        last_push: time("lastpush")?,
+        last_pull: time("lastpull")?,
+    })
+}
+
 /// A repository's figures as `GET /v2/_wharf/usage` lists them.
 pub fn usage_json(u: &RepoUsage) -> serde_json::Value {
     serde_json::json!({
