@@ -37,7 +37,7 @@ data-confirm=\"Delete the repository {repo} with all its tags and manifests? Thi
 }
 
 pub async fn post(state: &AppState, viewer: &Viewer, req: Request) -> PageResult {
-    same_origin(&req)?;
+    same_origin(&req, state.urls.host.as_deref())?;
     let ctx = crate::http::context::of(state, &req, viewer.user.clone());
     let body = request::read_bounded_body(req.into_body(), FORM_MAX)
         .await
@@ -68,10 +68,15 @@ pub async fn post(state: &AppState, viewer: &Viewer, req: Request) -> PageResult
 
 /// Refuses a form posted from another site: the browser sends the viewer's password with any
 /// request to this origin, so without this a page elsewhere could delete in their name.
-/// Browsers send `Origin` on every POST; it must name the host the request was sent to.
-fn same_origin(req: &Request) -> Result<(), UiError> {
+/// Browsers send `Origin` on every POST; it must name the host the request was sent to, or the
+/// external URL `http.host` configures (behind a proxy that rewrites `Host`, the browser's
+/// origin is that URL, not the address the proxy forwards to).
+fn same_origin(req: &Request, external: Option<&str>) -> Result<(), UiError> {
     let refused = || UiError::new(StatusCode::FORBIDDEN, "the form was not sent from this registry's pages");
     let origin = request::header_str(req.headers(), "origin").ok_or_else(refused)?;
+    if external.is_some_and(|e| e.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
     let origin_host = origin.split_once("://").map(|(_, h)| h).ok_or_else(refused)?;
     let host = req
         .uri()
@@ -83,5 +88,33 @@ fn same_origin(req: &Request) -> Result<(), UiError> {
         Ok(())
     } else {
         Err(refused())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post_from(origin: &str, host: &str) -> Request {
+        axum::http::Request::post("/ui/delete")
+            .header("origin", origin)
+            .header("host", host)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    /// Same host, or the configured external URL behind a proxy; never another site.
+    #[test]
+    fn a_form_is_taken_only_from_this_registrys_own_origin() {
+        assert!(same_origin(&post_from("http://reg:5000", "reg:5000"), None).is_ok());
+        assert!(same_origin(&post_from("https://evil.example", "reg:5000"), None).is_err());
+        let behind = post_from("https://registry.example.com", "10.0.0.5:5000");
+        assert!(same_origin(&behind, None).is_err());
+        assert!(same_origin(&behind, Some("https://registry.example.com/")).is_ok());
+        assert!(same_origin(
+            &post_from("https://evil.example", "10.0.0.5:5000"),
+            Some("https://registry.example.com")
+        )
+        .is_err());
     }
 }
