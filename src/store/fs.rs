@@ -248,13 +248,7 @@ impl BlobStore for FsStore {
     }
 
     async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<bool> {
-        let actual = Digest::of(digest.algorithm(), &content);
-        if &actual != digest {
-            return Err(StoreError::new(
-                StoreErrorKind::PreconditionFailed,
-                format!("content has digest {actual}, not {digest}"),
-            ));
-        }
+        super::check_content_digest(digest, &content)?;
         let d = digest.clone();
         self.blocking(move |l| {
             let target = l.blob_data(&d);

@@ -63,6 +63,19 @@ pub struct LinkInfo {
     pub modified: SystemTime,
 }
 
+/// Refuses content that does not hash to `digest`: what every backend's `blob_put` checks
+/// before it stores anything under that name.
+pub(crate) fn check_content_digest(digest: &Digest, content: &[u8]) -> StoreResult<()> {
+    let actual = Digest::of(digest.algorithm(), content);
+    if &actual != digest {
+        return Err(StoreError::new(
+            StoreErrorKind::PreconditionFailed,
+            format!("content has digest {actual}, not {digest}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Content-addressed blobs. Committed blobs are immutable, and a delete always unlinks (the
 /// memory-mapped pull path relies on both).
 #[async_trait]

@@ -4,7 +4,7 @@
 use super::keys::below;
 use super::{store_error, ObjectBackend};
 use crate::oci::Digest;
-use crate::store::{BlobInfo, BlobOpen, BlobRead, BlobStore, StoreError, StoreErrorKind, StoreResult};
+use crate::store::{BlobInfo, BlobOpen, BlobRead, BlobStore, StoreResult};
 use async_trait::async_trait;
 use axum::http::Method;
 use bytes::Bytes;
@@ -58,13 +58,7 @@ impl BlobStore for ObjectBackend {
     }
 
     async fn blob_put(&self, digest: &Digest, content: Bytes) -> StoreResult<bool> {
-        let actual = Digest::of(digest.algorithm(), &content);
-        if &actual != digest {
-            return Err(StoreError::new(
-                StoreErrorKind::PreconditionFailed,
-                format!("content has digest {actual}, not {digest}"),
-            ));
-        }
+        crate::store::check_content_digest(digest, &content)?;
         let key = self.keys.blob(digest);
         if self.head(&key).await?.is_some() {
             return Ok(false);
