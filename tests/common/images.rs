@@ -500,10 +500,16 @@ pub fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
 
 /// Writes a `FROM scratch` build context with one `COPY` (hence one layer) per random file.
 pub fn docker_context(dir: &Path, layers: usize) {
+    let sizes: Vec<usize> = (0..layers).map(|i| 2000 + 900 * i).collect();
+    docker_context_sized(dir, &sizes);
+}
+
+/// As `docker_context`, one layer of random bytes per size (random, so gzip cannot shrink it).
+pub fn docker_context_sized(dir: &Path, sizes: &[usize]) {
     let mut dockerfile = String::from("FROM scratch\n");
-    for i in 0..layers {
+    for (i, size) in sizes.iter().enumerate() {
         let name = format!("file{i}.bin");
-        std::fs::write(dir.join(&name), random_bytes(2000 + 900 * i)).expect("write context file");
+        std::fs::write(dir.join(&name), random_bytes(*size)).expect("write context file");
         dockerfile.push_str(&format!("COPY {name} /layer{i}/{name}\n"));
     }
     std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
@@ -611,6 +617,22 @@ impl Skopeo {
 
     pub fn inspect_unchecked(&self, image: &str) -> Output {
         run_unchecked(self.cmd("inspect").arg("--raw").arg(image))
+    }
+
+    /// Copies a two-arch index (two layers per image) in to `into` (`docker://HOST/REPO:TAG`)
+    /// and back out of `out_of` (the same image through another server), and checks that every
+    /// digest of the tree came back with its bytes.
+    pub fn copy_index_through(&self, into: &str, out_of: &str) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut src = OciLayout::create(&tmp.path().join("src"));
+        let idx = src.add_index(&["amd64", "arm64"], 2);
+        src.tag_index("v1", &idx);
+        self.copy(&src.reference("v1"), into, &["--all"]);
+        let back = tmp.path().join("back");
+        self.copy(out_of, &format!("oci:{}:v1", back.display()), &["--all"]);
+        let pulled = PulledContent::read_oci_layout(&back, "v1");
+        assert_eq!(pulled.tags["v1"], idx.digest);
+        pulled.assert_same_tree(&idx.bytes, &|d| layout_blob(&src.dir, d));
     }
 }
 
