@@ -12,7 +12,8 @@ mod common;
 use common::dockerd::{pushed_digest, Dockerd};
 use common::garage::{Garage, BUCKET, REGION};
 use common::images::{
-    docker_context_sized, http_get, referenced_digests, registry_blob, registry_manifest, run, signal_pid, stop_child, wait_until, Skopeo,
+    docker_context_sized, http_get, http_request, referenced_digests, registry_blob, registry_catalog, registry_manifest, registry_tags,
+    run, signal_pid, stop_child, wait_until, Skopeo, ACCEPT_ALL_MANIFESTS,
 };
 use common::netns::TestSwitch;
 use common::{sha256_digest, Wharf};
@@ -197,12 +198,12 @@ fn docker_pushes_through_one_replica_and_pulls_through_the_other_also_with_a_nod
 
     let id = build(&d, &format!("{}/team/app:v1", a.addr), &[3 * MIB, 2 * MIB + 7, 100_000]);
     let t = Instant::now();
-    let pushed = pushed_digest(&d.docker(&["push", &format!("{}/team/app:v1", a.addr)]).stdout);
+    let v1 = pushed_digest(&d.docker(&["push", &format!("{}/team/app:v1", a.addr)]).stdout);
     eprintln!("docker push through A: {:.1}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    pull_fresh_and_compare(&d, &format!("{}/team/app:v1", b.addr), &id, &pushed);
+    pull_fresh_and_compare(&d, &format!("{}/team/app:v1", b.addr), &id, &v1);
     eprintln!("docker pull through B (redirected to Garage): {:.1}s", t.elapsed().as_secs_f64());
-    assert_served_whole(&a.url, "team/app", "v1", &pushed);
+    assert_served_whole(&a.url, "team/app", "v1", &v1);
     let manifest = registry_manifest(&a.url, "team/app", "v1").body;
     for digest in referenced_digests(&manifest) {
         let via_b = curl_follow(&format!("{}/v2/team/app/blobs/{digest}", b.url));
@@ -233,8 +234,15 @@ fn docker_pushes_through_one_replica_and_pulls_through_the_other_also_with_a_nod
     let pushed = pushed_digest(said.as_bytes());
     pull_fresh_and_compare(&d, &format!("{}/team/app:v2", a.addr), &id, &pushed);
     assert_served_whole(&a.url, "team/app", "v2", &pushed);
-    let tags = common::images::registry_tags(&b.url, "team/app");
-    assert_eq!(tags, ["v1", "v2"]);
+    assert_eq!(registry_tags(&b.url, "team/app"), ["v1", "v2"]);
+
+    // v1 deleted through A (the Garage node still stopped): B serves its tag no more, at once.
+    let deleted = http_request("DELETE", &format!("{}/v2/team/app/manifests/{v1}", a.url), &[], Vec::new());
+    assert_eq!(deleted.status, 202, "{}", String::from_utf8_lossy(&deleted.body));
+    let by_tag = http_get(&format!("{}/v2/team/app/manifests/v1", b.url), &[("Accept", ACCEPT_ALL_MANIFESTS)]);
+    assert_eq!(by_tag.status, 404, "B after v1 was deleted through A");
+    assert_eq!(registry_tags(&b.url, "team/app"), ["v2"]);
+    assert_eq!(registry_catalog(&b.url), ["team/app", "team/multi"]);
 }
 
 /// nginx as its own process, with deploy/replicas/nginx.conf included as shipped but for the
