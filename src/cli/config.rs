@@ -77,7 +77,10 @@ fn storage_check(cfg: &Config) -> anyhow::Result<String> {
 /// The root is written to (a file made and removed); a root not made yet must be creatable
 /// in the nearest directory that exists, as `serve` makes it.
 fn filesystem_check(root: &Path) -> anyhow::Result<String> {
-    let existing = root.ancestors().find(|p| p.is_dir()).unwrap_or(Path::new("."));
+    let existing = root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        anyhow::bail!("filesystem root {}: {} is not a directory", root.display(), existing.display());
+    }
     let probe = existing.join(format!(".wharf-config-check-{}", std::process::id()));
     std::fs::write(&probe, b"probe\n")
         .map_err(|e| anyhow::anyhow!("filesystem root {}: {} cannot be written: {e}", root.display(), existing.display()))?;
