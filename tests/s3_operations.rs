@@ -33,6 +33,11 @@ fn debug_env(debug: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// Blob GETs streamed by wharf (no redirect to the bucket), so that pulls are storage actions.
+fn streamed() -> Vec<(String, String)> {
+    vec![("REGISTRY_STORAGE_REDIRECT_DISABLE".to_string(), "true".to_string())]
+}
+
 /// A config file enabling registry:2's storage health check, often.
 fn health_config(dir: &std::path::Path) -> String {
     let path = dir.join("config.yml");
@@ -144,6 +149,7 @@ fn storage_metrics_count_pushes_and_pulls_on_filesystem_and_on_garage() {
     std::fs::write(&config, "version: 0.1\n").unwrap();
     let mut env = g.wharf_env(0, "/metrics-test");
     env.extend(debug_env(&debug));
+    env.extend(streamed());
     let s3 = serve(config.to_str().unwrap(), &env);
     push_pull_and_check(&s3, &debug, "s3aws");
 }
@@ -202,6 +208,7 @@ fn health_and_doctor_follow_the_bucket_as_garage_stops_and_restarts() {
     let debug = format!("127.0.0.1:{}", free_port());
     let mut env = g.wharf_env(0, "/health-test");
     env.extend(debug_env(&debug));
+    env.extend(streamed());
     let w = serve(&health_config(dir.path()), &env);
     let reg = Registry::new(&w);
     let rt = runtime();
