@@ -277,7 +277,10 @@ fn config_check(config: &str, env: &[(String, String)]) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
-fn with(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+/// A server's or a command's environment.
+type Env = Vec<(String, String)>;
+
+fn with(env: &[(String, String)], key: &str, value: &str) -> Env {
     let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
     env.push((key.to_string(), value.to_string()));
     env
@@ -308,7 +311,7 @@ fn config_check_reaches_the_bucket_and_names_what_is_wrong() {
         "{listed}"
     );
 
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    let mut cases: Vec<(&str, Env, &str)> = vec![
         (
             "a wrong secret",
             with(&good, "REGISTRY_STORAGE_S3_SECRETKEY", &"0".repeat(64)),
@@ -344,7 +347,6 @@ fn config_check_reaches_the_bucket_and_names_what_is_wrong() {
         "REGISTRY_STORAGE_S3_SECRETKEY",
         &ro_secret,
     );
-    let mut cases = cases;
     cases.push(("a key that may only read", read_only, "may not write to the bucket"));
 
     for (what, env, want) in &cases {
