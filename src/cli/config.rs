@@ -1,5 +1,7 @@
-//! `wharf config check`: print the effective configuration, warn about what wharf ignores, and
-//! check that every file it names can be read.
+//! `wharf config check`: print the effective configuration, warn about what wharf ignores,
+//! check that every file it names can be read, and that the storage can be used: a
+//! filesystem root written to, an S3 bucket reached, written, read back and cleaned (see
+//! [`crate::store::object::probe`]).
 
 use crate::config::Config;
 use clap::Subcommand;
@@ -40,7 +42,58 @@ fn check(path: Option<&Path>, out: &mut impl Write, err: &mut impl Write) -> any
             if problems.len() == 1 { "" } else { "s" }
         );
     }
+    match storage_check(&loaded.config) {
+        Ok(done) => writeln!(err, "wharf: storage: {done}")?,
+        Err(e) => {
+            writeln!(err, "wharf: error: storage: {e:#}")?;
+            anyhow::bail!("the storage cannot be used");
+        }
+    }
     Ok(())
+}
+
+/// How long each request to the bucket may take, its retry included.
+const BUCKET_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Uses the storage as `serve` would, and says what was done.
+fn storage_check(cfg: &Config) -> anyhow::Result<String> {
+    let Some(s3) = &cfg.storage.s3 else {
+        return filesystem_check(&cfg.root_directory());
+    };
+    let probe = crate::store::object::probe::BucketProbe::new(s3, BUCKET_CHECK_LIMIT)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let key = runtime.block_on(probe.read_write())?;
+    let endpoint = if s3.regionendpoint.is_empty() {
+        "AWS"
+    } else {
+        s3.regionendpoint.as_str()
+    };
+    Ok(format!(
+        "s3 bucket {} at {endpoint}: listed, wrote, read back and deleted {key}",
+        s3.bucket
+    ))
+}
+
+/// The root is written to (a file made and removed); a root not made yet must be creatable
+/// in the nearest directory that exists, as `serve` makes it.
+fn filesystem_check(root: &Path) -> anyhow::Result<String> {
+    let existing = root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        anyhow::bail!("filesystem root {}: {} is not a directory", root.display(), existing.display());
+    }
+    let probe = existing.join(format!(".wharf-config-check-{}", std::process::id()));
+    std::fs::write(&probe, b"probe\n")
+        .map_err(|e| anyhow::anyhow!("filesystem root {}: {} cannot be written: {e}", root.display(), existing.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(if existing == root {
+        format!("filesystem root {} is writable", root.display())
+    } else {
+        format!(
+            "filesystem root {} does not exist yet; {} is writable, serve will make it",
+            root.display(),
+            existing.display()
+        )
+    })
 }
 
 /// The files the configuration names, by key.

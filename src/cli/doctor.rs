@@ -1,7 +1,8 @@
 //! `wharf doctor HOST[:PORT]`: walks the path a container client takes to a registry — name,
 //! TCP, TLS or plain HTTP, certificate, trust per client (Docker, containerd, podman/skopeo,
 //! the system store), the /v2/ API, the login — and prints, for each failure, the error text
-//! the clients show and the command that fixes it.
+//! the clients show and the command that fixes it. With `--debug-addr`, also the server's own
+//! view of its storage, from `/debug/health`.
 
 mod api;
 mod clients;
@@ -12,6 +13,7 @@ mod installed;
 mod net;
 mod probe;
 mod report;
+mod storage;
 mod target;
 mod tls_steps;
 mod trust;
@@ -49,6 +51,10 @@ pub struct DoctorArgs {
     /// Time limit for each network step, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
+    /// The server's debug server (its http.debug.addr, e.g. 127.0.0.1:5001): report whether the
+    /// server reaches its storage, from its /debug/health.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub debug_addr: Option<String>,
 }
 
 /// Exits with an error (status 1) when any step failed; warnings alone do not fail.
@@ -67,6 +73,9 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         credentials,
     };
     runtime.block_on(doctor.diagnose(&args.registry));
+    if let Some(debug) = &args.debug_addr {
+        runtime.block_on(doctor.storage(debug));
+    }
     let failed = doctor.report.finish();
     if failed > 0 {
         bail!("{failed} check(s) failed for {}", args.registry.trim());

@@ -521,6 +521,20 @@ fn configured_headers(cfg: &Config) -> anyhow::Result<Vec<(axum::http::HeaderNam
 /// `http.debug.addr`: registry:2's debug server with `/debug/health` (and the storage check of
 /// `health.storagedriver`) and, with `http.debug.prometheus.enabled`, the metrics. Returns the
 /// metrics the API server must feed.
+/// What `/debug/health` checks: the bucket itself on s3 (a listing, as `serve` makes at start,
+/// each within a few seconds), the root directory on a filesystem; with distribution's name.
+fn storage_probe(cfg: &Config) -> anyhow::Result<(&'static str, http::metrics::StorageProbe)> {
+    let Some(s3) = &cfg.storage.s3 else {
+        return Ok(("storagedriver_filesystem", http::metrics::filesystem_probe(cfg.root_directory())));
+    };
+    let bucket = Arc::new(crate::store::object::probe::BucketProbe::new(s3, Duration::from_secs(5))?);
+    let probe: http::metrics::StorageProbe = Arc::new(move || {
+        let bucket = bucket.clone();
+        Box::pin(async move { bucket.reachable().await.map_err(|e| e.to_string()) })
+    });
+    Ok(("storagedriver_s3", probe))
+}
+
 async fn start_debug_server(cfg: &Config, reg: &Arc<Registry>) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {
     let Some(debug) = cfg.debug_server() else { return Ok(None) };
     let addr = config::resolve_listen_addr("http.debug.addr", &debug.addr)?;
@@ -535,7 +549,8 @@ async fn start_debug_server(cfg: &Config, reg: &Arc<Registry>) -> anyhow::Result
         interval,
         threshold,
     };
-    health.spawn_storage_check(cfg.root_directory(), check);
+    let (name, probe) = storage_probe(cfg)?;
+    health.spawn_storage_check(name, probe, check);
     let totals: http::metrics::StorageTotals = {
         let reg = reg.clone();
         Arc::new(move || reg.stored_totals())

@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-mod histogram;
+pub(crate) mod histogram;
 pub mod notifications;
 use histogram::AtomicHistogram;
 use notifications::NotificationMetrics;
@@ -104,6 +104,7 @@ impl Metrics {
         }
         let notifications = NotificationMetrics::default();
         notifications.register(&mut registry);
+        crate::store::metered::register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
         let upload_sessions = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(UploadSessions(upload_sessions.clone())));
@@ -502,13 +503,30 @@ pub struct StorageCheck {
 /// What `/debug/health` reports, updated by the storage check.
 #[derive(Default)]
 pub struct Health {
-    /// The storage driver's last error once the threshold is reached.
-    storage_error: std::sync::Mutex<Option<String>>,
+    /// The storage driver's last error once the threshold is reached, under distribution's
+    /// check name (`storagedriver_<storage type>`).
+    storage_error: std::sync::Mutex<Option<(&'static str, String)>>,
+}
+
+/// One check of the storage, as the storage is configured: Err with the error to report.
+pub type StorageProbe = Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// distribution's check of a filesystem root, as a probe.
+pub fn filesystem_probe(root: std::path::PathBuf) -> StorageProbe {
+    Arc::new(move || {
+        let root = root.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || storage_ok(&root))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        })
+    })
 }
 
 impl Health {
-    /// Runs the storage check on `root` in the background.
-    pub fn spawn_storage_check(self: &Arc<Self>, root: std::path::PathBuf, check: StorageCheck) {
+    /// Runs `probe` in the background every interval; its failures are reported under `name`,
+    /// distribution's `storagedriver_<storage type>` (`storagedriver_filesystem`, `storagedriver_s3`).
+    pub fn spawn_storage_check(self: &Arc<Self>, name: &'static str, probe: StorageProbe, check: StorageCheck) {
         if !check.enabled {
             return;
         }
@@ -516,10 +534,7 @@ impl Health {
         tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
-                let root = root.clone();
-                let outcome = tokio::task::spawn_blocking(move || storage_ok(&root)).await;
-                let outcome = outcome.unwrap_or_else(|e| Err(e.to_string()));
-                match outcome {
+                match probe().await {
                     Ok(()) => {
                         failures = 0;
                         health.set_storage_error(None);
@@ -527,7 +542,7 @@ impl Health {
                     Err(e) => {
                         failures += 1;
                         if failures >= check.threshold.max(1) {
-                            health.set_storage_error(Some(e));
+                            health.set_storage_error(Some((name, e)));
                         }
                     }
                 }
@@ -536,16 +551,16 @@ impl Health {
         });
     }
 
-    fn set_storage_error(&self, e: Option<String>) {
+    fn set_storage_error(&self, e: Option<(&'static str, String)>) {
         *self.storage_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
     }
 
     fn report(&self) -> (axum::http::StatusCode, String) {
         match &*self.storage_error.lock().unwrap_or_else(|e| e.into_inner()) {
             None => (axum::http::StatusCode::OK, "{}".into()),
-            Some(e) => (
+            Some((name, e)) => (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "storagedriver_filesystem": e }).to_string(),
+                serde_json::json!({ *name: e }).to_string(),
             ),
         }
     }

@@ -24,6 +24,9 @@ use std::time::{Duration, SystemTime};
 /// Blobs smaller than this are read rather than memory-mapped: a map costs more than it saves.
 const MAP_AT_LEAST: u64 = 256 * 1024;
 
+/// distribution's name for this driver (the `driver` label of the storage metrics).
+pub const DRIVER_NAME: &str = "filesystem";
+
 #[derive(Clone)]
 pub struct FsStore {
     layout: Arc<Layout>,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fs;
 mod hashstates;
 pub mod index;
+pub mod metered;
 pub mod object;
 pub mod paths;
 pub mod root_lock;
@@ -243,11 +244,12 @@ impl Storage {
 }
 
 /// The object-storage backend on `settings`' bucket with the index in front of its metadata,
-/// in the shared mode (other replicas write the same bucket). The bucket is reached once here.
+/// in the shared mode (other replicas write the same bucket), measured by [`metered`]. The
+/// bucket is reached once here.
 pub async fn object_storage(settings: &crate::config::S3Storage, redirect_disabled: bool) -> anyhow::Result<Storage> {
     let backend = object::ObjectBackend::new(settings, redirect_disabled)?;
     backend.check_reachable().await?;
-    let storage = Storage::of(backend);
+    let storage = metered::metered(Storage::of(backend), object::DRIVER_NAME);
     let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::Shared).await?;
     Ok(Storage {
         metadata: Arc::new(metadata),
@@ -256,9 +258,9 @@ pub async fn object_storage(settings: &crate::config::S3Storage, redirect_disabl
 }
 
 /// The filesystem backend at `root` (registry:2's layout) with the index in front of its
-/// metadata, as `wharf serve` runs it.
+/// metadata, measured by [`metered`], as `wharf serve` runs it.
 pub async fn filesystem(root: &Path) -> StoreResult<Storage> {
-    let storage = Storage::of(fs::FsStore::new(root)?);
+    let storage = metered::metered(Storage::of(fs::FsStore::new(root)?), fs::DRIVER_NAME);
     let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::SingleWriter)
         .await?
         .with_usage(storage.blobs.clone())

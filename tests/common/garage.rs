@@ -223,6 +223,20 @@ impl Garage {
         );
     }
 
+    /// Starts node `i` again after `stop`, on its data and ports.
+    pub fn restart(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.stop();
+        let out = std::fs::OpenOptions::new().append(true).open(&n.log).unwrap();
+        let mut cmd = Self::command(&self.bin, &n.prefix, &n.config);
+        cmd.arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        n.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}", describe(&cmd))));
+    }
+
     /// `wharf serve`'s environment for the bucket through node `i`, under `root`.
     pub fn wharf_env(&self, i: usize, root: &str) -> Vec<(String, String)> {
         [

@@ -12,6 +12,7 @@
 mod blobs;
 mod keys;
 mod metadata;
+pub mod probe;
 pub mod settings;
 mod uploads;
 
@@ -25,6 +26,9 @@ use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStore, PutOptions, PutPayload};
 use settings::Tuning;
 use std::sync::Arc;
+
+/// distribution's name for its S3 driver (the `driver` label of the storage metrics).
+pub const DRIVER_NAME: &str = "s3aws";
 
 #[derive(Clone)]
 pub struct ObjectBackend {

@@ -3,7 +3,7 @@
 
 use crate::config::S3Storage;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{Attribute, Attributes, ClientOptions};
+use object_store::{Attribute, Attributes, ClientOptions, RetryConfig};
 use serde_yaml_ng::Value;
 use std::time::Duration;
 
@@ -60,6 +60,26 @@ fn endpoint(s: &S3Storage, secure: bool) -> Option<String> {
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`...), as registry:2's
 /// default credential chain does.
 pub fn build(s: &S3Storage, redirect_disabled: bool) -> anyhow::Result<(AmazonS3, Tuning)> {
+    let (b, tuning) = builder(s, redirect_disabled, None)?;
+    Ok((b.build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?, tuning))
+}
+
+/// A client for short checks of the bucket (`wharf config check`, `/debug/health`): each
+/// request ends within `limit`, retries included, so an unreachable endpoint is reported in
+/// seconds, not after the backoff a registry request rides out.
+pub fn build_probe(s: &S3Storage, limit: Duration) -> anyhow::Result<(AmazonS3, Tuning)> {
+    let (b, tuning) = builder(s, true, Some(limit))?;
+    let retry = RetryConfig {
+        backoff: Default::default(),
+        max_retries: 1,
+        retry_timeout: limit,
+    };
+    let store = b.with_retry(retry).build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?;
+    Ok((store, tuning))
+}
+
+/// The client's builder for `s`, requests limited to `request_timeout` when given.
+fn builder(s: &S3Storage, redirect_disabled: bool, request_timeout: Option<Duration>) -> anyhow::Result<(AmazonS3Builder, Tuning)> {
     if s.bucket.is_empty() {
         anyhow::bail!("storage.s3.bucket is required");
     }
@@ -100,10 +120,12 @@ pub fn build(s: &S3Storage, redirect_disabled: bool) -> anyhow::Result<(AmazonS3
     let client = ClientOptions::new()
         .with_allow_http(plain_http)
         .with_allow_invalid_certificates(s.skipverify)
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout_disabled();
+        .with_connect_timeout(Duration::from_secs(5));
+    let client = match request_timeout {
+        Some(limit) => client.with_timeout(limit),
+        None => client.with_timeout_disabled(),
+    };
     b = b.with_allow_http(plain_http).with_client_options(client);
-    let store = b.build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?;
     let mut attributes = Attributes::new();
     match s.storageclass.as_str() {
         // registry:2 sends STANDARD by default; NONE sends no class (for stores without classes).
@@ -113,7 +135,7 @@ pub fn build(s: &S3Storage, redirect_disabled: bool) -> anyhow::Result<(AmazonS3
         }
     }
     Ok((
-        store,
+        b,
         Tuning {
             rootdirectory: s.rootdirectory.clone(),
             chunk_size,
