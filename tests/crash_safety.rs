@@ -1,5 +1,5 @@
 //! Crash safety: many concurrent pushes (raw HTTP clients doing monolithic, chunked and streamed
-//! uploads and manifest PUTs, and skopeo copying OCI images), the server killed with SIGKILL at
+//! uploads, manifest PUTs and tag moves, and skopeo copying OCI images), the server killed with SIGKILL at
 //! random moments and restarted on the same root, round after round. After every restart each
 //! push that was acknowledged (201) must be pullable with the right bytes; at the end every blob
 //! file on disk must hash to its name, every tag must point at a complete manifest, and the
@@ -7,16 +7,16 @@
 
 mod common;
 
+use common::crash::{kill, AckedManifest, Checker, Client, Findings, SharedLedger};
 use common::images::{self, OciLayout, Skopeo};
 use common::{sha256_digest, Wharf};
-use futures::StreamExt;
 use rand::Rng;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Rounds run by default (and in CI); `WHARF_CRASH_ROUNDS` changes it for local digging.
@@ -30,238 +30,6 @@ const TIME_LIMIT: Duration = Duration::from_secs(900);
 /// Upload sessions older than this are purged; rounds last well under it.
 const PURGE_AGE_SECS: u64 = 4;
 
-/// Everything the server acknowledged with a 201, to be checked after every restart.
-#[derive(Default)]
-struct Ledger {
-    blobs: Vec<AckedBlob>,
-    manifests: Vec<AckedManifest>,
-}
-
-#[derive(Clone, Debug)]
-struct AckedBlob {
-    repo: String,
-    digest: String,
-}
-
-#[derive(Clone, Debug)]
-struct AckedManifest {
-    repo: String,
-    tag: String,
-    digest: String,
-    /// None when a client other than ours (skopeo) sent it: then only the digest is known.
-    bytes: Option<Vec<u8>>,
-}
-
-type SharedLedger = Arc<Mutex<Ledger>>;
-
-fn ack_blob(ledger: &SharedLedger, repo: &str, digest: &str) {
-    ledger.lock().unwrap().blobs.push(AckedBlob {
-        repo: repo.into(),
-        digest: digest.into(),
-    });
-}
-
-/// A transport error ends the client: the server is gone until the next round.
-struct Gone;
-
-struct Client {
-    http: reqwest::Client,
-    base: Url,
-    ledger: SharedLedger,
-    id: String,
-}
-
-impl Client {
-    async fn send(&self, method: Method, url: Url, ctype: Option<&str>, body: reqwest::Body) -> Result<(StatusCode, Option<String>), Gone> {
-        let mut req = self.http.request(method, url).body(body);
-        if let Some(c) = ctype {
-            req = req.header("Content-Type", c);
-        }
-        let resp = req.send().await.map_err(|_| Gone)?;
-        let status = resp.status();
-        let location = resp.headers().get("Location").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        resp.bytes().await.map_err(|_| Gone)?;
-        Ok((status, location))
-    }
-
-    fn url(&self, target: &str) -> Url {
-        self.base.join(target).expect("url")
-    }
-
-    fn with_digest(&self, location: &str, digest: &str) -> Url {
-        let mut u = self.url(location);
-        u.query_pairs_mut().append_pair("digest", digest);
-        u
-    }
-
-    /// A blob in one request: `POST ?digest=`.
-    async fn monolithic(&self, repo: &str, data: Vec<u8>) -> Result<String, Gone> {
-        let digest = sha256_digest(&data);
-        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        url.query_pairs_mut().append_pair("digest", &digest);
-        let (status, _) = self.send(Method::POST, url, Some("application/octet-stream"), data.into()).await?;
-        self.expect_created(status, repo, &digest, "monolithic")
-    }
-
-    /// POST, PATCH chunks with `Content-Range`, then PUT `?digest=` with the last chunk.
-    async fn chunked(&self, repo: &str, data: Vec<u8>) -> Result<String, Gone> {
-        let digest = sha256_digest(&data);
-        let mut location = self.start(repo).await?;
-        let chunk = (data.len() / 3).max(1);
-        let mut at = 0;
-        while data.len() - at > chunk {
-            let end = at + chunk;
-            let url = self.url(&location);
-            let resp = self
-                .http
-                .patch(url)
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", format!("{at}-{}", end - 1))
-                .body(data[at..end].to_vec())
-                .send()
-                .await
-                .map_err(|_| Gone)?;
-            assert_eq!(resp.status(), StatusCode::ACCEPTED, "PATCH chunk {at}-{end} of {repo}");
-            location = resp.headers()["Location"].to_str().unwrap().to_string();
-            resp.bytes().await.map_err(|_| Gone)?;
-            at = end;
-        }
-        let url = self.with_digest(&location, &digest);
-        let (status, _) = self
-            .send(Method::PUT, url, Some("application/octet-stream"), data[at..].to_vec().into())
-            .await?;
-        self.expect_created(status, repo, &digest, "chunked")
-    }
-
-    /// POST, one PATCH whose body streams in pieces with pauses (chunked transfer encoding, so
-    /// kills land mid-body), then an empty PUT `?digest=`.
-    async fn streamed(&self, repo: &str, data: Vec<u8>) -> Result<String, Gone> {
-        let digest = sha256_digest(&data);
-        let location = self.start(repo).await?;
-        let pieces: Vec<Vec<u8>> = data.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
-        let body = futures::stream::iter(pieces).then(|p| async move {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            Ok::<_, std::io::Error>(p)
-        });
-        let (status, location) = self
-            .send(
-                Method::PATCH,
-                self.url(&location),
-                Some("application/octet-stream"),
-                reqwest::Body::wrap_stream(body),
-            )
-            .await?;
-        assert_eq!(status, StatusCode::ACCEPTED, "streamed PATCH to {repo}");
-        let url = self.with_digest(&location.expect("PATCH Location"), &digest);
-        let (status, _) = self.send(Method::PUT, url, None, Vec::new().into()).await?;
-        self.expect_created(status, repo, &digest, "streamed")
-    }
-
-    /// Starts a session and sends part of a blob, then walks away: the purge job's work.
-    async fn abandoned(&self, repo: &str) -> Result<(), Gone> {
-        let location = self.start(repo).await?;
-        let (status, _) = self
-            .send(Method::PATCH, self.url(&location), None, images::random_bytes(4096).into())
-            .await?;
-        assert_eq!(status, StatusCode::ACCEPTED, "PATCH of an upload to abandon");
-        Ok(())
-    }
-
-    async fn start(&self, repo: &str) -> Result<String, Gone> {
-        let (status, location) = self
-            .send(
-                Method::POST,
-                self.url(&format!("/v2/{repo}/blobs/uploads/")),
-                None,
-                Vec::new().into(),
-            )
-            .await?;
-        assert_eq!(status, StatusCode::ACCEPTED, "POST upload to {repo}");
-        Ok(location.expect("upload Location"))
-    }
-
-    fn expect_created(&self, status: StatusCode, repo: &str, digest: &str, how: &str) -> Result<String, Gone> {
-        assert_eq!(status, StatusCode::CREATED, "{how} upload of {digest} to {repo}");
-        ack_blob(&self.ledger, repo, digest);
-        Ok(digest.to_string())
-    }
-
-    /// A config and one or two layers, each uploaded a different way, then the manifest under a
-    /// tag of its own.
-    async fn image(&self, repo: &str, n: usize) -> Result<(), Gone> {
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Env": [format!("N={}-{n}", self.id)]},
-            "rootfs": {"type": "layers", "diff_ids": []},
-        }))
-        .unwrap();
-        let config_len = config.len();
-        let config_digest = self.monolithic(repo, config).await?;
-        let mut layers = Vec::new();
-        let layer_count = rand::thread_rng().gen_range(1..=2);
-        for i in 0..layer_count {
-            let data = random_blob();
-            let len = data.len();
-            let digest = match i {
-                0 => self.chunked(repo, data).await?,
-                _ => self.streamed(repo, data).await?,
-            };
-            layers.push(serde_json::json!({"mediaType": images::OCI_LAYER_GZIP, "digest": digest, "size": len}));
-        }
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": images::OCI_MANIFEST,
-            "config": {"mediaType": images::OCI_CONFIG, "digest": config_digest, "size": config_len},
-            "layers": layers,
-        }))
-        .unwrap();
-        let tag = format!("{}-{n}", self.id);
-        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"));
-        let (status, _) = self
-            .send(Method::PUT, url, Some(images::OCI_MANIFEST), manifest.clone().into())
-            .await?;
-        assert_eq!(status, StatusCode::CREATED, "manifest PUT {repo}:{tag}");
-        self.ledger.lock().unwrap().manifests.push(AckedManifest {
-            repo: repo.into(),
-            tag,
-            digest: sha256_digest(&manifest),
-            bytes: Some(manifest),
-        });
-        Ok(())
-    }
-
-    /// Pushes until the server disappears (or `stop` is raised).
-    async fn run(self, stop: Arc<AtomicBool>) {
-        let repo = format!("crash/raw{}", &self.id[..self.id.find('-').unwrap_or(self.id.len())]);
-        let mut n = 0;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let pick = rand::thread_rng().gen_range(0..10);
-            let step = match pick {
-                0..=1 => self.monolithic(&repo, random_blob()).await.map(drop),
-                2..=3 => self.chunked(&repo, random_blob()).await.map(drop),
-                4..=5 => self.streamed(&repo, random_blob()).await.map(drop),
-                6 => self.abandoned(&repo).await,
-                _ => self.image(&repo, n).await,
-            };
-            if step.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Mostly small blobs, some up to a few hundred KiB, one in twenty empty.
-fn random_blob() -> Vec<u8> {
-    let mut rng = rand::thread_rng();
-    let len = match rng.gen_range(0..20) {
-        0 => 0,
-        1..=14 => rng.gen_range(1..32 * 1024),
-        _ => rng.gen_range(32 * 1024..400 * 1024),
-    };
-    images::random_bytes(len)
-}
-
 fn config_file(dir: &Path) -> PathBuf {
     let path = dir.join("config.yml");
     let yaml = format!(
@@ -273,13 +41,6 @@ fn config_file(dir: &Path) -> PathBuf {
 
 fn start(root: &Path, config: &Path) -> Wharf {
     Wharf::start_on_root(root, &[config.to_str().unwrap()], &[("WHARF_LOG", "wharf=warn")])
-}
-
-/// SIGKILL, no warning: what a crash or the OOM killer does.
-fn kill(w: &mut Wharf) {
-    let mut child = w.child.take().expect("server child");
-    child.kill().expect("SIGKILL wharf");
-    child.wait().expect("reap wharf");
 }
 
 /// One prepared OCI layout per skopeo round, so image creation (gzip) stays out of the rounds.
@@ -296,120 +57,6 @@ fn skopeo_copy(sk: &Skopeo, img: &SkopeoImage, addr: &str, repo: &str) -> Child 
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd.spawn().expect("spawn skopeo")
-}
-
-/// What checking found wrong, to be reported together at the end.
-#[derive(Default)]
-struct Findings {
-    lost: Vec<String>,
-    corrupt: Vec<String>,
-}
-
-struct Checker {
-    http: reqwest::Client,
-    base: Url,
-}
-
-impl Checker {
-    fn new(w: &Wharf) -> Checker {
-        Checker {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
-            base: Url::parse(&w.url).unwrap(),
-        }
-    }
-
-    async fn get(&self, path: &str, accept: bool) -> (StatusCode, Option<String>, Vec<u8>) {
-        let mut req = self.http.get(self.base.join(path).unwrap());
-        if accept {
-            req = req.header("Accept", images::ACCEPT_ALL_MANIFESTS);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("GET {path} after restart: {e}"));
-        let status = resp.status();
-        let digest = resp
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        (status, digest, resp.bytes().await.unwrap().to_vec())
-    }
-
-    async fn blob(&self, repo: &str, digest: &str, f: &mut Findings) {
-        let (status, _, body) = self.get(&format!("/v2/{repo}/blobs/{digest}"), false).await;
-        if status != StatusCode::OK {
-            f.lost.push(format!("blob {repo}@{digest}: {status}"));
-        } else if sha256_digest(&body) != digest {
-            f.corrupt.push(format!(
-                "blob {repo}@{digest} served {} bytes hashing to something else",
-                body.len()
-            ));
-        }
-    }
-
-    /// The manifest by tag and by digest, and every blob or child it references.
-    async fn manifest(&self, m: &AckedManifest, f: &mut Findings) {
-        for reference in [&m.tag, &m.digest] {
-            let (status, digest, body) = self.get(&format!("/v2/{}/manifests/{reference}", m.repo), true).await;
-            if status != StatusCode::OK {
-                f.lost.push(format!("manifest {}:{reference}: {status}", m.repo));
-                return;
-            }
-            if digest.as_deref() != Some(m.digest.as_str()) || sha256_digest(&body) != m.digest {
-                f.lost.push(format!("manifest {}:{reference} is not {}", m.repo, m.digest));
-                return;
-            }
-            if m.bytes.as_ref().is_some_and(|b| b != &body) {
-                f.corrupt
-                    .push(format!("manifest {}:{reference} bytes differ from what was pushed", m.repo));
-            }
-        }
-        self.references(&m.repo, &m.digest, f).await;
-    }
-
-    /// Everything a manifest refers to is there (children recursively).
-    async fn references(&self, repo: &str, digest: &str, f: &mut Findings) {
-        let (status, _, body) = self.get(&format!("/v2/{repo}/manifests/{digest}"), true).await;
-        if status != StatusCode::OK {
-            f.lost.push(format!("manifest {repo}@{digest}: {status}"));
-            return;
-        }
-        if images::is_index(&body) {
-            for child in images::child_manifests(&body) {
-                Box::pin(self.references(repo, &child, f)).await;
-            }
-        } else {
-            for d in images::referenced_digests(&body) {
-                self.blob(repo, &d, f).await;
-            }
-        }
-    }
-
-    async fn ledger(&self, acked: &[AckedBlob], manifests: &[AckedManifest], f: &mut Findings) {
-        for b in acked {
-            self.blob(&b.repo, &b.digest, f).await;
-        }
-        for m in manifests {
-            self.manifest(m, f).await;
-        }
-    }
-
-    /// Every tag of every repository resolves to a manifest whose references all exist.
-    async fn every_tag(&self, v2: &Path, f: &mut Findings) -> usize {
-        let mut tags = 0;
-        for repo in repositories(&v2.join("repositories")) {
-            let (status, _, body) = self.get(&format!("/v2/{repo}/tags/list"), false).await;
-            assert_eq!(status, StatusCode::OK, "tags/list of {repo}");
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            for tag in v["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()) {
-                tags += 1;
-                let (status, digest, _) = self.get(&format!("/v2/{repo}/manifests/{tag}"), true).await;
-                match digest.filter(|_| status == StatusCode::OK) {
-                    Some(d) => self.references(&repo, &d, f).await,
-                    None => f.lost.push(format!("tag {repo}:{tag} points at nothing: {status}")),
-                }
-            }
-        }
-        tags
-    }
 }
 
 /// Repository names under `repositories/` (directories holding `_manifests`).
@@ -528,12 +175,7 @@ async fn acknowledged_pushes_survive_sigkill_and_blobs_never_corrupt() {
         let base = Url::parse(&w.url).unwrap();
         let clients: Vec<_> = (0..RAW_CLIENTS)
             .map(|c| {
-                let client = Client {
-                    http: http.clone(),
-                    base: base.clone(),
-                    ledger: ledger.clone(),
-                    id: format!("{c}-r{round}"),
-                };
+                let client = Client::new(http.clone(), vec![base.clone()], ledger.clone(), format!("{c}-r{round}"));
                 tokio::spawn(client.run(stop.clone()))
             })
             .collect();
@@ -570,7 +212,7 @@ async fn acknowledged_pushes_survive_sigkill_and_blobs_never_corrupt() {
                 skopeo_runs.1 += 1;
                 ledger.lock().unwrap().manifests.push(AckedManifest {
                     repo,
-                    tag: "v1".into(),
+                    tag: Some("v1".into()),
                     digest,
                     bytes: None,
                 });
@@ -580,14 +222,16 @@ async fn acknowledged_pushes_survive_sigkill_and_blobs_never_corrupt() {
         w = start(&root, &config);
         abandoned_seen += upload_sessions(&v2).len();
         // What this round acknowledged must be there now; everything is checked again at the end.
-        let (blobs, manifests) = {
+        let ((blobs, manifests), moves) = {
             let l = ledger.lock().unwrap();
-            (l.blobs[checked.0..].to_vec(), l.manifests[checked.1..].to_vec())
+            (l.since(checked), l.moves.clone())
         };
         checked = (checked.0 + blobs.len(), checked.1 + manifests.len());
-        Checker::new(&w).ledger(&blobs, &manifests, &mut findings).await;
+        let checker = Checker::new(&w.url);
+        checker.ledger(&blobs, &manifests, &mut findings).await;
+        checker.moves(&moves, &mut findings).await;
         assert!(
-            findings.lost.is_empty() && findings.corrupt.is_empty(),
+            findings.is_clean(),
             "round {round}: lost {:?} corrupt {:?}",
             findings.lost,
             findings.corrupt
@@ -595,13 +239,10 @@ async fn acknowledged_pushes_survive_sigkill_and_blobs_never_corrupt() {
     }
 
     // The final server runs undisturbed: everything acknowledged, every tag, every blob file.
-    let checker = Checker::new(&w);
-    let (blobs, manifests) = {
-        let l = ledger.lock().unwrap();
-        (l.blobs.clone(), l.manifests.clone())
-    };
+    let checker = Checker::new(&w.url);
+    let (blobs, manifests) = ledger.lock().unwrap().since((0, 0));
     checker.ledger(&blobs, &manifests, &mut findings).await;
-    let tags = checker.every_tag(&v2, &mut findings).await;
+    let tags = checker.every_tag(&repositories(&v2.join("repositories")), &mut findings).await;
     let blob_files = check_blob_files(&v2, &mut findings);
 
     // Sessions left by the kills go once they are older than the purge age.

@@ -11,7 +11,7 @@ use common::distribution::Distribution;
 use common::garage::Garage;
 use common::images::{run, Skopeo};
 use common::netns::TestSwitch;
-use common::{sha256_digest, Wharf};
+use common::sha256_digest;
 use std::process::Command;
 
 const MIB: usize = 1 << 20;
@@ -22,20 +22,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// `wharf serve` on the bucket through Garage node `node`, under `root`, with `extra` settings.
-fn replica(g: &Garage, node: usize, root: &str, extra: &[(&str, &str)]) -> Wharf {
-    let mut env = g.wharf_env(node, root);
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let w = Wharf::launch_args(&[], &["--addr", "127.0.0.1:0"], &env);
-    assert!(
-        w.output().contains("storage: s3 bucket registry"),
-        "the start-up line names the bucket:\n{}",
-        w.output()
-    );
-    w
 }
 
 /// What curl gets for `url` following redirects (to the presigned URL), with `range` if any.
@@ -81,8 +67,8 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
         return;
     }
     let chunk = ("REGISTRY_STORAGE_S3_CHUNKSIZE", "5242880");
-    let a = replica(&g, 0, "/wharf", &[chunk, ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
-    let b = replica(&g, 0, "/wharf", &[chunk]);
+    let a = g.serve(0, "/wharf", &[chunk, ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
+    let b = g.serve(0, "/wharf", &[chunk]);
     let (ra, rb) = (Registry::at_url(&a.url), Registry::at_url(&b.url));
     let rt = runtime();
 
@@ -108,7 +94,7 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
     let mut a = a;
     common::images::signal_pid(a.pid(), libc::SIGKILL);
     a.stop();
-    let a = replica(&g, 0, "/wharf", &[chunk, ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
+    let a = g.serve(0, "/wharf", &[chunk, ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
     let ra = Registry::at_url(&a.url);
     rt.block_on(async {
         // The session's state is in the bucket: B reports what A received, and finishes it.
@@ -177,7 +163,7 @@ fn distribution_and_wharf_serve_each_others_pushes_from_one_bucket() {
     }
     // distribution's S3 driver would use this environment's CA bundle for plain HTTP too.
     let dist = Distribution::start_on_storage(&g.distribution_storage(0, "/shared"), "", &["AWS_CA_BUNDLE"]);
-    let w = replica(&g, 0, "/shared", &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
+    let w = g.serve(0, "/shared", &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
     let (rd, rw) = (Registry::at_url(&dist.url), Registry::at_url(&w.url));
     let rt = runtime();
     rt.block_on(async {
@@ -232,8 +218,8 @@ fn a_three_node_cluster_keeps_serving_with_one_node_stopped() {
         .collect();
     let Some(mut g) = Garage::start(&hosts) else { return };
     let no_redirect = ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true");
-    let a = replica(&g, 0, "/", &[no_redirect]);
-    let b = replica(&g, 1, "/", &[no_redirect]);
+    let a = g.serve(0, "/", &[no_redirect]);
+    let b = g.serve(1, "/", &[no_redirect]);
     let (ra, rb) = (Registry::at_url(&a.url), Registry::at_url(&b.url));
     let rt = runtime();
     let push_and_pull = |tag: &'static str| {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use super::images::{describe, stop_child, wait_until};
+use super::Wharf;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -253,6 +254,21 @@ impl Garage {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// `wharf serve` on the bucket through node `node`, under `root`, with `extra` settings, on
+    /// a free loopback port.
+    pub fn serve(&self, node: usize, root: &str, extra: &[(&str, &str)]) -> Wharf {
+        let mut env = self.wharf_env(node, root);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let w = Wharf::launch_args(&[], &["--addr", "127.0.0.1:0"], &env);
+        assert!(
+            w.output().contains(&format!("storage: s3 bucket {BUCKET}")),
+            "the start-up line names the bucket:\n{}",
+            w.output()
+        );
+        w
     }
 
     /// distribution's `storage:` section for the same bucket, through node `i`, under `root`.

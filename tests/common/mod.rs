@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod crash;
 pub mod cri;
 pub mod distribution;
 pub mod dockerd;

@@ -114,7 +114,19 @@ impl MetadataStore for ObjectBackend {
         if !self.repo_exists(repo).await? {
             return Ok(None);
         }
-        let mut tags = self.children(&self.keys.tags(repo)).await?;
+        // A tag is its `current/link`, as on disk: a push killed between the tag's index entry
+        // and its current link (or a delete killed half-way) leaves a prefix naming no manifest,
+        // which a listing by prefix alone would show as a tag that answers 404.
+        let prefix = self.keys.tags(repo);
+        let mut tags: Vec<String> = self
+            .list_all(&prefix)
+            .await?
+            .iter()
+            .filter_map(|m| match below(&m.location, &prefix)?.as_slice() {
+                [tag, "current", "link"] => Some(tag.to_string()),
+                _ => None,
+            })
+            .collect();
         tags.sort();
         Ok(Some(tags))
     }
