@@ -189,6 +189,8 @@ fn collect_offline(kind: Kind, bin: &Path, config: &Path, log: &Path) -> Measure
         .stdout(out.try_clone().expect("dup log"))
         .stderr(out);
     let start = Instant::now();
+    // Reaped by wait4 below, which also reports its peak RSS and CPU time.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for the child we just started.
