@@ -6,6 +6,7 @@
 //!                    [--only a,b,...] [--no-docker] [--no-skopeo]
 
 mod client;
+mod gc;
 mod limits;
 mod report;
 mod seed;
@@ -71,7 +72,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: wharf-bench --wharf PATH [--distribution PATH] [--quick] [--rounds N] [--only WORKLOADS] [--no-docker] [--no-skopeo]\n\
-         workloads: push, pull, manifest, small, list, skopeo, docker, rss"
+         workloads: push, pull, manifest, small, list, skopeo, docker, rss, gc"
     );
     std::process::exit(2)
 }
@@ -153,6 +154,13 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
         limit_samples.push(l);
     };
     measure_limits();
+    // The gc section needs neither the seeded servers nor the rounds below: with `--only gc`
+    // it is all that runs.
+    let gc = wants("gc").then(|| gc::run(&rt, &args.wharf, &args.distribution, work, args.rounds));
+    if args.only.as_ref().is_some_and(|o| o.iter().all(|w| w == "gc")) {
+        gc.iter().for_each(gc::Section::print);
+        return;
+    }
 
     let htpasswd = work.join("htpasswd");
     seed::htpasswd(&htpasswd, USER.0, USER.1);
@@ -417,6 +425,7 @@ fn run(args: &Args, plan: &Plan, work: &Path, wants: &dyn Fn(&str) -> bool) {
     print!("{}", table.markdown());
     println!();
     targets_report(&table, &limits);
+    gc.iter().for_each(gc::Section::print);
 }
 
 fn which(tool: &str) -> bool {

@@ -21,7 +21,7 @@ fn hex(d: &str) -> &str {
     &d["sha256:".len()..]
 }
 
-fn write_blob(root: &Path, bytes: &[u8]) -> String {
+pub fn write_blob(root: &Path, bytes: &[u8]) -> String {
     let d = sha256(bytes);
     let dir = v2(root).join("blobs/sha256").join(&hex(&d)[..2]).join(hex(&d));
     std::fs::create_dir_all(&dir).expect("blob dir");
@@ -38,15 +38,15 @@ fn repo_dir(root: &Path, repo: &str) -> PathBuf {
     v2(root).join("repositories").join(repo)
 }
 
-fn link_layer(root: &Path, repo: &str, d: &str) {
+pub fn link_layer(root: &Path, repo: &str, d: &str) {
     write_link(repo_dir(root, repo).join("_layers/sha256").join(hex(d)), d);
 }
 
-fn link_revision(root: &Path, repo: &str, d: &str) {
+pub fn link_revision(root: &Path, repo: &str, d: &str) {
     write_link(repo_dir(root, repo).join("_manifests/revisions/sha256").join(hex(d)), d);
 }
 
-fn link_tag(root: &Path, repo: &str, tag: &str, d: &str) {
+pub fn link_tag(root: &Path, repo: &str, tag: &str, d: &str) {
     let t = repo_dir(root, repo).join("_manifests/tags").join(tag);
     write_link(t.join("current"), d);
     write_link(t.join("index/sha256").join(hex(d)), d);

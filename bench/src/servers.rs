@@ -31,6 +31,19 @@ pub struct Auth<'a> {
     pub htpasswd: &'a Path,
 }
 
+/// A registry binary run with only the configuration it is given: `REGISTRY_*` variables of
+/// the bench's own environment would override it.
+pub fn registry_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REGISTRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
@@ -81,19 +94,14 @@ impl Server {
         let tag = format!("{}-{}{suffix}", kind.name(), port);
         let config = work.join(format!("{tag}.yml"));
         std::fs::write(&config, config_yaml(root, &addr, auth, metrics)).expect("write config");
-        let log = work.join(format!("{tag}.log"));
+        Self::serve(kind, bin, &config, addr, work.join(format!("{tag}.log")))
+    }
+
+    /// `bin serve CONFIG`, its output in `log`, once it listens on `addr` (what CONFIG says).
+    pub fn serve(kind: Kind, bin: &Path, config: &Path, addr: String, log: PathBuf) -> Server {
         let out = File::create(&log).expect("server log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup log"))
-            .stderr(out);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("REGISTRY_") {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = registry_command(bin);
+        cmd.arg("serve").arg(config).stdout(out.try_clone().expect("dup log")).stderr(out);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let server = Server { addr, child, log };
         let deadline = Instant::now() + Duration::from_secs(60);

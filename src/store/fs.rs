@@ -164,21 +164,44 @@ fn stored_at(meta: &fs::Metadata) -> SystemTime {
     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// Every `blobs/<alg>/<xx>/<hex>/data` as a digest.
-fn list_blobs(blobs: &Path) -> io::Result<Vec<Digest>> {
+/// Names in `dir` in lexical order (none if it does not exist).
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in not_found_as_none(fs::read_dir(dir))?.into_iter().flatten() {
+        names.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Up to `limit` of the `blobs/<alg>/<xx>/<hex>/data` strictly after `after`, in digest order.
+/// Only the prefix directories from `after`'s on are read, so a sweep paging through the
+/// store lists each directory about once instead of the whole tree for every page.
+fn list_blobs_page(blobs: &Path, after: Option<&Digest>, limit: usize) -> io::Result<Vec<Digest>> {
     let mut out = Vec::new();
-    for alg in not_found_as_none(fs::read_dir(blobs))?.into_iter().flatten() {
-        let alg = alg?;
-        let alg_name = alg.file_name().to_string_lossy().into_owned();
-        for prefix in fs::read_dir(alg.path())? {
-            for entry in fs::read_dir(prefix?.path())? {
-                let entry = entry?;
-                let name = format!("{alg_name}:{}", entry.file_name().to_string_lossy());
-                if let Ok(d) = name.parse::<Digest>() {
-                    if entry.path().join("data").is_file() {
-                        out.push(d);
-                    }
-                }
+    for alg_name in sorted_names(blobs)? {
+        let Ok(alg) = Algorithm::from_name(&alg_name) else { continue };
+        if after.is_some_and(|a| alg < a.algorithm()) {
+            continue;
+        }
+        let from = after.filter(|a| a.algorithm() == alg).map(|a| &a.hex()[..2]);
+        for prefix in sorted_names(&blobs.join(&alg_name))? {
+            if from.is_some_and(|f| prefix.as_str() < f) {
+                continue;
+            }
+            let dir = blobs.join(&alg_name).join(&prefix);
+            let mut here: Vec<Digest> = sorted_names(&dir)?
+                .into_iter()
+                // A directory outside its prefix is not where the blob's path leads.
+                .filter(|hex| hex.starts_with(prefix.as_str()))
+                .filter_map(|hex| format!("{alg_name}:{hex}").parse::<Digest>().ok())
+                .filter(|d| after.is_none_or(|a| d > a))
+                .collect();
+            here.retain(|d| dir.join(d.hex()).join("data").is_file());
+            out.extend(here);
+            if out.len() >= limit {
+                out.truncate(limit);
+                return Ok(out);
             }
         }
     }
@@ -281,16 +304,7 @@ impl BlobStore for FsStore {
 
     async fn blobs_page(&self, after: Option<&Digest>, limit: usize) -> StoreResult<Vec<Digest>> {
         let after = after.cloned();
-        self.blocking(move |l| {
-            let mut all = list_blobs(&l.blobs())?;
-            all.sort();
-            Ok(all
-                .into_iter()
-                .filter(|d| after.as_ref().is_none_or(|a| d > a))
-                .take(limit)
-                .collect())
-        })
-        .await
+        self.blocking(move |l| list_blobs_page(&l.blobs(), after.as_ref(), limit)).await
     }
 }
 
@@ -713,6 +727,42 @@ mod tests {
         assert!(!fs.layout().blob_dir(&d_old).exists(), "its directory is gone too");
         assert!(!fs.blob_delete_if_older_than(&d_old, cut).await.unwrap(), "absent");
         assert_eq!(fs.blobs_page(None, 10).await.unwrap(), vec![d_new]);
+    }
+
+    #[tokio::test]
+    async fn pages_of_blobs_walk_the_store_once_in_digest_order() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsStore::new(t.path()).unwrap();
+        let mut all = Vec::new();
+        for i in 0..300u32 {
+            let content = Bytes::from(format!("blob {i}"));
+            let d = Digest::sha256_of(&content);
+            fs.blob_put(&d, content).await.unwrap();
+            all.push(d);
+        }
+        let sha512 = Bytes::from_static(b"a sha512 blob");
+        let d512 = Digest::of(Algorithm::Sha512, &sha512);
+        fs.blob_put(&d512, sha512).await.unwrap();
+        all.push(d512);
+        // A directory that names no blob, and one outside its prefix, are not listed.
+        std::fs::create_dir_all(fs.layout().blobs().join("sha256/00/not-a-digest")).unwrap();
+        let misplaced = Digest::sha256_of(b"misplaced");
+        let elsewhere = if misplaced.hex().starts_with("00") { "01" } else { "00" };
+        let wrong = fs.layout().blobs().join("sha256").join(elsewhere).join(misplaced.hex());
+        std::fs::create_dir_all(&wrong).unwrap();
+        std::fs::write(wrong.join("data"), b"misplaced").unwrap();
+        all.retain(|d| d != &misplaced);
+        all.sort();
+        let mut paged = Vec::new();
+        let mut after: Option<Digest> = None;
+        for _ in 0..100 {
+            let page = fs.blobs_page(after.as_ref(), 7).await.unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last().cloned() else { break };
+            paged.extend(page);
+            after = Some(last);
+        }
+        assert_eq!(paged, all, "every blob once, in order");
     }
 
     #[tokio::test]

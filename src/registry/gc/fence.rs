@@ -8,9 +8,10 @@
 //! 1. **Every operation that makes a digest reachable, or says it exists, first "touches" it**
 //!    through [`Fence::enter`] and only then checks that it exists: a blob HEAD or GET, a mount,
 //!    the commit of an upload, a manifest PUT (its own digest and everything it references).
-//!    A collection deletes a digest only inside [`Fence::unless_touched`], which holds the
-//!    touched set locked while it checks the digest and deletes it. Both sides take the same
-//!    lock, so one of them goes first: either the touch lands first and the sweep spares the
+//!    A collection deletes a digest only while it holds the touched set locked ([`Fence::hold`])
+//!    and has found the digest untouched in it: it takes the lock, checks a batch of digests,
+//!    deletes those untouched and only then lets go. Both sides take the same lock, so for
+//!    each digest one of them goes first: either the touch lands first and the sweep spares the
 //!    digest, or the deletion lands first and the operation's existence check, which comes
 //!    after its touch, finds the digest gone and answers an error the client retries
 //!    (`BLOB_UNKNOWN`, `MANIFEST_BLOB_UNKNOWN`, or a mount that falls back to an upload). Never
@@ -34,7 +35,7 @@ use crate::oci::Digest;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 /// How long after a collection ends touches are still recorded for the next one.
 const LINGER: Duration = Duration::from_secs(600);
@@ -95,15 +96,23 @@ impl Fence {
         self.running.store(false, Ordering::SeqCst);
     }
 
-    /// Runs `delete` for `digest` unless an operation touched it during this collection or the
-    /// one before; no operation can touch it while `delete` runs. None: spared.
-    pub(crate) async fn unless_touched<R>(&self, digest: &Digest, delete: impl AsyncFnOnce() -> R) -> Option<R> {
-        let touched = self.touched.lock().await;
-        if touched.current.contains(digest) || touched.previous.contains(digest) {
-            return None;
+    /// Locks the touched set until the returned hold is dropped: no operation can touch a
+    /// digest meanwhile (operations wait, so a collection deletes small batches under a hold).
+    pub(crate) async fn hold(&self) -> Held<'_> {
+        Held {
+            touched: self.touched.lock().await,
         }
-        let result = delete().await;
-        drop(touched);
-        Some(result)
+    }
+}
+
+/// The touched set, locked: what a collection deletes under.
+pub(crate) struct Held<'a> {
+    touched: MutexGuard<'a, Touched>,
+}
+
+impl Held<'_> {
+    /// Whether an operation touched `digest` during this collection or the one before.
+    pub(crate) fn touched(&self, digest: &Digest) -> bool {
+        self.touched.current.contains(digest) || self.touched.previous.contains(digest)
     }
 }

@@ -9,8 +9,10 @@
 //! is kept with everything it references.
 
 use super::super::{Registry, Result};
-use crate::oci::{Digest, RepoName, Tag};
+use super::sweep::PARALLEL;
+use crate::oci::{Digest, RegistryError, RepoName, Tag};
 use crate::store::{Link, LinkSet};
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
@@ -30,24 +32,59 @@ pub(super) struct Marked {
     pub repositories: usize,
 }
 
+/// One repository's part of the mark.
+struct RepoMarked {
+    repo: RepoName,
+    /// Manifests it keeps and what they reference.
+    live: HashSet<Digest>,
+    /// Its revisions nothing keeps, in order.
+    doomed: Vec<Digest>,
+    tags: Vec<Tag>,
+    layers: Vec<Digest>,
+}
+
 impl Registry {
+    /// Marks the repositories `PARALLEL` at a time: on a filesystem each link read is a
+    /// blocking call, and many in flight keep both the disk and the cores busy.
     pub(super) async fn gc_mark(&self, delete_untagged: bool, cut: SystemTime) -> Result<Marked> {
-        let mut marked = Marked::default();
+        let repos: Vec<RepoName> = self
+            .store
+            .metadata
+            .repositories()
+            .await?
+            .iter()
+            .filter_map(|name| RepoName::parse(name))
+            .collect();
+        let found: Vec<RepoMarked> = futures::stream::iter(repos.clone())
+            .map(|repo| async move { self.gc_mark_repository(&repo, delete_untagged, cut).await })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        let mut marked = Marked {
+            repositories: repos.len(),
+            ..Marked::default()
+        };
         let mut layers = Vec::new();
-        for name in self.store.metadata.repositories().await? {
-            let Some(repo) = RepoName::parse(&name) else { continue };
-            marked.repositories += 1;
-            self.gc_mark_repository(&repo, delete_untagged, cut, &mut marked).await?;
-            for d in self.store.metadata.link_set(&LinkSet::Layers(repo.clone())).await? {
-                layers.push((repo.clone(), d));
+        for f in found {
+            marked.live.extend(f.live);
+            if !f.doomed.is_empty() {
+                marked.tags.insert(f.repo.clone(), f.tags);
+                marked.manifests.extend(f.doomed.into_iter().map(|d| (f.repo.clone(), d)));
             }
+            layers.extend(f.layers.into_iter().map(|d| (f.repo.clone(), d)));
         }
-        for (repo, d) in layers {
-            if marked.live.contains(&d) {
-                continue;
-            }
-            let link = self.store.metadata.link_info(&Link::Layer(repo.clone(), d.clone())).await?;
-            if link.is_some_and(|l| l.modified >= cut) {
+        let unmarked: Vec<(RepoName, Digest)> = layers.into_iter().filter(|(_, d)| !marked.live.contains(d)).collect();
+        let times: Vec<(RepoName, Digest, bool)> = futures::stream::iter(unmarked)
+            .map(|(repo, d)| async move {
+                let link = self.store.metadata.link_info(&Link::Layer(repo.clone(), d.clone())).await?;
+                let recent = link.is_some_and(|l| l.modified >= cut);
+                Ok::<_, RegistryError>((repo, d, recent))
+            })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        for (repo, d, recent) in times {
+            if recent {
                 marked.recent.insert(d.clone());
             }
             marked.layer_links.entry(d).or_default().push(repo);
@@ -55,7 +92,7 @@ impl Registry {
         Ok(marked)
     }
 
-    async fn gc_mark_repository(&self, repo: &RepoName, delete_untagged: bool, cut: SystemTime, marked: &mut Marked) -> Result<()> {
+    async fn gc_mark_repository(&self, repo: &RepoName, delete_untagged: bool, cut: SystemTime) -> Result<RepoMarked> {
         let revisions: HashSet<Digest> = self
             .store
             .metadata
@@ -90,17 +127,16 @@ impl Registry {
             roots.extend(revisions.iter().cloned());
         }
         let mut live_here = HashSet::new();
+        let mut live = HashSet::new();
         while let Some(m) = roots.pop() {
             if !live_here.insert(m.clone()) {
                 continue;
             }
-            marked.live.insert(m.clone());
+            live.insert(m.clone());
             match self.manifest_load(&m).await? {
                 Some(manifest) => {
                     let manifest = &manifest.manifest;
-                    marked
-                        .live
-                        .extend(manifest.blobs.iter().filter(|b| !b.is_external()).map(|b| b.digest.clone()));
+                    live.extend(manifest.blobs.iter().filter(|b| !b.is_external()).map(|b| b.digest.clone()));
                     roots.extend(manifest.children.iter().map(|c| c.digest.clone()));
                 }
                 None => {
@@ -113,11 +149,14 @@ impl Registry {
             }
         }
         let mut doomed: Vec<Digest> = revisions.into_iter().filter(|d| !live_here.contains(d)).collect();
-        if !doomed.is_empty() {
-            doomed.sort();
-            marked.tags.insert(repo.clone(), tags);
-            marked.manifests.extend(doomed.into_iter().map(|d| (repo.clone(), d)));
-        }
-        Ok(())
+        doomed.sort();
+        let layers = self.store.metadata.link_set(&LinkSet::Layers(repo.clone())).await?;
+        Ok(RepoMarked {
+            repo: repo.clone(),
+            live,
+            doomed,
+            tags,
+            layers,
+        })
     }
 }
