@@ -119,7 +119,10 @@ impl Garage {
             match self.cli(args) {
                 Ok(out) => return Ok(out),
                 Err(e) if Instant::now() > deadline => {
-                    return Err(format!("{e}\nnode log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default()))
+                    return Err(format!(
+                        "{e}\nnode log:\n{}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    ))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }

@@ -75,7 +75,10 @@ pub fn sign(c: &Credentials, method: &Method, host: &str, path: &str, now: u64) 
         ("x-amz-content-sha256", payload.to_string()),
         (
             "authorization",
-            format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", c.key_id),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
+                c.key_id
+            ),
         ),
     ]
 }
@@ -122,7 +125,9 @@ impl Bucket {
     }
 
     pub async fn put(&mut self, key: &str, body: ContentBody, len: u64) -> Result<()> {
-        self.expect_ok(Method::PUT, key, &[("content-length", len.to_string())], body).await.map(drop)
+        self.expect_ok(Method::PUT, key, &[("content-length", len.to_string())], body)
+            .await
+            .map(drop)
     }
 
     /// GETs `key`, handing its bytes to `sink`; returns how many there were.

@@ -51,9 +51,19 @@ fn link_tag(out: &mut Objects, repo: &str, tag: &str, d: &str) {
     link(out, format!("{t}/index/sha256/{}", hex(d)), d);
 }
 
+/// How the catalog's repositories are made: registry:2 lists only those with `_manifests`;
+/// wharf lists those with `_layers` too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CatalogRepos {
+    /// A layer link each (what the filesystem section has always seeded).
+    LayerLink,
+    /// A manifest revision link each: repositories both registries list.
+    ManifestLink,
+}
+
 /// Writes the seeded layout (see [`objects`]) under the filesystem root `root`.
 pub fn seed(root: &Path, repos: usize, tags: usize) {
-    for (path, bytes) in objects(repos, tags) {
+    for (path, bytes) in objects(repos, tags, CatalogRepos::LayerLink) {
         let file = root.join(path);
         std::fs::create_dir_all(file.parent().expect("a file in a directory")).expect("seed dir");
         std::fs::write(&file, bytes).expect("seed file");
@@ -62,7 +72,7 @@ pub fn seed(root: &Path, repos: usize, tags: usize) {
 
 /// One small image tagged `latest` in `bench/app`, the same image under `tags` tags in
 /// `bench/tags`, and `repos` further repositories `cat/rNNNNN`.
-pub fn objects(repos: usize, tags: usize) -> Objects {
+pub fn objects(repos: usize, tags: usize, catalog: CatalogRepos) -> Objects {
     let mut out = Objects::new();
     let mut layer = vec![0u8; 2048];
     rand::thread_rng().fill_bytes(&mut layer);
@@ -93,7 +103,10 @@ pub fn objects(repos: usize, tags: usize) -> Objects {
         link_tag(&mut out, TAGS_REPO, &tag_name(i), &manifest_d);
     }
     for i in 0..repos {
-        link_layer(&mut out, &catalog_repo(i), &config_d);
+        match catalog {
+            CatalogRepos::LayerLink => link_layer(&mut out, &catalog_repo(i), &config_d),
+            CatalogRepos::ManifestLink => link_revision(&mut out, &catalog_repo(i), &manifest_d),
+        }
     }
     out
 }

@@ -3,12 +3,15 @@
 //! replica cannot make them untrue.
 
 use super::keys::below;
-use super::ObjectBackend;
+use super::{store_error, ObjectBackend};
 use crate::oci::{Digest, RepoName, Tag};
 use crate::store::{Link, LinkInfo, LinkSet, MetadataStore, StoreError, StoreErrorKind, StoreResult};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path as Key;
+use object_store::ObjectStore;
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 fn parse_link(key: &Key, content: &[u8]) -> StoreResult<Digest> {
@@ -25,27 +28,6 @@ impl ObjectBackend {
             return Ok(None);
         };
         Ok(Some((parse_link(&key, &content)?, SystemTime::from(meta.last_modified))))
-    }
-
-    /// Repositories at and below `prefix` (named `name`), depth first: a prefix holding
-    /// `_manifests/` or `_layers/` is a repository, `_`-prefixed names are bookkeeping.
-    async fn walk_repositories(&self, prefix: Key, name: String, out: &mut Vec<String>) -> StoreResult<()> {
-        let mut pending = vec![(prefix, name)];
-        while let Some((prefix, name)) = pending.pop() {
-            let children = self.children(&prefix).await?;
-            if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
-                out.push(name.clone());
-            }
-            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
-                let child_name = if name.is_empty() {
-                    child.clone()
-                } else {
-                    format!("{name}/{child}")
-                };
-                pending.push((prefix.child(child), child_name));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -124,10 +106,27 @@ impl MetadataStore for ObjectBackend {
         Ok(children.iter().any(|c| c == "_manifests" || c == "_layers"))
     }
 
+    /// One flat listing of every key under `repositories/` (1,000 keys a request), as
+    /// registry:2's S3 driver walks: a repository is the path before the first `_`-prefixed
+    /// part of a key when that part is `_manifests` or `_layers` (`_`-prefixed names are
+    /// bookkeeping, never repository names). A walk by delimiter would cost one request per
+    /// repository directory instead.
     async fn repositories(&self) -> StoreResult<Vec<String>> {
-        let mut out = Vec::new();
-        self.walk_repositories(self.keys.repositories(), String::new(), &mut out).await?;
-        out.sort();
-        Ok(out)
+        let prefix = self.keys.repositories();
+        let mut found = BTreeSet::new();
+        let mut listing = self.s3.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(store_error)?;
+            let Some(parts) = below(&meta.location, &prefix) else { continue };
+            if let Some(i) = parts.iter().position(|p| p.starts_with('_')) {
+                if i > 0 && matches!(parts[i], "_manifests" | "_layers") {
+                    let name = parts[..i].join("/");
+                    if !found.contains(&name) {
+                        found.insert(name);
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 }
