@@ -1,6 +1,7 @@
 //! Tags, links and listings in registry:2's layout. Listings are S3 listings ("directories"
 //! are key prefixes; an empty one does not exist), which the index caches only where another
-//! replica cannot make them untrue.
+//! replica cannot make them untrue, and for catalog pages for a stated few seconds
+//! (`index::CATALOG_STALE_FOR`).
 
 use super::keys::below;
 use super::{store_error, ObjectBackend};

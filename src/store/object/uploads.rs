@@ -31,6 +31,7 @@ use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -180,13 +181,15 @@ impl UploadStore for ObjectBackend {
         let started = now
             .format(&Rfc3339)
             .map_err(|e| StoreError::new(StoreErrorKind::Backend, e.to_string()))?;
-        // startedat first: a session state without it would be invisible to expiry.
-        self.put(&self.keys.upload_started(repo, id), Bytes::from(started)).await?;
         let session = Session {
             started: now.unix_timestamp(),
             ..Default::default()
         };
-        self.save_session(repo, id, &session).await
+        // Both at once: expiry finds a session by either object, so a crash between the two
+        // writes leaves nothing it cannot see.
+        let started_key = self.keys.upload_started(repo, id);
+        let (started, state) = tokio::join!(self.put(&started_key, Bytes::from(started)), self.save_session(repo, id, &session));
+        started.and(state)
     }
 
     async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
@@ -285,21 +288,24 @@ impl UploadStore for ObjectBackend {
 
     async fn uploads_expired(&self, age: Duration, housekeeping: bool) -> StoreResult<Vec<(RepoName, String)>> {
         let prefix = self.keys.repositories();
-        let mut sessions = Vec::new();
+        let mut sessions: BTreeMap<(RepoName, String), SystemTime> = BTreeMap::new();
         for meta in self.list_all(&prefix).await? {
             let Some(parts) = super::keys::below(&meta.location, &prefix) else {
                 continue;
             };
-            // <repo...>/_uploads/<id>/startedat
-            if let [repo @ .., "_uploads", id, "startedat"] = parts.as_slice() {
+            // <repo...>/_uploads/<id>/startedat or wharf-session (written at once: either may
+            // be there alone after a crash), the older one's time kept.
+            if let [repo @ .., "_uploads", id, "startedat" | "wharf-session"] = parts.as_slice() {
                 if let Some(repo) = RepoName::parse(&repo.join("/")) {
-                    sessions.push((repo, id.to_string(), SystemTime::from(meta.last_modified)));
+                    let created = SystemTime::from(meta.last_modified);
+                    let seen = sessions.entry((repo, id.to_string())).or_insert(created);
+                    *seen = (*seen).min(created);
                 }
             }
         }
         let now = SystemTime::now();
         let mut expired = Vec::new();
-        for (repo, id, created) in sessions {
+        for ((repo, id), created) in sessions {
             let old = |t: SystemTime| now.duration_since(t).is_ok_and(|a| a > age);
             match self.session(&repo, &id).await? {
                 Some(s) if old(s.started()) => expired.push((repo, id)),
