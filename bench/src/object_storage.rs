@@ -35,7 +35,7 @@ const PUSH: &str = "1 GiB blob push, one PATCH (as docker)";
 const PULL: &str = "1 GiB blob pull";
 const SMALL: &str = "200 × 4 KiB blobs, one connection";
 const MANIFEST: &str = "manifest GET by tag, 32 conns";
-const CATALOG: &str = "catalog page (100 of 10,000 repos)";
+const CATALOG: &str = "catalog, first page (100 of 10,000 repos)";
 const TAG_PAGE: &str = "tag page (100 of 1,000 tags)";
 const RSS_PUSH: &str = "RSS peak during the 1 GiB push";
 const RSS_IDLE: &str = "RSS idle (after start)";
@@ -104,16 +104,23 @@ async fn raw_limits(addr: &str, creds: &Credentials, len: u64, round: usize) -> 
     Ok((put, get))
 }
 
-/// A catalog page must be full and in order on both registries, or the rates compare different
-/// work (registry:2 lists only repositories with `_manifests`).
+/// The catalog page timed: the first 100 names. A page further on (`last=`) costs wharf the
+/// same, but distribution 2.8.2's S3 driver walks the bucket one LIST per directory up to the
+/// page, which took it about 40 s for `last=cat/r00100` here, and it answered that page empty.
+const CATALOG_PATH: &str = "/v2/_catalog?n=100";
+
+/// The catalog page must be full and in order on both registries, or the rates compare
+/// different work (registry:2 lists only repositories with `_manifests`).
 async fn check_catalog(addr: &str) -> crate::client::Result<()> {
-    let last = seed::catalog_repo(100);
     let mut c = crate::client::Conn::open(addr, None).await?;
-    let r = c.get_body(&format!("/v2/_catalog?n=100&last={last}")).await?;
+    let r = c.get_body(CATALOG_PATH).await?;
     let json: serde_json::Value = serde_json::from_slice(&r.body)?;
-    let want: Vec<String> = (101..201).map(seed::catalog_repo).collect();
-    if json["repositories"] != serde_json::json!(want) {
-        return Err(format!("catalog page after {last}: {}", String::from_utf8_lossy(&r.body)).into());
+    let want: Vec<String> = [seed::APP_REPO.to_string(), seed::TAGS_REPO.to_string()]
+        .into_iter()
+        .chain((0..98).map(seed::catalog_repo))
+        .collect();
+    if r.status != hyper::StatusCode::OK || json["repositories"] != serde_json::json!(want) {
+        return Err(format!("catalog page {CATALOG_PATH}: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
     }
     Ok(())
 }
@@ -252,16 +259,16 @@ pub fn run(o: &Options, work: &Path, rt: &tokio::runtime::Runtime) {
         }
 
         for r in &order {
-            rt.block_on(check_catalog(&r.server.addr))
-                .unwrap_or_else(|e| panic!("{}: {e}", r.kind.name()));
-            let cat = rt
-                .block_on(workloads::pages(&r.server.addr, list_secs, 3, |i| {
-                    let last = seed::catalog_repo((i * 7919) % REPOS);
-                    format!("/v2/_catalog?n=100&last={last}")
-                }))
-                .unwrap_or_else(|e| panic!("{} catalog: {e}", r.kind.name()));
-            table.record(r.kind, CATALOG, "req/s", cat.per_sec);
-            table.record(r.kind, CATALOG, "p50 ms", cat.p50_ms);
+            if let Err(e) = rt.block_on(check_catalog(&r.server.addr)) {
+                println!("  {} catalog: WRONG ANSWER, not timed: {e}", r.kind.name());
+            } else {
+                let cat = rt
+                    .block_on(workloads::pages(&r.server.addr, list_secs, 3, |_| CATALOG_PATH.to_string()))
+                    .unwrap_or_else(|e| panic!("{} catalog: {e}", r.kind.name()));
+                table.record(r.kind, CATALOG, "req/s", cat.per_sec);
+                table.record(r.kind, CATALOG, "p50 ms", cat.p50_ms);
+                println!("  {} catalog page {:.1}/s (p50 {:.1} ms)", r.kind.name(), cat.per_sec, cat.p50_ms);
+            }
             let tags = rt
                 .block_on(workloads::pages(&r.server.addr, list_secs, 3, |i| {
                     let last = seed::tag_name((i * 7919) % TAGS);
@@ -269,14 +276,7 @@ pub fn run(o: &Options, work: &Path, rt: &tokio::runtime::Runtime) {
                 }))
                 .unwrap_or_else(|e| panic!("{} tags: {e}", r.kind.name()));
             table.record(r.kind, TAG_PAGE, "req/s", tags.per_sec);
-            println!(
-                "  {} catalog page {:.1}/s (p50 {:.1} ms), tag page {:.1}/s (p50 {:.1} ms)",
-                r.kind.name(),
-                cat.per_sec,
-                cat.p50_ms,
-                tags.per_sec,
-                tags.p50_ms
-            );
+            println!("  {} tag page {:.1}/s (p50 {:.1} ms)", r.kind.name(), tags.per_sec, tags.p50_ms);
         }
     }
     let (put, get) = (median(&raw_put).unwrap_or(0.0), median(&raw_get).unwrap_or(0.0));
