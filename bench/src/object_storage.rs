@@ -31,6 +31,8 @@ const TAGS: usize = 1_000;
 /// Connections seeding the bucket at once.
 const SEED_CONNS: usize = 32;
 
+const PUSH_REPO: &str = "bench/s3push";
+const SMALL_REPO: &str = "bench/s3small";
 const PUSH: &str = "1 GiB blob push, one PATCH (as docker)";
 const PULL: &str = "1 GiB blob pull";
 const SMALL: &str = "200 × 4 KiB blobs, one connection";
@@ -115,10 +117,14 @@ async fn check_catalog(addr: &str) -> crate::client::Result<()> {
     let mut c = crate::client::Conn::open(addr, None).await?;
     let r = c.get_body(CATALOG_PATH).await?;
     let json: serde_json::Value = serde_json::from_slice(&r.body)?;
-    let want: Vec<String> = [seed::APP_REPO.to_string(), seed::TAGS_REPO.to_string()]
+    // The seeded repositories and the two this section pushes to before it lists.
+    let mut want: Vec<String> = [seed::APP_REPO, seed::TAGS_REPO, PUSH_REPO, SMALL_REPO]
         .into_iter()
-        .chain((0..98).map(seed::catalog_repo))
+        .map(String::from)
+        .chain((0..100).map(seed::catalog_repo))
         .collect();
+    want.sort();
+    want.truncate(100);
     if r.status != hyper::StatusCode::OK || json["repositories"] != serde_json::json!(want) {
         return Err(format!("catalog page {CATALOG_PATH}: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
     }
@@ -203,7 +209,7 @@ pub fn run(o: &Options, work: &Path, rt: &tokio::runtime::Runtime) {
             let cpu = r.server.cpu_seconds();
             let sampler = RssSampler::start(r.server.pid());
             let push_secs = rt
-                .block_on(workloads::push_chunked(&r.server.addr, "bench/s3push", &content, &digest, blob))
+                .block_on(workloads::push_chunked(&r.server.addr, PUSH_REPO, &content, &digest, blob))
                 .unwrap_or_else(|e| panic!("{name} push: {e}"));
             let peak = sampler.finish();
             let cpu = r.server.cpu_seconds() - cpu;
@@ -211,7 +217,7 @@ pub fn run(o: &Options, work: &Path, rt: &tokio::runtime::Runtime) {
             table.record(r.kind, &format!("{PUSH}: server CPU"), "s", cpu);
             table.record(r.kind, RSS_PUSH, "MiB", peak as f64 / 1024.0);
             let secs = rt
-                .block_on(workloads::pull(&r.server.addr, "bench/s3push", &digest, blob))
+                .block_on(workloads::pull(&r.server.addr, PUSH_REPO, &digest, blob))
                 .unwrap_or_else(|e| panic!("{name} pull: {e}"));
             table.record(r.kind, PULL, "MB/s", mb(blob) / secs);
             println!(
@@ -241,7 +247,7 @@ pub fn run(o: &Options, work: &Path, rt: &tokio::runtime::Runtime) {
             .collect();
         for r in &order {
             let s = rt
-                .block_on(workloads::small_blobs(&r.server.addr, "bench/s3small", &blobs))
+                .block_on(workloads::small_blobs(&r.server.addr, SMALL_REPO, &blobs))
                 .unwrap_or_else(|e| panic!("{} small blobs: {e}", r.kind.name()));
             table.record(r.kind, SMALL, "blobs/s", s.per_sec);
             table.record(r.kind, SMALL, "p99 ms", s.p99_ms);
