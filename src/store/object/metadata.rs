@@ -94,10 +94,12 @@ impl MetadataStore for ObjectBackend {
     }
 
     async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
-        if !self.repo_exists(repo).await? {
+        let mut tags = self.children(&self.keys.tags(repo)).await?;
+        // A key under `_manifests/tags/` means the repository exists: only a repository without
+        // tags needs the second listing.
+        if tags.is_empty() && !self.repo_exists(repo).await? {
             return Ok(None);
         }
-        let mut tags = self.children(&self.keys.tags(repo)).await?;
         tags.sort();
         Ok(Some(tags))
     }
