@@ -21,7 +21,7 @@
 
 use crate::client::{Conn, Content};
 use crate::report::Table;
-use crate::seed::{link_layer, link_revision, link_tag, write_blob};
+use crate::seed::{blob, link_layer, link_revision, link_tag, write_objects, Objects};
 use crate::servers::{self, Kind, RssSampler, Server};
 use hyper::{Method, StatusCode};
 use rand::RngCore;
@@ -79,21 +79,22 @@ fn random(len: usize) -> Vec<u8> {
 fn seed(root: &Path) -> Seeded {
     let mut pulls = Vec::new();
     let mut blobs = 0;
+    let mut out = Objects::new();
     for r in 0..REPOS {
         let repo = repo_name(r);
-        let base = write_blob(root, &random(LAYER_BYTES));
-        link_layer(root, &repo, &base);
+        let base = blob(&mut out, random(LAYER_BYTES));
+        link_layer(&mut out, &repo, &base);
         blobs += 1;
         for i in 0..PER_REPO {
             let layer_bytes = random(LAYER_BYTES);
-            let layer = write_blob(root, &layer_bytes);
+            let layer = blob(&mut out, layer_bytes);
             let config = serde_json::json!({
                 "architecture": "amd64", "os": "linux",
                 "rootfs": { "type": "layers", "diff_ids": [base, layer] },
                 "config": { "Labels": { "image": format!("{repo}:{i}") } }
             })
             .to_string();
-            let config_d = write_blob(root, config.as_bytes());
+            let config_d = blob(&mut out, config.clone().into_bytes());
             let layer_desc =
                 |d: &str| serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": LAYER_BYTES });
             let manifest = serde_json::json!({
@@ -103,14 +104,14 @@ fn seed(root: &Path) -> Seeded {
                 "layers": [layer_desc(&base), layer_desc(&layer)]
             })
             .to_string();
-            let manifest_d = write_blob(root, manifest.as_bytes());
+            let manifest_d = blob(&mut out, manifest.into_bytes());
             blobs += 3;
-            link_layer(root, &repo, &layer);
-            link_layer(root, &repo, &config_d);
-            link_revision(root, &repo, &manifest_d);
+            link_layer(&mut out, &repo, &layer);
+            link_layer(&mut out, &repo, &config_d);
+            link_revision(&mut out, &repo, &manifest_d);
             if i >= UNTAGGED_PER_REPO {
                 let tag = format!("v{i:03}");
-                link_tag(root, &repo, &tag, &manifest_d);
+                link_tag(&mut out, &repo, &tag, &manifest_d);
                 pulls.push(Pull {
                     manifest: format!("/v2/{repo}/manifests/{tag}"),
                     layer: format!("/v2/{repo}/blobs/{layer}"),
@@ -118,6 +119,7 @@ fn seed(root: &Path) -> Seeded {
             }
         }
     }
+    write_objects(root, out);
     let untagged = REPOS * UNTAGGED_PER_REPO;
     Seeded {
         expected: Found {
@@ -361,7 +363,7 @@ fn collect_online(rt: &tokio::runtime::Runtime, wharf: &Path, root: &Path, work:
     let addr = format!("127.0.0.1:{}", servers::free_port());
     let config_path = work.join("gc-online.yml");
     std::fs::write(&config_path, config(root, &addr)).expect("write config");
-    let server = Server::serve(Kind::Wharf, wharf, &config_path, addr.clone(), work.join("gc-online.log"));
+    let server = Server::serve(Kind::Wharf, wharf, &config_path, addr.clone(), work.join("gc-online.log"), &[]);
     let local = tokio::task::LocalSet::new();
     local.block_on(rt, async {
         let never = Rc::new(AtomicBool::new(false));

@@ -7,8 +7,11 @@
 
 mod client;
 mod gc;
+mod garage;
 mod limits;
+mod object_storage;
 mod report;
+mod s3;
 mod seed;
 mod servers;
 mod tools;
@@ -72,7 +75,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: wharf-bench --wharf PATH [--distribution PATH] [--quick] [--rounds N] [--only WORKLOADS] [--no-docker] [--no-skopeo]\n\
-         workloads: push, pull, manifest, small, list, skopeo, docker, rss, gc"
+         workloads: push, pull, manifest, small, list, skopeo, docker, rss, gc; s3 (the object-storage section)"
     );
     std::process::exit(2)
 }
@@ -127,7 +130,23 @@ fn main() {
     let plan = Plan::new(args.quick);
     let work = std::env::temp_dir().join(format!("wharf-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&args, &plan, &work, &wants)));
+    // The filesystem section runs unless `--only` names the object-storage section alone.
+    let filesystem = args.only.as_ref().is_none_or(|o| o.iter().any(|x| x != "s3"));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if filesystem {
+            run(&args, &plan, &work, &wants);
+        }
+        if wants("s3") {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let o = object_storage::Options {
+                wharf: &args.wharf,
+                distribution: &args.distribution,
+                quick: args.quick,
+                rounds: args.rounds,
+            };
+            object_storage::run(&o, &work, &rt);
+        }
+    }));
     let _ = std::fs::remove_dir_all(&work);
     if result.is_err() {
         std::process::exit(1);

@@ -3,7 +3,7 @@
 
 use rand::RngCore;
 use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const APP_REPO: &str = "bench/app";
 pub const TAGS_REPO: &str = "bench/tags";
@@ -13,78 +13,107 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
 }
 
-fn v2(root: &Path) -> PathBuf {
-    root.join("docker/registry/v2")
-}
+/// The seeded layout as objects: each file's path below the storage root and its bytes. The
+/// filesystem section writes them as files, the object-storage section as objects.
+pub type Objects = Vec<(String, Vec<u8>)>;
+
+const V2: &str = "docker/registry/v2";
 
 fn hex(d: &str) -> &str {
     &d["sha256:".len()..]
 }
 
-pub fn write_blob(root: &Path, bytes: &[u8]) -> String {
-    let d = sha256(bytes);
-    let dir = v2(root).join("blobs/sha256").join(&hex(&d)[..2]).join(hex(&d));
-    std::fs::create_dir_all(&dir).expect("blob dir");
-    std::fs::write(dir.join("data"), bytes).expect("blob data");
+pub fn blob(out: &mut Objects, bytes: Vec<u8>) -> String {
+    let d = sha256(&bytes);
+    out.push((format!("{V2}/blobs/sha256/{}/{}/data", &hex(&d)[..2], hex(&d)), bytes));
     d
 }
 
-fn write_link(dir: PathBuf, digest: &str) {
-    std::fs::create_dir_all(&dir).expect("link dir");
-    std::fs::write(dir.join("link"), digest).expect("link");
+fn link(out: &mut Objects, dir: String, digest: &str) {
+    out.push((format!("{dir}/link"), digest.as_bytes().to_vec()));
 }
 
-fn repo_dir(root: &Path, repo: &str) -> PathBuf {
-    v2(root).join("repositories").join(repo)
+fn repo_dir(repo: &str) -> String {
+    format!("{V2}/repositories/{repo}")
 }
 
-pub fn link_layer(root: &Path, repo: &str, d: &str) {
-    write_link(repo_dir(root, repo).join("_layers/sha256").join(hex(d)), d);
+pub fn link_layer(out: &mut Objects, repo: &str, d: &str) {
+    link(out, format!("{}/_layers/sha256/{}", repo_dir(repo), hex(d)), d);
 }
 
-pub fn link_revision(root: &Path, repo: &str, d: &str) {
-    write_link(repo_dir(root, repo).join("_manifests/revisions/sha256").join(hex(d)), d);
+pub fn link_revision(out: &mut Objects, repo: &str, d: &str) {
+    link(out, format!("{}/_manifests/revisions/sha256/{}", repo_dir(repo), hex(d)), d);
 }
 
-pub fn link_tag(root: &Path, repo: &str, tag: &str, d: &str) {
-    let t = repo_dir(root, repo).join("_manifests/tags").join(tag);
-    write_link(t.join("current"), d);
-    write_link(t.join("index/sha256").join(hex(d)), d);
+pub fn link_tag(out: &mut Objects, repo: &str, tag: &str, d: &str) {
+    let t = format!("{}/_manifests/tags/{tag}", repo_dir(repo));
+    link(out, format!("{t}/current"), d);
+    link(out, format!("{t}/index/sha256/{}", hex(d)), d);
+}
+
+/// How the catalog's repositories are made: registry:2 lists only those with `_manifests`;
+/// wharf lists those with `_layers` too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CatalogRepos {
+    /// A layer link each (what the filesystem section has always seeded).
+    LayerLink,
+    /// A manifest revision link each: repositories both registries list.
+    ManifestLink,
+}
+
+/// Writes the seeded layout (see [`objects`]) under the filesystem root `root`.
+pub fn seed(root: &Path, repos: usize, tags: usize) {
+    write_objects(root, objects(repos, tags, CatalogRepos::LayerLink));
+}
+
+/// Writes objects (paths relative to the storage root) as files under `root`.
+pub fn write_objects(root: &Path, objects: Objects) {
+    for (path, bytes) in objects {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file in a directory")).expect("seed dir");
+        std::fs::write(&file, bytes).expect("seed file");
+    }
 }
 
 /// One small image tagged `latest` in `bench/app`, the same image under `tags` tags in
 /// `bench/tags`, and `repos` further repositories `cat/rNNNNN`.
-pub fn seed(root: &Path, repos: usize, tags: usize) {
+pub fn objects(repos: usize, tags: usize, catalog: CatalogRepos) -> Objects {
+    let mut out = Objects::new();
     let mut layer = vec![0u8; 2048];
     rand::thread_rng().fill_bytes(&mut layer);
-    let layer_d = write_blob(root, &layer);
+    let layer_len = layer.len();
+    let layer_d = blob(&mut out, layer);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": { "type": "layers", "diff_ids": [layer_d] },
         "config": {}
     })
     .to_string();
-    let config_d = write_blob(root, config.as_bytes());
+    let config_d = blob(&mut out, config.clone().into_bytes());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_d, "size": layer.len() }]
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_d, "size": layer_len }]
     })
     .to_string();
-    let manifest_d = write_blob(root, manifest.as_bytes());
+    let manifest_d = blob(&mut out, manifest.into_bytes());
     for repo in [APP_REPO, TAGS_REPO] {
-        link_layer(root, repo, &layer_d);
-        link_layer(root, repo, &config_d);
-        link_revision(root, repo, &manifest_d);
+        link_layer(&mut out, repo, &layer_d);
+        link_layer(&mut out, repo, &config_d);
+        link_revision(&mut out, repo, &manifest_d);
     }
-    link_tag(root, APP_REPO, "latest", &manifest_d);
+    link_tag(&mut out, APP_REPO, "latest", &manifest_d);
     for i in 0..tags {
-        link_tag(root, TAGS_REPO, &tag_name(i), &manifest_d);
+        link_tag(&mut out, TAGS_REPO, &tag_name(i), &manifest_d);
     }
     for i in 0..repos {
-        link_layer(root, &catalog_repo(i), &config_d);
+        match catalog {
+            CatalogRepos::LayerLink => link_layer(&mut out, &catalog_repo(i), &config_d),
+            CatalogRepos::ManifestLink => link_revision(&mut out, &catalog_repo(i), &manifest_d),
+        }
     }
+    out
 }
 
 pub fn tag_name(i: usize) -> String {

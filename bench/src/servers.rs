@@ -49,17 +49,22 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// The registry:2 configuration both servers read: filesystem storage, deletes on, no upload
-/// purging during the run, the in-memory blob descriptor cache registry:2 ships enabled.
-/// `metrics`: the address of registry:2's debug server, with its Prometheus endpoint on.
-fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>, metrics: Option<&str>) -> String {
+/// The storage driver both servers use in the filesystem sections: the root directory itself.
+pub fn filesystem_driver(root: &Path) -> String {
+    format!("  filesystem:\n    rootdirectory: {}\n", root.display())
+}
+
+/// The registry:2 configuration both servers read: `driver` (the lines of `storage:` naming the
+/// driver and its parameters), deletes on, no upload purging during the run, the in-memory blob
+/// descriptor cache registry:2 ships enabled. `metrics`: the address of registry:2's debug
+/// server, with its Prometheus endpoint on.
+fn config_yaml(driver: &str, addr: &str, auth: Option<&Auth>, metrics: Option<&str>) -> String {
     let mut c = format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n  \
+         storage:\n{driver}  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
-         http:\n  addr: {addr}\n  secret: wharf-bench-secret\n",
-        root.display()
+         http:\n  addr: {addr}\n  secret: wharf-bench-secret\n"
     );
     if let Some(debug) = metrics {
         c.push_str(&format!("  debug:\n    addr: {debug}\n    prometheus:\n      enabled: true\n"));
@@ -75,33 +80,49 @@ fn config_yaml(root: &Path, addr: &str, auth: Option<&Auth>, metrics: Option<&st
 
 impl Server {
     pub fn start(kind: Kind, bin: &Path, root: &Path, work: &Path, auth: Option<&Auth>) -> Server {
-        Self::start_configured(kind, bin, root, work, auth, None)
+        let suffix = if auth.is_some() { "-auth" } else { "" };
+        Self::start_configured(kind, bin, &filesystem_driver(root), work, auth, None, suffix, &[])
     }
 
     /// A server whose debug server at `metrics` (HOST:PORT) serves `/metrics`.
     pub fn start_with_metrics(kind: Kind, bin: &Path, root: &Path, work: &Path, metrics: &str) -> Server {
-        Self::start_configured(kind, bin, root, work, None, Some(metrics))
+        Self::start_configured(kind, bin, &filesystem_driver(root), work, None, Some(metrics), "-metrics", &[])
     }
 
-    fn start_configured(kind: Kind, bin: &Path, root: &Path, work: &Path, auth: Option<&Auth>, metrics: Option<&str>) -> Server {
+    /// A server on another storage `driver` (see [`config_yaml`]), its environment without
+    /// the variables `env_remove` names.
+    pub fn start_on_driver(kind: Kind, bin: &Path, driver: &str, work: &Path, env_remove: &[&str]) -> Server {
+        Self::start_configured(kind, bin, driver, work, None, None, "-driver", env_remove)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_configured(
+        kind: Kind,
+        bin: &Path,
+        driver: &str,
+        work: &Path,
+        auth: Option<&Auth>,
+        metrics: Option<&str>,
+        suffix: &str,
+        env_remove: &[&str],
+    ) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let suffix = match (auth, metrics) {
-            (Some(_), _) => "-auth",
-            (None, Some(_)) => "-metrics",
-            (None, None) => "",
-        };
         let tag = format!("{}-{}{suffix}", kind.name(), port);
         let config = work.join(format!("{tag}.yml"));
-        std::fs::write(&config, config_yaml(root, &addr, auth, metrics)).expect("write config");
-        Self::serve(kind, bin, &config, addr, work.join(format!("{tag}.log")))
+        std::fs::write(&config, config_yaml(driver, &addr, auth, metrics)).expect("write config");
+        Self::serve(kind, bin, &config, addr, work.join(format!("{tag}.log")), env_remove)
     }
 
-    /// `bin serve CONFIG`, its output in `log`, once it listens on `addr` (what CONFIG says).
-    pub fn serve(kind: Kind, bin: &Path, config: &Path, addr: String, log: PathBuf) -> Server {
+    /// `bin serve CONFIG`, its output in `log`, once it listens on `addr` (what CONFIG says), its
+    /// environment without the variables `env_remove` names.
+    pub fn serve(kind: Kind, bin: &Path, config: &Path, addr: String, log: PathBuf, env_remove: &[&str]) -> Server {
         let out = File::create(&log).expect("server log");
         let mut cmd = registry_command(bin);
         cmd.arg("serve").arg(config).stdout(out.try_clone().expect("dup log")).stderr(out);
+        for k in env_remove {
+            cmd.env_remove(k);
+        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let server = Server { addr, child, log };
         let deadline = Instant::now() + Duration::from_secs(60);

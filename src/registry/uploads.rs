@@ -48,6 +48,11 @@ pub(super) struct Sessions {
     open: std::sync::atomic::AtomicU64,
 }
 
+/// A blob at most this large that arrives whole in the request finishing an empty session is
+/// read into memory, verified, and stored with one write (`blob_put`), without the session's
+/// append and commit steps: on object storage those are a dozen round trips to the bucket.
+const WHOLE_IN_ONE_WRITE: u64 = 1024 * 1024;
+
 /// Sessions whose running hash is kept; past this, idle ones are forgotten.
 const MAX_TRACKED_SESSIONS: usize = 1024;
 
@@ -242,6 +247,16 @@ impl Stream for MeteredBody {
     }
 }
 
+/// Whether `c` can be the whole blob (see [`WHOLE_IN_ONE_WRITE`]): a declared length within the
+/// bound, and a range, if any, from 0 over exactly that length. Anything else takes the
+/// ordinary path, which also answers the errors.
+fn whole_blob(c: &LastChunk) -> bool {
+    let Some(len) = c.content_length.filter(|n| (1..=WHOLE_IN_ONE_WRITE).contains(n)) else {
+        return false;
+    };
+    c.range.is_none_or(|r| r.start == 0 && r.end + 1 == len)
+}
+
 impl Registry {
     /// Opens a session whose running hash uses `algorithm` (the client's `digest-algorithm`).
     /// It is only where hashing starts: a session finished with a digest of another algorithm
@@ -249,13 +264,15 @@ impl Registry {
     pub async fn upload_start(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
+        let started = std::time::SystemTime::now();
         self.store.uploads.upload_create(repo, &id).await?;
         self.uploads.opened();
         if algorithm != Algorithm::Sha256 {
             let session = self.uploads.get(repo, &id);
             session.lock().await.hasher = Some(algorithm.hasher());
         }
-        self.upload_status(repo, &id).await
+        // Just made, so nothing to read back: empty, started about now.
+        Ok(UploadStatus { id, size: 0, started })
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
@@ -280,7 +297,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<UploadStatus> {
         self.check_writable()?;
-        let session = self.sessions_lock(repo, id).await?;
+        let (session, _) = self.sessions_lock(repo, id).await?;
         let mut state = session.lock().await;
         let size = self.append(repo, id, &mut state, range, content_length, body).await?;
         self.save_hash_state(repo, id, &state, size).await;
@@ -304,8 +321,12 @@ impl Registry {
         last: Option<LastChunk>,
     ) -> Result<()> {
         self.check_writable()?;
-        let session = self.sessions_lock(repo, id).await?;
+        let (session, status) = self.sessions_lock(repo, id).await?;
         let mut state = session.lock().await;
+        let last = match last {
+            Some(c) if status.size == 0 && whole_blob(&c) => return self.finish_whole(ctx, repo, id, digest, c).await,
+            other => other,
+        };
         let size = match last {
             Some(c) => self.append(repo, id, &mut state, c.range, c.content_length, c.body).await?,
             None => self.upload_status(repo, id).await?.size,
@@ -437,9 +458,67 @@ impl Registry {
         Ok(false)
     }
 
-    async fn sessions_lock(&self, repo: &RepoName, id: &str) -> Result<Arc<tokio::sync::Mutex<HashState>>> {
-        self.upload_status(repo, id).await?;
-        Ok(self.uploads.get(repo, id))
+    /// The session's lock (not taken yet), and its status as read before taking it.
+    async fn sessions_lock(&self, repo: &RepoName, id: &str) -> Result<(Arc<tokio::sync::Mutex<HashState>>, UploadStatus)> {
+        let status = self.upload_status(repo, id).await?;
+        Ok((self.uploads.get(repo, id), status))
+    }
+
+    /// Finishes an empty session whose whole blob is `chunk` (see [`WHOLE_IN_ONE_WRITE`]): the
+    /// bytes are verified in memory and stored in one write, then linked while the session is
+    /// removed. The empty session was read before its lock was taken; a chunk appended by another
+    /// request meanwhile (a client breaking the one-request-at-a-time rule) is discarded with the
+    /// session, and what is stored is exactly the verified body.
+    async fn finish_whole(&self, ctx: &RequestContext, repo: &RepoName, id: &str, digest: &Digest, chunk: LastChunk) -> Result<()> {
+        let declared = chunk.content_length.unwrap_or(0);
+        let mut bytes = bytes::BytesMut::with_capacity(declared as usize);
+        let mut body = chunk.body;
+        while let Some(part) = body.next().await {
+            let part = part.map_err(|e| RegistryError::storage(StoreError::client_aborted(e)))?;
+            if (bytes.len() + part.len()) as u64 > declared {
+                return Err(RegistryError::new(
+                    ErrorCode::SizeInvalid,
+                    format!("body has more than the {declared} bytes declared; the chunk was discarded"),
+                ));
+            }
+            bytes.extend_from_slice(&part);
+        }
+        if bytes.len() as u64 != declared {
+            return Err(RegistryError::new(
+                ErrorCode::SizeInvalid,
+                format!(
+                    "body has {} bytes but {declared} were declared; the chunk was discarded",
+                    bytes.len()
+                ),
+            ));
+        }
+        let bytes = bytes.freeze();
+        let mut hasher = digest.algorithm().hasher();
+        hasher.update(&bytes);
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(RegistryError::new(
+                ErrorCode::DigestInvalid,
+                format!("uploaded content has digest {actual}, not {digest}; nothing was committed"),
+            )
+            .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": declared })));
+        }
+        let _pass = self.gc.fence.enter([digest]).await;
+        self.store.blobs.blob_put(digest, bytes).await?;
+        // The blob is stored: its link and the session's removal do not depend on each other.
+        let layer = Link::Layer(repo.clone(), digest.clone());
+        let (linked, removed) = tokio::join!(
+            self.store.metadata.link_write(&layer, digest),
+            self.store.uploads.upload_delete(repo, id)
+        );
+        linked.map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
+        if let Err(e) = removed {
+            tracing::warn!(repository = %repo, upload = %id, error = %e, "the blob is committed but its session was not removed; the upload purge removes it");
+        }
+        self.uploads.forget(repo, id);
+        self.uploads.closed();
+        self.events.emit(ctx, Action::Push, || Target::blob(repo, digest, declared));
+        Ok(())
     }
 
     async fn append(

@@ -8,8 +8,13 @@
 //!   on first use, absent links are remembered too, and every write through this wrapper updates
 //!   or drops what it changes.
 //! - [`Coherence::Shared`]: other processes (replicas) write the same store. Nothing that another
-//!   writer can make untrue is answered from memory: no absent links, no repository list or
-//!   existence, no tag lists, no tag links; only links naming content by digest are kept.
+//!   writer can make untrue is answered from memory: no links at all (not even those naming
+//!   content by digest: another replica's delete makes them untrue), no repository existence,
+//!   no tag lists. The one
+//!   exception, stated as such: catalog pages come from a listing of the repositories at most
+//!   [`CATALOG_STALE_FOR`] old (what this process writes is applied to it at once), since a
+//!   listing costs one request per 1,000 keys of the bucket. `repositories()` itself, which
+//!   garbage collection and retention read, always lists the store.
 //!
 //! Caches are bounded and evict what is used least (quick_cache's S3-FIFO) instead of starting
 //! over when full.
@@ -33,6 +38,7 @@ use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Locks that serialise writes to one tag or link (store write, then index update); a key maps
 /// to one of them by hash, so unrelated writes rarely wait for each other.
@@ -47,6 +53,17 @@ const TAG_SETS_MAX: usize = 1024;
 /// Repository names copied out of the index at a time for a catalog page, so that the caller's
 /// filter runs without the index locked.
 const CATALOG_CHUNK: usize = 256;
+
+/// How old the repository listing behind a catalog page may be in [`Coherence::Shared`] mode: a
+/// repository another replica creates or deletes shows in this replica's catalog within this
+/// time (registry:2's catalog, a walk of the bucket per request, gives no snapshot either).
+pub const CATALOG_STALE_FOR: Duration = Duration::from_secs(5);
+
+/// Shared mode: the repositories as listed from the store, and when that listing began.
+struct CatalogSnapshot {
+    listed_at: Instant,
+    repos: Arc<BTreeSet<String>>,
+}
 
 /// Who else may write the store the index caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +95,13 @@ pub struct IndexedStore {
     write_locks: Vec<tokio::sync::Mutex<()>>,
     /// Per-repository usage (single writer only: another writer's changes would go unseen).
     usage: Option<Arc<UsageIndex>>,
+    /// Shared mode: the listing catalog pages are answered from (see [`CATALOG_STALE_FOR`]).
+    catalog: Mutex<Option<CatalogSnapshot>>,
+    /// [`CATALOG_STALE_FOR`], shorter in tests.
+    catalog_stale_for: Duration,
+    /// Held while the catalog is listed again, so that requests arriving meanwhile wait for that
+    /// one listing instead of each starting its own.
+    catalog_listing: tokio::sync::Mutex<()>,
 }
 
 /// What a write to `link` must be ordered with: everything of its tag (the `current` link, the
@@ -119,6 +143,9 @@ impl IndexedStore {
             }),
             write_locks: (0..WRITE_LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
             usage: None,
+            catalog: Mutex::new(None),
+            catalog_stale_for: CATALOG_STALE_FOR,
+            catalog_listing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,13 +162,17 @@ impl IndexedStore {
         self.coherence == Coherence::SingleWriter
     }
 
-    /// Whether `value` of `link` may be answered from memory in this mode.
-    fn cacheable(&self, link: &Link, value: &Option<Digest>) -> bool {
-        self.single_writer() || (value.is_some() && !matches!(link, Link::TagCurrent(..)))
+    /// Whether a link's value may be answered from memory in this mode. Never when the store is
+    /// shared: even a link naming content by digest, true as long as it exists, is made untrue
+    /// by another replica's delete (a manifest or layer deleted by digest), and a replica must
+    /// see that at once. Reading the link costs one small GET; the content behind it is still
+    /// cached by digest above the store.
+    fn cacheable(&self) -> bool {
+        self.single_writer()
     }
 
     fn remember_link(&self, ix: &Index, link: &Link, value: Option<Digest>) {
-        if self.cacheable(link, &value) {
+        if self.cacheable() {
             ix.links.insert(link.clone(), value);
         } else {
             ix.links.remove(link);
@@ -194,11 +225,48 @@ impl IndexedStore {
         }
     }
 
+    /// The shared catalog snapshot, if there is one, to change in place.
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Option<CatalogSnapshot>> {
+        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh_catalog(&self) -> Option<Arc<BTreeSet<String>>> {
+        let snapshot = self.catalog();
+        let s = snapshot.as_ref()?;
+        (s.listed_at.elapsed() < self.catalog_stale_for).then(|| s.repos.clone())
+    }
+
+    /// Shared mode: the repositories as listed at most [`CATALOG_STALE_FOR`] ago. The age counts
+    /// from when the listing began, so nothing older than that is ever answered.
+    async fn catalog_snapshot(&self) -> StoreResult<Arc<BTreeSet<String>>> {
+        if let Some(repos) = self.fresh_catalog() {
+            return Ok(repos);
+        }
+        let _one = self.catalog_listing.lock().await;
+        if let Some(repos) = self.fresh_catalog() {
+            return Ok(repos);
+        }
+        let listed_at = Instant::now();
+        let repos = Arc::new(self.inner.repositories().await?.into_iter().collect::<BTreeSet<_>>());
+        *self.catalog() = Some(CatalogSnapshot {
+            listed_at,
+            repos: repos.clone(),
+        });
+        Ok(repos)
+    }
+
     /// What the index learns from a write of `target` to `link` the store acknowledged.
     fn remember_written(&self, ix: &mut Index, link: &Link, target: &Digest) {
-        if let Some(repo) = creates_repository(link).filter(|_| self.single_writer()) {
-            if !ix.repos.contains(repo.as_str()) {
-                ix.repos.insert(repo.as_str().to_string());
+        if let Some(repo) = creates_repository(link) {
+            if self.single_writer() {
+                if !ix.repos.contains(repo.as_str()) {
+                    ix.repos.insert(repo.as_str().to_string());
+                }
+            } else if let Some(s) = self.catalog().as_mut() {
+                // This replica's own pushes are in its catalog at once.
+                if !s.repos.contains(repo.as_str()) {
+                    Arc::make_mut(&mut s.repos).insert(repo.as_str().to_string());
+                }
             }
         }
         if let Link::TagCurrent(repo, tag) = link {
@@ -371,6 +439,13 @@ impl MetadataStore for IndexedStore {
                 }) != Some(repo)
             });
         }
+        if !self.single_writer() {
+            if let (Ok(_), Some(s)) = (&result, self.catalog().as_mut()) {
+                if s.repos.contains(repo.as_str()) {
+                    Arc::make_mut(&mut s.repos).remove(repo.as_str());
+                }
+            }
+        }
         if self.single_writer() {
             let still_there = match &result {
                 Ok(_) => false,
@@ -427,7 +502,13 @@ impl MetadataStore for IndexedStore {
         keep: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
     ) -> StoreResult<Vec<String>> {
         if !self.single_writer() {
-            return self.inner.repositories_page(last, limit, keep).await;
+            let repos = self.catalog_snapshot().await?;
+            return Ok(repos
+                .range::<str, _>(after(last))
+                .filter(|r| keep(r))
+                .take(limit)
+                .cloned()
+                .collect());
         }
         let mut out = Vec::new();
         let mut cursor = last.map(str::to_string);
@@ -720,5 +801,37 @@ mod tests {
         // ... and moves the tag away: a tag is never answered from memory.
         assert!(other.tag_delete(&app, &tag("v1")).await.unwrap());
         assert_eq!(ix.link_read(&current).await.unwrap(), None);
+        // ... and deletes the manifest by digest: a link this index has read is not kept either.
+        assert!(other.link_delete(&revision).await.unwrap());
+        assert_eq!(ix.link_read(&revision).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_shared_catalog_is_at_most_its_staleness_old_and_has_this_replicas_own_writes_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let other: Arc<dyn MetadataStore> = Arc::new(FsStore::new(t.path()).unwrap());
+        let mut ix = IndexedStore::load(other.clone(), Coherence::Shared).await.unwrap();
+        ix.catalog_stale_for = Duration::from_millis(300);
+        let keep = |_: &str| true;
+        let d = Digest::sha256_of(b"layer");
+        other.link_write(&Link::Layer(repo("a/one"), d.clone()), &d).await.unwrap();
+        assert_eq!(ix.repositories_page(None, 10, &keep).await.unwrap(), vec!["a/one".to_string()]);
+        // Another replica creates a repository: not in this catalog until the listing is old...
+        other.link_write(&Link::Layer(repo("b/two"), d.clone()), &d).await.unwrap();
+        assert_eq!(ix.repositories_page(None, 10, &keep).await.unwrap(), vec!["a/one".to_string()]);
+        // ... but in the full list at once (what collection reads), and this replica's own push
+        // is in its catalog at once.
+        assert_eq!(ix.repositories().await.unwrap(), vec!["a/one".to_string(), "b/two".to_string()]);
+        ix.link_write(&Link::Layer(repo("c/three"), d.clone()), &d).await.unwrap();
+        assert_eq!(
+            ix.repositories_page(Some("a/one"), 10, &keep).await.unwrap(),
+            vec!["c/three".to_string()]
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            ix.repositories_page(None, 2, &keep).await.unwrap(),
+            vec!["a/one".to_string(), "b/two".to_string()],
+            "listed again once older than its staleness"
+        );
     }
 }

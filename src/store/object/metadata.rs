@@ -1,14 +1,18 @@
 //! Tags, links and listings in registry:2's layout. Listings are S3 listings ("directories"
 //! are key prefixes; an empty one does not exist), which the index caches only where another
-//! replica cannot make them untrue.
+//! replica cannot make them untrue, and for catalog pages for a stated few seconds
+//! (`index::CATALOG_STALE_FOR`).
 
 use super::keys::below;
-use super::ObjectBackend;
+use super::{store_error, ObjectBackend};
 use crate::oci::{Digest, RepoName, Tag};
 use crate::store::{Link, LinkInfo, LinkSet, MetadataStore, StoreError, StoreErrorKind, StoreResult};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path as Key;
+use object_store::ObjectStore;
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 fn parse_link(key: &Key, content: &[u8]) -> StoreResult<Digest> {
@@ -25,27 +29,6 @@ impl ObjectBackend {
             return Ok(None);
         };
         Ok(Some((parse_link(&key, &content)?, SystemTime::from(meta.last_modified))))
-    }
-
-    /// Repositories at and below `prefix` (named `name`), depth first: a prefix holding
-    /// `_manifests/` or `_layers/` is a repository, `_`-prefixed names are bookkeeping.
-    async fn walk_repositories(&self, prefix: Key, name: String, out: &mut Vec<String>) -> StoreResult<()> {
-        let mut pending = vec![(prefix, name)];
-        while let Some((prefix, name)) = pending.pop() {
-            let children = self.children(&prefix).await?;
-            if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
-                out.push(name.clone());
-            }
-            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
-                let child_name = if name.is_empty() {
-                    child.clone()
-                } else {
-                    format!("{name}/{child}")
-                };
-                pending.push((prefix.child(child), child_name));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -111,22 +94,23 @@ impl MetadataStore for ObjectBackend {
     }
 
     async fn tags(&self, repo: &RepoName) -> StoreResult<Option<Vec<String>>> {
-        if !self.repo_exists(repo).await? {
-            return Ok(None);
-        }
         // A tag is its `current/link`, as on disk: a push killed between the tag's index entry
         // and its current link (or a delete killed half-way) leaves a prefix naming no manifest,
         // which a listing by prefix alone would show as a tag that answers 404.
         let prefix = self.keys.tags(repo);
-        let mut tags: Vec<String> = self
-            .list_all(&prefix)
-            .await?
+        let listed = self.list_all(&prefix).await?;
+        let mut tags: Vec<String> = listed
             .iter()
             .filter_map(|m| match below(&m.location, &prefix)?.as_slice() {
                 [tag, "current", "link"] => Some(tag.to_string()),
                 _ => None,
             })
             .collect();
+        // A key under `_manifests/tags/` means the repository exists: only a repository without
+        // any needs the second listing.
+        if listed.is_empty() && !self.repo_exists(repo).await? {
+            return Ok(None);
+        }
         tags.sort();
         Ok(Some(tags))
     }
@@ -136,10 +120,27 @@ impl MetadataStore for ObjectBackend {
         Ok(children.iter().any(|c| c == "_manifests" || c == "_layers"))
     }
 
+    /// One flat listing of every key under `repositories/` (1,000 keys a request), as
+    /// registry:2's S3 driver walks: a repository is the path before the first `_`-prefixed
+    /// part of a key when that part is `_manifests` or `_layers` (`_`-prefixed names are
+    /// bookkeeping, never repository names). A walk by delimiter would cost one request per
+    /// repository directory instead.
     async fn repositories(&self) -> StoreResult<Vec<String>> {
-        let mut out = Vec::new();
-        self.walk_repositories(self.keys.repositories(), String::new(), &mut out).await?;
-        out.sort();
-        Ok(out)
+        let prefix = self.keys.repositories();
+        let mut found = BTreeSet::new();
+        let mut listing = self.s3.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(store_error)?;
+            let Some(parts) = below(&meta.location, &prefix) else { continue };
+            if let Some(i) = parts.iter().position(|p| p.starts_with('_')) {
+                if i > 0 && matches!(parts[i], "_manifests" | "_layers") {
+                    let name = parts[..i].join("/");
+                    if !found.contains(&name) {
+                        found.insert(name);
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 }

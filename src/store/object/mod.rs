@@ -12,6 +12,7 @@
 mod blobs;
 mod keys;
 mod metadata;
+mod parts;
 pub mod probe;
 pub mod settings;
 mod uploads;

@@ -15,11 +15,13 @@
 //! full part (a blob smaller than `chunksize` never needs one). Commit completes it there and
 //! copies the object to the blob's key, as registry:2's `Move` does (S3 cannot rename).
 //!
-//! A request buffers at most `chunksize` plus one network chunk. Two replicas appending to one
+//! A request buffers at most `chunksize` plus one network chunk, and has at most
+//! [`PARTS_IN_FLIGHT`](super::parts::PARTS_IN_FLIGHT) full parts being sent meanwhile. Two replicas appending to one
 //! session at the same time (a client breaking the spec's one-request-at-a-time rule) can lose
 //! one of the chunks: the last session write wins and the digest check at commit refuses the
 //! result, so nothing wrong is ever committed.
 
+use super::parts::PartPipeline;
 use super::{store_error, ObjectBackend};
 use crate::oci::{Algorithm, Digest, RepoName};
 use crate::store::{ByteStream, StoreError, StoreErrorKind, StoreResult, UploadInfo, UploadStore};
@@ -27,8 +29,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
-use object_store::{ObjectStore, PutPayload};
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -54,6 +57,14 @@ impl Session {
 
     fn started(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(self.started.max(0) as u64)
+    }
+}
+
+/// Parts the store acknowledged, in order, added to the session in memory.
+fn record_parts(s: &mut Session, done: Vec<(PartId, u64)>) {
+    for (PartId { content_id }, len) in done {
+        s.parts.push(content_id);
+        s.parts_size += len;
     }
 }
 
@@ -92,6 +103,41 @@ impl ObjectBackend {
 
     /// Uploads `part` as the next part of the session's multipart upload (made now if needed).
     async fn put_part(&self, repo: &RepoName, id: &str, s: &mut Session, part: Bytes) -> StoreResult<()> {
+        let pipeline = self.part_pipeline(repo, id, s).await?;
+        record_parts(s, pipeline.send_one(part).await?);
+        Ok(())
+    }
+
+    /// Appends `body` to the session in memory `s`, uploading full parts as they fill, while
+    /// the body is read on (see [`PartPipeline`]).
+    async fn append_parts(&self, repo: &RepoName, id: &str, s: &mut Session, mut body: ByteStream) -> StoreResult<()> {
+        let chunk_size = self.tuning.chunk_size as usize;
+        let mut buffer = BytesMut::from(self.tail(repo, id, s).await?.as_ref());
+        s.tail = 0;
+        let mut parts: Option<PartPipeline> = None;
+        while let Some(chunk) = body.next().await {
+            buffer.extend_from_slice(&chunk.map_err(StoreError::client_aborted)?);
+            if buffer.len() >= chunk_size {
+                let pipeline = match &mut parts {
+                    Some(p) => p,
+                    None => parts.insert(self.part_pipeline(repo, id, s).await?),
+                };
+                let done = pipeline.send(buffer.split().freeze()).await?;
+                record_parts(s, done);
+            }
+        }
+        if let Some(p) = parts {
+            record_parts(s, p.finish().await?);
+        }
+        if !buffer.is_empty() {
+            s.tail = buffer.len() as u64;
+            self.put(&self.keys.upload_tail(repo, id), buffer.freeze()).await?;
+        }
+        Ok(())
+    }
+
+    /// Parts numbered on from those the session has, in its multipart upload (made now if needed).
+    async fn part_pipeline(&self, repo: &RepoName, id: &str, s: &mut Session) -> StoreResult<PartPipeline> {
         let key = self.keys.upload_data(repo, id);
         let upload = match &s.multipart {
             Some(u) => u.clone(),
@@ -101,34 +147,7 @@ impl ObjectBackend {
                 u
             }
         };
-        let len = part.len() as u64;
-        let PartId { content_id } = self
-            .s3
-            .put_part(&key, &upload, s.parts.len(), PutPayload::from(part))
-            .await
-            .map_err(store_error)?;
-        s.parts.push(content_id);
-        s.parts_size += len;
-        Ok(())
-    }
-
-    /// Appends `body` to the session in memory `s`, uploading full parts as they fill.
-    async fn append_parts(&self, repo: &RepoName, id: &str, s: &mut Session, mut body: ByteStream) -> StoreResult<()> {
-        let chunk_size = self.tuning.chunk_size as usize;
-        let mut buffer = BytesMut::from(self.tail(repo, id, s).await?.as_ref());
-        s.tail = 0;
-        while let Some(chunk) = body.next().await {
-            buffer.extend_from_slice(&chunk.map_err(StoreError::client_aborted)?);
-            if buffer.len() >= chunk_size {
-                let part = buffer.split().freeze();
-                self.put_part(repo, id, s, part).await?;
-            }
-        }
-        if !buffer.is_empty() {
-            s.tail = buffer.len() as u64;
-            self.put(&self.keys.upload_tail(repo, id), buffer.freeze()).await?;
-        }
-        Ok(())
+        Ok(PartPipeline::new(self.s3.clone(), key, upload, s.parts.len()))
     }
 
     /// Makes the session's bytes one object at `_uploads/<id>/data`; None when they fit in the
@@ -162,13 +181,15 @@ impl UploadStore for ObjectBackend {
         let started = now
             .format(&Rfc3339)
             .map_err(|e| StoreError::new(StoreErrorKind::Backend, e.to_string()))?;
-        // startedat first: a session state without it would be invisible to expiry.
-        self.put(&self.keys.upload_started(repo, id), Bytes::from(started)).await?;
         let session = Session {
             started: now.unix_timestamp(),
             ..Default::default()
         };
-        self.save_session(repo, id, &session).await
+        // Both at once: expiry finds a session by either object, so a crash between the two
+        // writes leaves nothing it cannot see.
+        let started_key = self.keys.upload_started(repo, id);
+        let (started, state) = tokio::join!(self.put(&started_key, Bytes::from(started)), self.save_session(repo, id, &session));
+        started.and(state)
     }
 
     async fn upload_info(&self, repo: &RepoName, id: &str) -> StoreResult<Option<UploadInfo>> {
@@ -267,21 +288,24 @@ impl UploadStore for ObjectBackend {
 
     async fn uploads_expired(&self, age: Duration, housekeeping: bool) -> StoreResult<Vec<(RepoName, String)>> {
         let prefix = self.keys.repositories();
-        let mut sessions = Vec::new();
+        let mut sessions: BTreeMap<(RepoName, String), SystemTime> = BTreeMap::new();
         for meta in self.list_all(&prefix).await? {
             let Some(parts) = super::keys::below(&meta.location, &prefix) else {
                 continue;
             };
-            // <repo...>/_uploads/<id>/startedat
-            if let [repo @ .., "_uploads", id, "startedat"] = parts.as_slice() {
+            // <repo...>/_uploads/<id>/startedat or wharf-session (written at once: either may
+            // be there alone after a crash), the older one's time kept.
+            if let [repo @ .., "_uploads", id, "startedat" | "wharf-session"] = parts.as_slice() {
                 if let Some(repo) = RepoName::parse(&repo.join("/")) {
-                    sessions.push((repo, id.to_string(), SystemTime::from(meta.last_modified)));
+                    let created = SystemTime::from(meta.last_modified);
+                    let seen = sessions.entry((repo, id.to_string())).or_insert(created);
+                    *seen = (*seen).min(created);
                 }
             }
         }
         let now = SystemTime::now();
         let mut expired = Vec::new();
-        for (repo, id, created) in sessions {
+        for ((repo, id), created) in sessions {
             let old = |t: SystemTime| now.duration_since(t).is_ok_and(|a| a > age);
             match self.session(&repo, &id).await? {
                 Some(s) if old(s.started()) => expired.push((repo, id)),
