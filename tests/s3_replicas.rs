@@ -236,11 +236,20 @@ fn docker_pushes_through_one_replica_and_pulls_through_the_other_also_with_a_nod
     assert_served_whole(&a.url, "team/app", "v2", &pushed);
     assert_eq!(registry_tags(&b.url, "team/app"), ["v1", "v2"]);
 
-    // v1 deleted through A (the Garage node still stopped): B serves its tag no more, at once.
+    // v1 deleted through A (the Garage node still stopped): B serves it no more, at once, by
+    // tag or by digest (B has just read it by digest: what a replica read is not kept).
+    let by_digest_url = format!("{}/v2/team/app/manifests/{v1}", b.url);
+    assert_eq!(
+        http_get(&by_digest_url, &[("Accept", ACCEPT_ALL_MANIFESTS)]).status,
+        200,
+        "B before the delete"
+    );
     let deleted = http_request("DELETE", &format!("{}/v2/team/app/manifests/{v1}", a.url), &[], Vec::new());
     assert_eq!(deleted.status, 202, "{}", String::from_utf8_lossy(&deleted.body));
     let by_tag = http_get(&format!("{}/v2/team/app/manifests/v1", b.url), &[("Accept", ACCEPT_ALL_MANIFESTS)]);
     assert_eq!(by_tag.status, 404, "B after v1 was deleted through A");
+    let by_digest = http_get(&by_digest_url, &[("Accept", ACCEPT_ALL_MANIFESTS)]);
+    assert_eq!(by_digest.status, 404, "B by digest after v1 was deleted through A");
     assert_eq!(registry_tags(&b.url, "team/app"), ["v2"]);
     assert_eq!(registry_catalog(&b.url), ["team/app", "team/multi"]);
 }
