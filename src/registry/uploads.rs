@@ -324,7 +324,7 @@ impl Registry {
         let (session, status) = self.sessions_lock(repo, id).await?;
         let mut state = session.lock().await;
         let last = match last {
-            Some(c) if status.size == 0 && whole_blob(&c) => return self.finish_whole(ctx, repo, id, digest, c).await,
+            Some(c) if status.size == 0 && whole_blob(&c) => return self.finish_whole(ctx, repo, id, &mut state, digest, c).await,
             other => other,
         };
         let size = match last {
@@ -469,7 +469,15 @@ impl Registry {
     /// removed. The empty session was read before its lock was taken; a chunk appended by another
     /// request meanwhile (a client breaking the one-request-at-a-time rule) is discarded with the
     /// session, and what is stored is exactly the verified body.
-    async fn finish_whole(&self, ctx: &RequestContext, repo: &RepoName, id: &str, digest: &Digest, chunk: LastChunk) -> Result<()> {
+    async fn finish_whole(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepoName,
+        id: &str,
+        state: &mut HashState,
+        digest: &Digest,
+        chunk: LastChunk,
+    ) -> Result<()> {
         let declared = chunk.content_length.unwrap_or(0);
         let mut bytes = bytes::BytesMut::with_capacity(declared as usize);
         let mut body = chunk.body;
@@ -503,8 +511,14 @@ impl Registry {
             )
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": declared })));
         }
-        let _pass = self.gc.fence.enter([digest]).await;
-        self.store.blobs.blob_put(digest, bytes).await?;
+        let stored = {
+            let _pass = self.gc.fence.enter([digest]).await;
+            self.store.blobs.blob_put(digest, bytes.clone()).await
+        };
+        if let Err(e) = stored {
+            self.keep_in_session(repo, id, state, bytes).await;
+            return Err(e.into());
+        }
         // The blob is stored: its link and the session's removal do not depend on each other.
         let layer = Link::Layer(repo.clone(), digest.clone());
         let (linked, removed) = tokio::join!(
@@ -519,6 +533,20 @@ impl Registry {
         self.uploads.closed();
         self.events.emit(ctx, Action::Push, || Target::blob(repo, digest, declared));
         Ok(())
+    }
+
+    /// After a failed one-write store of a verified whole blob: its bytes go into the session,
+    /// as the ordinary path keeps a chunk whose commit failed, so nothing the client sent is lost
+    /// and a `PUT ?digest=` without a body finishes it once the storage recovers.
+    async fn keep_in_session(&self, repo: &RepoName, id: &str, state: &mut HashState, bytes: bytes::Bytes) {
+        let len = bytes.len() as u64;
+        let body: ByteStream = Box::pin(futures::stream::once(async move { Ok(bytes) }));
+        match self.append(repo, id, state, None, Some(len), body).await {
+            Ok(size) => self.save_hash_state(repo, id, state, size).await,
+            Err(e) => {
+                tracing::warn!(repository = %repo, upload = %id, error = %e, "a blob whose store failed could not be kept in its session either; the client must send it again")
+            }
+        }
     }
 
     async fn append(

@@ -51,15 +51,17 @@ pub fn temp_name_created(name: &str) -> Option<std::time::SystemTime> {
 }
 
 /// Atomically replaces `target` with `content`, using `tmp_dir` (same filesystem) for staging.
+/// The target's directories are made only once the content is safely staged, so a write that
+/// fails (a full disk) leaves no empty directory behind where the target would have been.
 pub fn write_file(tmp_dir: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
     let dir = target.parent().ok_or_else(|| io::Error::other("target has no parent directory"))?;
-    create_dir_all(dir)?;
     create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(temp_name());
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(content)?;
         f.sync_all()?;
+        create_dir_all(dir)?;
         fs::rename(&tmp, target)?;
         sync_dir(dir)
     })();
