@@ -8,19 +8,11 @@
 mod common;
 
 use common::api::Registry;
-use common::garage::{Garage, BUCKET};
+use common::garage::{runtime, Garage, BUCKET};
 use common::images::wait_until;
 use common::{free_port, wharf_bin, Wharf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// The debug server's settings, with metrics.
 fn debug_env(debug: &str) -> Vec<(String, String)> {

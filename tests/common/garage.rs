@@ -283,3 +283,12 @@ impl Garage {
         )
     }
 }
+
+/// The runtime the Garage tests drive their HTTP clients on (two workers, as CI has two cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
