@@ -112,17 +112,27 @@ impl ObjectBackend {
     /// the body is read on (see [`PartPipeline`]).
     async fn append_parts(&self, repo: &RepoName, id: &str, s: &mut Session, mut body: ByteStream) -> StoreResult<()> {
         let chunk_size = self.tuning.chunk_size as usize;
-        let mut buffer = BytesMut::from(self.tail(repo, id, s).await?.as_ref());
+        let mut buffer = BytesMut::with_capacity(chunk_size);
+        buffer.extend_from_slice(&self.tail(repo, id, s).await?);
         s.tail = 0;
         let mut parts: Option<PartPipeline> = None;
         while let Some(chunk) = body.next().await {
-            buffer.extend_from_slice(&chunk.map_err(StoreError::client_aborted)?);
-            if buffer.len() >= chunk_size {
+            let mut chunk = chunk.map_err(StoreError::client_aborted)?;
+            while !chunk.is_empty() {
+                // Parts are exactly `chunksize`, each in a buffer of its own made at that size:
+                // a growing buffer would double past it, and a part split off a shared one
+                // would keep the whole allocation alive while it is sent.
+                let room = chunk_size.saturating_sub(buffer.len());
+                buffer.extend_from_slice(&chunk.split_to(room.min(chunk.len())));
+                if buffer.len() < chunk_size {
+                    continue;
+                }
+                let part = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size));
                 let pipeline = match &mut parts {
                     Some(p) => p,
                     None => parts.insert(self.part_pipeline(repo, id, s).await?),
                 };
-                let done = pipeline.send(buffer.split().freeze()).await?;
+                let done = pipeline.send(part.freeze()).await?;
                 record_parts(s, done);
             }
         }
