@@ -6,8 +6,8 @@
 //!                    [--only a,b,...] [--no-docker] [--no-skopeo]
 
 mod client;
-mod gc;
 mod garage;
+mod gc;
 mod limits;
 mod object_storage;
 mod report;
