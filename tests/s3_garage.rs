@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::api::{random_bytes, Registry};
+use common::api::{random_bytes, Registry, OCI_MANIFEST};
 use common::distribution::Distribution;
 use common::garage::{runtime, Garage};
 use common::images::{run, Skopeo};
@@ -243,5 +243,33 @@ fn a_three_node_cluster_keeps_serving_with_one_node_stopped() {
     rt.block_on(async {
         let tags = ra.get("/v2/cluster/app/tags/list").await;
         assert_eq!(tags.json()["tags"], serde_json::json!(["after", "before"]));
+    });
+}
+
+#[test]
+fn tag_pages_on_object_storage_come_in_tag_order_from_bounded_listings() {
+    let Some(g) = Garage::single() else { return };
+    let a = g.serve(0, "/pages", &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")]);
+    let ra = Registry::at_url(&a.url);
+    // Keys sort by `<tag>/`, so `v1-rc/` and `v1.0/` come before `v1/`: names where key order
+    // and tag order differ, which a listing stopping early must still page correctly.
+    let names = ["v1", "v1-rc", "v1-rc.2", "v1.0", "v10", "v1_x", "v", "w-1", "w"];
+    runtime().block_on(async {
+        let pushed = ra.push_image("paged/app", "a").await;
+        for name in names {
+            ra.put_manifest("paged/app", name, OCI_MANIFEST, &pushed.manifest).await.expect(201);
+        }
+        let mut want: Vec<String> = names.iter().chain(&["a"]).map(|s| s.to_string()).collect();
+        want.sort();
+        let all = ra.get("/v2/paged/app/tags/list").await;
+        assert_eq!(all.json()["tags"], serde_json::json!(want));
+        for n in [1, 2, 3, 4] {
+            let (paged, pages) = ra.collect_pages(&format!("/v2/paged/app/tags/list?n={n}"), "tags").await;
+            assert_eq!(paged, want, "pages of {n}");
+            assert!(pages >= want.len() / n, "{pages} pages of {n}");
+        }
+        // A page after a name that is not a tag starts at the next tag.
+        let after = ra.get("/v2/paged/app/tags/list?n=2&last=v1-r").await;
+        assert_eq!(after.json()["tags"], serde_json::json!(["v1-rc", "v1-rc.2"]));
     });
 }

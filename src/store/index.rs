@@ -478,6 +478,10 @@ impl MetadataStore for IndexedStore {
     }
 
     async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> StoreResult<Option<Vec<String>>> {
+        if !self.single_writer() {
+            // Read through, a page at a time (the store may list less than every tag for it).
+            return self.inner.tags_page(repo, last, limit).await;
+        }
         self.tag_set(repo, |set| page_after(set.range::<str, _>(after(last)), limit)).await
     }
 

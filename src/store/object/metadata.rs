@@ -115,6 +115,35 @@ impl MetadataStore for ObjectBackend {
         Ok(Some(tags))
     }
 
+    /// One page without listing every tag: keys from just after `last` on, stopping once the
+    /// page is certain (see [`page_is_complete`]): one LIST for a page of 100 tags, however many
+    /// the repository has, where `tags` lists them all.
+    async fn tags_page(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> StoreResult<Option<Vec<String>>> {
+        let prefix = self.keys.tags(repo);
+        // Every key of a tag greater than `last` sorts after `<prefix>/<last>` (a longer tag
+        // starting with it, or one greater at the first difference).
+        let mut listing = match last {
+            Some(l) => self.s3.list_with_offset(Some(&prefix), &prefix.child(l)),
+            None => self.s3.list(Some(&prefix)),
+        };
+        let mut found = BTreeSet::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(store_error)?;
+            let Some(parts) = below(&meta.location, &prefix) else { continue };
+            let Some((tag, rest)) = parts.split_first() else { continue };
+            if page_is_complete(&found, limit, last, tag) {
+                break;
+            }
+            if rest == ["current", "link"] && last.is_none_or(|l| *tag > l) {
+                found.insert(tag.to_string());
+            }
+        }
+        if found.is_empty() && !self.repo_exists(repo).await? {
+            return Ok(None);
+        }
+        Ok(Some(found.into_iter().take(limit).collect()))
+    }
+
     async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
         let children = self.children(&self.keys.repo(repo)).await?;
         Ok(children.iter().any(|c| c == "_manifests" || c == "_layers"))
@@ -142,5 +171,80 @@ impl MetadataStore for ObjectBackend {
             }
         }
         Ok(found.into_iter().collect())
+    }
+}
+
+/// Whether the `limit` smallest tags of `found` are the page, now that the listing (in key
+/// order, by `<tag>/`) has reached `next`. Key order is tag order except that a tag sorts after
+/// its own extensions by `-` or `.` (`v1-rc/` < `v1.0/` < `v1/`, as `-` and `.` sort before `/`),
+/// so a tag still to come can be smaller than the page's largest, `m`, only if it is such a
+/// prefix of `m`. The shortest of those prefixes (after `last`) comes last; once the listing is
+/// past it, nothing smaller than `m` can follow.
+fn page_is_complete(found: &BTreeSet<String>, limit: usize, last: Option<&str>, next: &str) -> bool {
+    let Some(m) = (limit > 0).then(|| found.iter().nth(limit - 1)).flatten() else {
+        return limit == 0;
+    };
+    let horizon = m
+        .char_indices()
+        .filter(|&(i, c)| matches!(c, '-' | '.') && last.is_none_or(|l| &m[..i] > l))
+        .map(|(i, _)| &m[..i])
+        .next()
+        .unwrap_or(m);
+    format!("{next}/") > format!("{horizon}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_is_complete;
+    use std::collections::BTreeSet;
+
+    /// The page the listing loop of `tags_page` yields over `tags`' keys in S3 order.
+    fn listed_page(tags: &[&str], last: Option<&str>, limit: usize) -> Vec<String> {
+        let mut keys: Vec<(String, &str, bool)> = tags
+            .iter()
+            .flat_map(|t| {
+                [
+                    (format!("{t}/current/link"), *t, true),
+                    (format!("{t}/index/sha256/ab/link"), *t, false),
+                ]
+            })
+            .collect();
+        keys.sort();
+        let mut found = BTreeSet::new();
+        for (key, tag, current) in keys {
+            if last.is_some_and(|l| key.as_str() <= l) {
+                continue;
+            }
+            if page_is_complete(&found, limit, last, tag) {
+                break;
+            }
+            if current && last.is_none_or(|l| tag > l) {
+                found.insert(tag.to_string());
+            }
+        }
+        found.into_iter().take(limit).collect()
+    }
+
+    #[test]
+    fn a_bounded_listing_pages_tags_in_tag_order_although_keys_sort_otherwise() {
+        let tags = [
+            "a", "v", "v1", "v1-rc", "v1-rc-1", "v1-rc.2", "v1.0", "v10", "v1_x", "v1-", "w.", "w", "w-1", "x.y.z", "x",
+        ];
+        let mut sorted: Vec<&str> = tags.to_vec();
+        sorted.sort();
+        for limit in 1..=tags.len() + 1 {
+            for last in std::iter::once(None)
+                .chain(sorted.iter().map(|t| Some(*t)))
+                .chain([Some("v1-r"), Some("0")])
+            {
+                let want: Vec<String> = sorted
+                    .iter()
+                    .filter(|t| last.is_none_or(|l| **t > l))
+                    .take(limit)
+                    .map(|t| t.to_string())
+                    .collect();
+                assert_eq!(listed_page(&tags, last, limit), want, "last {last:?}, limit {limit}");
+            }
+        }
     }
 }
