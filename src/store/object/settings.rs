@@ -281,6 +281,53 @@ mod tests {
     }
 
     #[test]
+    fn multipart_copy_keys_take_registry2s_defaults_and_bounds() {
+        let base = S3Storage {
+            bucket: "b".into(),
+            regionendpoint: "http://127.0.0.1:3900".into(),
+            ..Default::default()
+        };
+        let (_, t) = build(&base, false).unwrap();
+        assert_eq!(
+            (t.copy.chunk_size, t.copy.max_concurrency, t.copy.threshold),
+            (32 << 20, 100, 32 << 20)
+        );
+        assert_eq!(t.copy.bucket_endpoint, "http://127.0.0.1:3900/b", "path style with an endpoint");
+        assert!(t.copy.object_headers.is_empty(), "no class unless one is set");
+        let set = |f: fn(&mut S3Storage)| {
+            let mut s = base.clone();
+            f(&mut s);
+            build(&s, false).map(|(_, t)| t)
+        };
+        assert!(
+            set(|s| s.multipartcopychunksize = Some(Value::from(1u64 << 20))).is_err(),
+            "below S3's 5 MiB part"
+        );
+        assert!(set(|s| s.multipartcopymaxconcurrency = Some(Value::from(0u64))).is_err());
+        assert!(
+            set(|s| s.multipartcopythresholdsize = Some(Value::from(6u64 << 30))).is_err(),
+            "above CopyObject's 5 GiB"
+        );
+        assert_eq!(
+            set(|s| s.multipartcopythresholdsize = Some(Value::from("0")))
+                .unwrap()
+                .copy
+                .threshold,
+            0
+        );
+        let t = set(|s| s.storageclass = "reduced_redundancy".into()).unwrap();
+        assert_eq!(
+            t.copy.object_headers,
+            vec![("x-amz-storage-class".to_string(), "REDUCED_REDUNDANCY".to_string())]
+        );
+        assert!(set(|s| s.storageclass = "none".into()).unwrap().copy.object_headers.is_empty());
+        assert!(
+            set(|s| s.storageclass = "GLACIER".into()).is_err(),
+            "not an instant-retrieval class"
+        );
+    }
+
+    #[test]
     fn an_endpoint_without_scheme_takes_it_from_secure() {
         let s = S3Storage {
             regionendpoint: "127.0.0.1:3900".into(),
