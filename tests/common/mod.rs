@@ -10,6 +10,7 @@ pub mod dockerd;
 pub mod garage;
 pub mod images;
 pub mod netns;
+pub mod recorder;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -13,7 +13,8 @@
 //!
 //! The multipart upload is made at registry:2's `_uploads/<id>/data`, created with the first
 //! full part (a blob smaller than `chunksize` never needs one). Commit completes it there and
-//! copies the object to the blob's key, as registry:2's `Move` does (S3 cannot rename).
+//! copies the object to the blob's key, as registry:2's `Move` does (S3 cannot rename; see
+//! [`copy`](super::copy) for the copy in parts of large blobs).
 //!
 //! A request buffers at most `chunksize` plus one network chunk, and has at most
 //! [`PARTS_IN_FLIGHT`](super::parts::PARTS_IN_FLIGHT) full parts being sent meanwhile. Two replicas appending to one
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
-use object_store::ObjectStore;
+use object_store::path::Path as Key;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -48,6 +49,24 @@ struct Session {
     parts_size: u64,
     /// Bytes in `wharf-tail`.
     tail: u64,
+    /// The multipart upload at the blob's key that a commit's copy in parts is filling,
+    /// recorded before its first part: a commit that failed part-way leaves it, and the
+    /// retry (or the session's deletion) aborts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    copy: Option<PendingCopy>,
+}
+
+/// A copy in parts begun at a blob's key and not known to be completed or aborted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingCopy {
+    blob: String,
+    upload: String,
+}
+
+impl PendingCopy {
+    fn key(&self) -> Key {
+        Key::from(self.blob.as_str())
+    }
 }
 
 impl Session {
@@ -160,17 +179,69 @@ impl ObjectBackend {
         Ok(PartPipeline::new(self.s3.clone(), key, upload, s.parts.len()))
     }
 
+    /// Copies the session's assembled `_uploads/<id>/data` to `blob` (see [`super::copy`]),
+    /// and checks what landed there. A copy in parts is recorded in the session before its
+    /// first part, so that a failure which also defeats the abort (the store gone) leaves
+    /// nothing unknown: the next attempt, or the session's deletion, aborts it.
+    async fn copy_to_blob(&self, repo: &RepoName, id: &str, s: &mut Session, blob: &Key) -> StoreResult<()> {
+        let data = self.keys.upload_data(repo, id);
+        if let Some(old) = s.copy.take() {
+            self.copy_abort(&old.key(), &old.upload).await?;
+        }
+        let size = s.size();
+        if self.copies_in_parts(size) {
+            let upload = self.copy_begin(blob).await?;
+            s.copy = Some(PendingCopy {
+                blob: blob.to_string(),
+                upload: upload.clone(),
+            });
+            let copied = match self.save_session(repo, id, s).await {
+                Ok(()) => self.copy_parts(&data, blob, &upload, size).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = copied {
+                // Best effort: if the abort fails too, the session's record is still there.
+                let _ = self.copy_abort(blob, &upload).await;
+                return Err(e);
+            }
+            s.copy = None;
+        } else {
+            self.copy_whole(&data, blob).await?;
+        }
+        match self.head(blob).await? {
+            Some(m) if m.size == size => Ok(()),
+            found => {
+                // Never seen on a store that does what it answers; a blob key holds the
+                // blob's bytes or nothing.
+                if found.is_some() {
+                    self.delete(blob).await?;
+                }
+                Err(StoreError::new(
+                    StoreErrorKind::Backend,
+                    format!("the copy of upload {id} to {blob} did not leave {size} bytes there"),
+                ))
+            }
+        }
+    }
+
     /// Makes the session's bytes one object at `_uploads/<id>/data`; None when they fit in the
     /// tail alone (then they are returned to be written directly).
     async fn assemble(&self, repo: &RepoName, id: &str, s: &mut Session) -> StoreResult<Option<Bytes>> {
         let tail = self.tail(repo, id, s).await?;
         let Some(upload) = s.multipart.clone() else { return Ok(Some(tail)) };
+        let key = self.keys.upload_data(repo, id);
+        // A commit retried after its copy failed: the upload was completed already (and the
+        // tail sent as its last part, which the saved session does not record).
+        if let Some(m) = self.head(&key).await? {
+            if m.size == s.size() {
+                return Ok(None);
+            }
+        }
         if !tail.is_empty() {
             // The last part may be smaller than S3's minimum.
             s.tail = 0;
             self.put_part(repo, id, s, tail).await?;
         }
-        let key = self.keys.upload_data(repo, id);
         let parts = s.parts.iter().map(|e| PartId { content_id: e.clone() }).collect();
         if let Err(e) = self.s3.complete_multipart(&key, &upload, parts).await {
             // A commit retried after its completion succeeded finds the upload gone and the
@@ -270,22 +341,23 @@ impl UploadStore for ObjectBackend {
         if self.head(&blob).await?.is_none() {
             match self.assemble(repo, id, &mut s).await? {
                 Some(small) => self.put(&blob, small).await?,
-                None => {
-                    // One CopyObject, whatever the size: `multipartcopy*` are accepted but not
-                    // used yet, so on AWS itself a blob over 5 GiB (CopyObject's limit) fails
-                    // here, the session intact for a retry; Garage has no such limit.
-                    let data = self.keys.upload_data(repo, id);
-                    self.s3.copy(&data, &blob).await.map_err(store_error)?;
-                }
+                None => self.copy_to_blob(repo, id, &mut s, &blob).await?,
             }
         } else if let Some(upload) = &s.multipart {
             let _ = self.s3.abort_multipart(&self.keys.upload_data(repo, id), upload).await;
+        }
+        if let Some(copy) = &s.copy {
+            // Left by an earlier attempt whose copy failed, the blob made meanwhile.
+            let _ = self.copy_abort(&copy.key(), &copy.upload).await;
         }
         self.delete_all(&self.keys.upload_dir(repo, id)).await.map(drop)
     }
 
     async fn upload_delete(&self, repo: &RepoName, id: &str) -> StoreResult<bool> {
         let session = self.session(repo, id).await?;
+        if let Some(copy) = session.as_ref().and_then(|s| s.copy.as_ref()) {
+            self.copy_abort(&copy.key(), &copy.upload).await?;
+        }
         if let Some(upload) = session.as_ref().and_then(|s| s.multipart.as_ref()) {
             match self.s3.abort_multipart(&self.keys.upload_data(repo, id), upload).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
