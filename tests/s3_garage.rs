@@ -9,32 +9,11 @@ mod common;
 use common::api::{random_bytes, Registry};
 use common::distribution::Distribution;
 use common::garage::{runtime, Garage};
-use common::images::{run, Skopeo};
+use common::images::{curl_follow, on_any_replica, Skopeo};
 use common::netns::TestSwitch;
 use common::sha256_digest;
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
-
-/// What curl gets for `url` following redirects (to the presigned URL), with `range` if any.
-fn curl_follow(url: &str, range: Option<&str>) -> Vec<u8> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail", "-L", "--max-time", "60"]);
-    if let Some(r) = range {
-        cmd.args(["-r", r]);
-    }
-    run(cmd.arg(url)).stdout
-}
-
-/// A `Location` without its host: the same session, asked of whichever replica a client
-/// (or a load balancer) sends it to.
-fn on_any_replica(location: &str) -> String {
-    let url = reqwest::Url::parse(location).unwrap_or_else(|e| panic!("Location {location}: {e}"));
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
-}
 
 /// The most memory a process has used (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod azurite;
 pub mod crash;
 pub mod cri;
 pub mod distribution;

@@ -28,8 +28,7 @@ use crate::store::{ByteStream, StoreError, StoreErrorKind, StoreResult, UploadIn
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use object_store::multipart::{MultipartStore, PartId};
-use object_store::ObjectStore;
+use object_store::multipart::PartId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
