@@ -127,6 +127,21 @@ fn replicas_share_a_container_sessions_deletes_and_redirects() {
     );
     assert!(!metrics.contains("driver=\"s3aws\""), "{metrics}");
 
+    // Memory stays bounded by the block size, not the blob's: 48 MiB pushed in one request grows
+    // A's peak by at most the blocks an upload holds (one being sent, one filling, 10 MiB each)
+    // and some slack.
+    let huge = random_bytes(48 * MIB);
+    let before = a.peak_rss_kib();
+    let started = std::time::Instant::now();
+    rt.block_on(async { assert_eq!(ra.push_blob("team/huge", &huge).await, sha256_digest(&huge)) });
+    let (took, peak) = (started.elapsed(), a.peak_rss_kib());
+    eprintln!("replica A: a 48 MiB monolithic push took {took:?}; peak RSS before and after {before} / {peak} KiB");
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 40 * 1024,
+        "a 48 MiB push grew the peak by {grown} KiB: the blob was held in memory"
+    );
+
     // A multi-arch index copied in through A and out through B (which redirects its blobs).
     let Some(sk) = Skopeo::new() else { return };
     sk.copy_index_through(

@@ -15,16 +15,6 @@ use common::sha256_digest;
 
 const MIB: usize = 1 << 20;
 
-/// The most memory a process has used (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// The blob as one replica serves it, streamed (no redirect): status 200 and the bytes.
 async fn streamed(r: &Registry, repo: &str, digest: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let resp = r.get_with(&format!("/v2/{repo}/blobs/{digest}"), headers).await;
@@ -91,9 +81,9 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
     // the replica's peak by at most the three 5 MiB parts an upload holds (two being sent, one
     // filling) and some slack, far below the blob's size.
     let huge = random_bytes(48 * MIB);
-    let before = peak_rss_kib(a.pid());
+    let before = a.peak_rss_kib();
     rt.block_on(async { assert_eq!(ra.push_blob("team/huge", &huge).await, sha256_digest(&huge)) });
-    let peak = peak_rss_kib(a.pid());
+    let peak = a.peak_rss_kib();
     eprintln!("replica A's peak RSS before and after a 48 MiB monolithic push with 5 MiB parts: {before} / {peak} KiB");
     let grown = peak.saturating_sub(before);
     assert!(
