@@ -72,13 +72,18 @@ install_garage() {
 }
 
 # playwright-core drives Debian's chromium (no browser download of its own): installed from npm
-# into a cache directory under target/, where tests/ui_browser.rs looks for it.
+# into a cache directory under target/, where tests/ui_browser.rs looks for it. Azurite, the
+# Azure Storage emulator tests/azure_azurite.rs runs (telemetry off, on loopback), goes there
+# too, with the version of Microsoft's blob client that speaks an API version it knows (newer
+# clients send one Azurite 3.35 refuses); the client makes the tests' containers.
 NODE_CACHE="${WHARF_NODE_CACHE:-target/test-node}"
+NODE_PACKAGES=(playwright-core@1 azurite@3.35.0 @azure/storage-blob@12.29.1)
 install_node_packages() {
-  if [ -f "$NODE_CACHE/node_modules/playwright-core/package.json" ]; then return; fi
-  echo "test.sh: installing playwright-core into $NODE_CACHE"
+  if [ -f "$NODE_CACHE/node_modules/playwright-core/package.json" ] && [ -x "$NODE_CACHE/node_modules/.bin/azurite-blob" ] \
+    && [ -f "$NODE_CACHE/node_modules/@azure/storage-blob/package.json" ]; then return; fi
+  echo "test.sh: installing ${NODE_PACKAGES[*]} into $NODE_CACHE"
   mkdir -p "$NODE_CACHE"
-  npm install --silent --no-audit --no-fund --prefix "$NODE_CACHE" playwright-core@1
+  npm install --silent --no-audit --no-fund --prefix "$NODE_CACHE" "${NODE_PACKAGES[@]}"
 }
 
 if ! command -v cargo >/dev/null; then

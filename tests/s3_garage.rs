@@ -9,42 +9,11 @@ mod common;
 use common::api::{random_bytes, Registry, OCI_MANIFEST};
 use common::distribution::Distribution;
 use common::garage::{runtime, Garage};
-use common::images::{run, Skopeo};
+use common::images::{curl_follow, on_any_replica, Skopeo};
 use common::netns::TestSwitch;
 use common::sha256_digest;
-use std::process::Command;
 
 const MIB: usize = 1 << 20;
-
-/// What curl gets for `url` following redirects (to the presigned URL), with `range` if any.
-fn curl_follow(url: &str, range: Option<&str>) -> Vec<u8> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail", "-L", "--max-time", "60"]);
-    if let Some(r) = range {
-        cmd.args(["-r", r]);
-    }
-    run(cmd.arg(url)).stdout
-}
-
-/// A `Location` without its host: the same session, asked of whichever replica a client
-/// (or a load balancer) sends it to.
-fn on_any_replica(location: &str) -> String {
-    let url = reqwest::Url::parse(location).unwrap_or_else(|e| panic!("Location {location}: {e}"));
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
-}
-
-/// The most memory a process has used (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
 
 /// The blob as one replica serves it, streamed (no redirect): status 200 and the bytes.
 async fn streamed(r: &Registry, repo: &str, digest: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
@@ -112,9 +81,9 @@ fn replicas_share_a_bucket_sessions_tags_and_redirects() {
     // the replica's peak by at most the three 5 MiB parts an upload holds (two being sent, one
     // filling) and some slack, far below the blob's size.
     let huge = random_bytes(48 * MIB);
-    let before = peak_rss_kib(a.pid());
+    let before = a.peak_rss_kib();
     rt.block_on(async { assert_eq!(ra.push_blob("team/huge", &huge).await, sha256_digest(&huge)) });
-    let peak = peak_rss_kib(a.pid());
+    let peak = a.peak_rss_kib();
     eprintln!("replica A's peak RSS before and after a 48 MiB monolithic push with 5 MiB parts: {before} / {peak} KiB");
     let grown = peak.saturating_sub(before);
     assert!(

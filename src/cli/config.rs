@@ -3,7 +3,7 @@
 //! filesystem root written to, an S3 bucket reached, written, read back and cleaned (see
 //! [`crate::store::object::probe`]).
 
-use crate::config::Config;
+use crate::config::{Config, ObjectStorage};
 use clap::Subcommand;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,20 +57,20 @@ const BUCKET_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(1
 
 /// Uses the storage as `serve` would, and says what was done.
 fn storage_check(cfg: &Config) -> anyhow::Result<String> {
-    let Some(s3) = &cfg.storage.s3 else {
+    let Some(object) = cfg.storage.object() else {
         return filesystem_check(&cfg.root_directory());
     };
-    let probe = crate::store::object::probe::BucketProbe::new(s3, BUCKET_CHECK_LIMIT)?;
+    let probe = crate::store::object::probe::BucketProbe::new(object, BUCKET_CHECK_LIMIT)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let key = runtime.block_on(probe.read_write())?;
-    let endpoint = if s3.regionendpoint.is_empty() {
-        "AWS"
-    } else {
-        s3.regionendpoint.as_str()
+    let endpoint = match object {
+        ObjectStorage::S3(s3) if s3.regionendpoint.is_empty() => "AWS".to_string(),
+        ObjectStorage::S3(s3) => s3.regionendpoint.clone(),
+        ObjectStorage::Azure(a) => crate::store::object::azure::service_url(a),
     };
     Ok(format!(
-        "s3 bucket {} at {endpoint}: listed, wrote, read back and deleted {key}",
-        s3.bucket
+        "{} at {endpoint}: listed, wrote, read back and deleted {key}",
+        object.shown()
     ))
 }
 

@@ -184,7 +184,7 @@ pub fn registry_options(cfg: &Config) -> anyhow::Result<crate::registry::Options
         read_only: cfg.storage.maintenance.readonly.enabled,
         retention: Some(Arc::new(retention)),
         gc_delay: Some(cfg.storage.maintenance.gc.delay),
-        shared_storage: cfg.storage.s3.is_some(),
+        shared_storage: cfg.storage.object().is_some(),
     })
 }
 

@@ -98,6 +98,7 @@ impl Source {
         if let Some(root) = &self.root {
             // The flag names a directory: the filesystem driver, whatever the file says.
             cfg.storage.s3 = None;
+            cfg.storage.azure = None;
             cfg.storage.filesystem = Some(FilesystemStorage {
                 rootdirectory: root.clone(),
             });
@@ -276,20 +277,21 @@ struct OpenedStorage {
 }
 
 async fn open_storage(cfg: &Config) -> anyhow::Result<OpenedStorage> {
-    if let Some(s3) = &cfg.storage.s3 {
+    if let Some(object) = cfg.storage.object() {
         if cfg.http.secret.is_empty() {
             tracing::warn!(
-                "storage is shared (s3) but http.secret is not set: replicas must share one secret (registry:2 requires it too)"
+                driver = object.key(),
+                "storage is shared but http.secret is not set: replicas must share one secret (registry:2 requires it too)"
             );
         }
-        let store = crate::store::object_storage(s3, cfg.storage.redirect_disabled())
+        let store = crate::store::object_storage(object, cfg.storage.redirect_disabled())
             .await
-            .with_context(|| format!("cannot use bucket {} (storage.s3)", s3.bucket))?;
-        let root = format!("/{}", s3.rootdirectory.trim_matches('/'));
+            .with_context(|| format!("cannot use {} (storage.{})", object.shown(), object.key()))?;
+        let root = format!("/{}", object.rootdirectory().trim_matches('/'));
         return Ok(OpenedStorage {
             store,
             _root_lock: None,
-            shown: format!("s3 bucket {} at {root}", s3.bucket),
+            shown: format!("{} at {root}", object.shown()),
         });
     }
     let root = cfg.root_directory();
@@ -336,8 +338,10 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
     let gc = &cfg.storage.maintenance.gc;
-    if gc.enabled && cfg.storage.s3.is_some() {
-        tracing::warn!("storage.maintenance.gc is enabled but the storage is shared (s3): garbage collection is not run there yet");
+    if gc.enabled && cfg.storage.object().is_some() {
+        tracing::warn!(
+            "storage.maintenance.gc is enabled but the storage is shared (object storage): garbage collection is not run there yet"
+        );
     } else if gc.enabled {
         let opts = registry::GcOptions {
             dry_run: gc.dryrun,
@@ -358,7 +362,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     // The control socket lives in a filesystem root; replicas on object storage have none.
     let v2 = cfg
         .storage
-        .s3
+        .object()
         .is_none()
         .then(|| crate::store::paths::Layout::new(&cfg.root_directory()).v2().to_path_buf());
     if let Some(v2) = &v2 {
@@ -524,15 +528,19 @@ fn configured_headers(cfg: &Config) -> anyhow::Result<Vec<(axum::http::HeaderNam
 /// What `/debug/health` checks: the bucket itself on s3 (a listing, as `serve` makes at start,
 /// each within a few seconds), the root directory on a filesystem; with distribution's name.
 fn storage_probe(cfg: &Config) -> anyhow::Result<(&'static str, http::metrics::StorageProbe)> {
-    let Some(s3) = &cfg.storage.s3 else {
+    let Some(object) = cfg.storage.object() else {
         return Ok(("storagedriver_filesystem", http::metrics::filesystem_probe(cfg.root_directory())));
     };
-    let bucket = Arc::new(crate::store::object::probe::BucketProbe::new(s3, Duration::from_secs(5))?);
+    let bucket = Arc::new(crate::store::object::probe::BucketProbe::new(object, Duration::from_secs(5))?);
     let probe: http::metrics::StorageProbe = Arc::new(move || {
         let bucket = bucket.clone();
         Box::pin(async move { bucket.reachable().await.map_err(|e| e.to_string()) })
     });
-    Ok(("storagedriver_s3", probe))
+    let name = match object.key() {
+        "azure" => "storagedriver_azure",
+        _ => "storagedriver_s3",
+    };
+    Ok((name, probe))
 }
 
 async fn start_debug_server(cfg: &Config, reg: &Arc<Registry>) -> anyhow::Result<Option<Arc<http::metrics::Metrics>>> {

@@ -264,6 +264,8 @@ pub struct Storage {
     pub filesystem: Option<FilesystemStorage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Storage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureStorage>,
     pub delete: Delete,
     pub maintenance: Maintenance,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,7 +304,77 @@ pub struct S3Storage {
     pub loglevel: Option<Value>,
 }
 
+/// registry:2's `storage.azure` (distribution 2.8's keys and main's `serviceurl`,
+/// `credentials`, `skipverify`, `max_retries`, `retry_delay`; see `store::object::azure`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AzureStorage {
+    pub accountname: String,
+    pub accountkey: String,
+    pub container: String,
+    pub realm: String,
+    pub rootdirectory: String,
+    pub serviceurl: String,
+    pub credentials: AzureCredentials,
+    pub skipverify: bool,
+    pub max_retries: Option<Value>,
+    pub retry_delay: Option<String>,
+}
+
+/// `storage.azure.credentials` (distribution main); only `shared_key` is served by wharf.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AzureCredentials {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub clientid: String,
+    pub tenantid: String,
+    pub secret: String,
+}
+
+/// The object-storage driver configured, if any: every object-storage path below the config
+/// goes through this, so that S3 and Azure share it.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectStorage<'a> {
+    S3(&'a S3Storage),
+    Azure(&'a AzureStorage),
+}
+
+impl ObjectStorage<'_> {
+    /// The driver's key under `storage` (distribution's health check is `storagedriver_<key>`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            ObjectStorage::S3(_) => "s3",
+            ObjectStorage::Azure(_) => "azure",
+        }
+    }
+
+    pub fn rootdirectory(&self) -> &str {
+        match self {
+            ObjectStorage::S3(s) => &s.rootdirectory,
+            ObjectStorage::Azure(a) => &a.rootdirectory,
+        }
+    }
+
+    /// The bucket or container, as the start-up line and errors name it.
+    pub fn shown(&self) -> String {
+        match self {
+            ObjectStorage::S3(s) => format!("s3 bucket {}", s.bucket),
+            ObjectStorage::Azure(a) => format!("azure container {} of account {}", a.container, a.accountname),
+        }
+    }
+}
+
 impl Storage {
+    /// The object storage configured (`storage.s3` or `storage.azure`), None on a filesystem.
+    pub fn object(&self) -> Option<ObjectStorage<'_>> {
+        match (&self.s3, &self.azure) {
+            (Some(s3), _) => Some(ObjectStorage::S3(s3)),
+            (None, Some(azure)) => Some(ObjectStorage::Azure(azure)),
+            (None, None) => None,
+        }
+    }
+
     /// `storage.redirect.disable`: blob GETs are then streamed by the registry rather than
     /// redirected to the object store (registry:2's default for S3 is to redirect).
     pub fn redirect_disabled(&self) -> bool {
@@ -1421,6 +1493,30 @@ notifications:
             l.warnings
         );
         assert!(!l.config.redacted_yaml().contains("s3cr3tkey"));
+    }
+
+    #[test]
+    fn azure_settings_load_from_registry2_variables_and_keys_stay_hidden() {
+        let l = load_ok(
+            Some("version: 0.1\nstorage:\n  azure:\n    accountname: acct\n    containr: c\n    credentials: {type: shared_key}\n"),
+            &[
+                ("REGISTRY_STORAGE_AZURE_CONTAINER", "registry"),
+                ("REGISTRY_STORAGE_AZURE_ACCOUNTKEY", "c2VjcmV0a2V5"),
+                ("REGISTRY_STORAGE_AZURE_REALM", "core.chinacloudapi.cn"),
+            ],
+        );
+        let Some(ObjectStorage::Azure(a)) = l.config.storage.object() else {
+            panic!("not azure: {:?}", l.config.storage)
+        };
+        assert_eq!((a.accountname.as_str(), a.container.as_str()), ("acct", "registry"));
+        assert_eq!(
+            (a.realm.as_str(), a.credentials.kind.as_str()),
+            ("core.chinacloudapi.cn", "shared_key")
+        );
+        assert!(l.warnings.iter().any(|w| w.contains("storage.azure.containr")), "{:?}", l.warnings);
+        assert!(!l.config.redacted_yaml().contains("c2VjcmV0a2V5"));
+        let e = load_err(Some("version: 0.1\nstorage:\n  azure: {}\n  s3: {}\n"), &[]);
+        assert!(e.contains("more than one storage driver"), "{e}");
     }
 
     #[test]

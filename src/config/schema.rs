@@ -155,8 +155,31 @@ const STORAGE: Kind = Kind::Drivers {
         // A struct, not free parameters: a misspelt S3 key warns instead of silently falling
         // back to a default (say, an unencrypted bucket).
         f("s3", Kind::Struct(S3)),
+        f("azure", Kind::Struct(AZURE)),
     ],
 };
+
+/// registry:2's Azure driver parameters (distribution 2.8 and main).
+const AZURE: &[Field] = &[
+    f("accountname", Kind::Str),
+    f("accountkey", Kind::Str),
+    f("container", Kind::Str),
+    f("realm", Kind::Str),
+    f("rootdirectory", Kind::Str),
+    f("serviceurl", Kind::Str),
+    f(
+        "credentials",
+        Kind::Struct(&[
+            f("type", Kind::Str),
+            f("clientid", Kind::Str),
+            f("tenantid", Kind::Str),
+            f("secret", Kind::Str),
+        ]),
+    ),
+    f("skipverify", Kind::Bool),
+    f("max_retries", Kind::Any),
+    f("retry_delay", Kind::Duration),
+];
 
 /// registry:2's S3 driver parameters (distribution 2.8 and 3.0). Numbers are accepted as YAML
 /// numbers or strings, as the Go driver parses both.

@@ -31,9 +31,17 @@ pub(crate) fn check(tree: &mut Value, origins: &[(String, String)]) -> Result<Ve
 /// Whether a key holds a secret that must never be printed.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "password", "apikey", "accountkey", "licensekey", "authorization"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "secret",
+        "password",
+        "apikey",
+        "accountkey",
+        "licensekey",
+        "authorization",
+        "connectionstring",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 /// Splits `host:port`, `:port` or `[v6]:port` into host (brackets removed) and port.

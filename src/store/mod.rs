@@ -246,10 +246,10 @@ impl Storage {
 /// The object-storage backend on `settings`' bucket with the index in front of its metadata,
 /// in the shared mode (other replicas write the same bucket), measured by [`metered`]. The
 /// bucket is reached once here.
-pub async fn object_storage(settings: &crate::config::S3Storage, redirect_disabled: bool) -> anyhow::Result<Storage> {
+pub async fn object_storage(settings: crate::config::ObjectStorage<'_>, redirect_disabled: bool) -> anyhow::Result<Storage> {
     let backend = object::ObjectBackend::new(settings, redirect_disabled)?;
     backend.check_reachable().await?;
-    let storage = metered::metered(Storage::of(backend), object::DRIVER_NAME);
+    let storage = metered::metered(Storage::of(backend), object::client::driver_name(settings));
     let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::Shared).await?;
     Ok(Storage {
         metadata: Arc::new(metadata),

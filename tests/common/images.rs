@@ -645,6 +645,27 @@ pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+js
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// What curl gets for `url` following redirects (to a presigned or SAS URL on the object
+/// store), with `range` (`FIRST-LAST`) if any.
+pub fn curl_follow(url: &str, range: Option<&str>) -> Vec<u8> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "-L", "--max-time", "60"]);
+    if let Some(r) = range {
+        cmd.args(["-r", r]);
+    }
+    run(cmd.arg(url)).stdout
+}
+
+/// A `Location` without its host: the same upload session, asked of whichever replica a client
+/// (or a load balancer) sends it to.
+pub fn on_any_replica(location: &str) -> String {
+    let url = reqwest::Url::parse(location).unwrap_or_else(|e| panic!("Location {location}: {e}"));
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
 pub struct HttpResp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::signer::Signer;
-use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectMeta};
 use std::io;
 use std::time::SystemTime;
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AwsAuthorizer;
 use object_store::client::{HttpClient, HttpRequestBody};
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::PartId;
 use object_store::path::Path as Key;
 use std::time::Duration;
 
@@ -107,8 +107,9 @@ fn s3_error(status: u16, body: &str, what: &str) -> Failure {
 }
 
 impl ObjectBackend {
-    fn copy_settings(&self) -> &CopySettings {
-        &self.tuning.copy
+    /// S3's copy settings; None on a store whose copies object_store makes itself (Azure).
+    fn copy_settings(&self) -> Option<&CopySettings> {
+        self.tuning.copy.as_ref()
     }
 
     /// Sends one signed request about `key`, retried as [`ATTEMPTS`] says; the body of its
@@ -138,10 +139,12 @@ impl ObjectBackend {
         headers: &[(String, String)],
         what: &str,
     ) -> Result<String, Failure> {
-        let c = self.copy_settings();
         let backend = |e: String, retry: bool| Failure {
             error: StoreError::new(StoreErrorKind::Backend, format!("{what}: {e}")),
             retry,
+        };
+        let (Some(c), Some(s3)) = (self.copy_settings(), self.s3.as_s3()) else {
+            return Err(backend("only S3 takes this request".into(), false));
         };
         let mut url = format!("{}/{}", c.bucket_endpoint, encode(key.as_ref()));
         if !query.is_empty() {
@@ -158,8 +161,7 @@ impl ObjectBackend {
         let mut request = request
             .body(HttpRequestBody::from(Bytes::new()))
             .map_err(|e| backend(e.to_string(), false))?;
-        let credential = self
-            .s3
+        let credential = s3
             .credentials()
             .get_credential()
             .await
@@ -181,8 +183,7 @@ impl ObjectBackend {
     }
 
     /// `x-amz-copy-source` for `source`.
-    fn copy_source(&self, source: &Key) -> (String, String) {
-        let c = self.copy_settings();
+    fn copy_source(&self, c: &CopySettings, source: &Key) -> (String, String) {
         (
             "x-amz-copy-source".to_string(),
             encode(&format!("{}/{}", c.bucket, source.as_ref())),
@@ -191,13 +192,16 @@ impl ObjectBackend {
 
     /// Whether a source of `size` bytes is copied in parts.
     pub(super) fn copies_in_parts(&self, size: u64) -> bool {
-        size > self.copy_settings().threshold
+        self.copy_settings().is_some_and(|c| size > c.threshold)
     }
 
     /// CopyObject of `source` to `target`, with the storage class.
     pub(super) async fn copy_whole(&self, source: &Key, target: &Key) -> StoreResult<()> {
-        let mut headers = vec![self.copy_source(source)];
-        headers.extend(self.copy_settings().object_headers.iter().cloned());
+        let Some(c) = self.copy_settings() else {
+            return self.s3.copy(source, target).await.map_err(store_error);
+        };
+        let mut headers = vec![self.copy_source(c, source)];
+        headers.extend(c.object_headers.iter().cloned());
         let body = self.s3_request(Method::PUT, target, "", &headers, "CopyObject").await?;
         match xml_text(&body, "ETag") {
             Some(_) => Ok(()),
@@ -207,7 +211,7 @@ impl ObjectBackend {
 
     /// CreateMultipartUpload at `target`, with the storage class: the upload id.
     pub(super) async fn copy_begin(&self, target: &Key) -> StoreResult<String> {
-        let headers = &self.copy_settings().object_headers;
+        let headers = self.copy_settings().map_or(&[][..], |c| &c.object_headers[..]);
         let body = self
             .s3_request(Method::POST, target, "uploads", headers, "CreateMultipartUpload")
             .await?;
@@ -220,8 +224,10 @@ impl ObjectBackend {
     /// `multipartcopymaxconcurrency` at once) and completes it. On failure the parts still
     /// being copied are dropped; the caller aborts the upload.
     pub(super) async fn copy_parts(&self, source: &Key, target: &Key, upload: &str, size: u64) -> StoreResult<()> {
-        let c = self.copy_settings();
-        let copy_source = self.copy_source(source);
+        let Some(c) = self.copy_settings() else {
+            return Err(StoreError::new(StoreErrorKind::Backend, "a copy in parts is S3's"));
+        };
+        let copy_source = self.copy_source(c, source);
         let parts = part_ranges(size, c.chunk_size).into_iter().enumerate().map(|(i, (first, last))| {
             let query = format!("partNumber={}&uploadId={}", i + 1, encode(upload).replace('/', "%2F"));
             let headers = vec![
@@ -246,6 +252,9 @@ impl ObjectBackend {
 
     /// AbortMultipartUpload of a copy; an upload already gone counts as aborted.
     pub(super) async fn copy_abort(&self, target: &Key, upload: &str) -> StoreResult<()> {
+        if self.copy_settings().is_none() {
+            return Ok(()); // never begun there
+        }
         let query = format!("uploadId={}", encode(upload).replace('/', "%2F"));
         match self.s3_request(Method::DELETE, target, &query, &[], "AbortMultipartUpload").await {
             Err(e) if e.kind() != StoreErrorKind::NotFound => Err(e),

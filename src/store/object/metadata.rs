@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as Key;
-use object_store::ObjectStore;
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 

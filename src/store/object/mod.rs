@@ -1,5 +1,7 @@
-//! The object-storage backend: registry:2's S3 layout in a bucket, through the `object_store`
-//! crate, so that distribution and wharf can serve the same bucket, one after the other.
+//! The object-storage backend: registry:2's S3 layout in a bucket (S3) or a container (Azure
+//! Blob Storage, the same layout), through the `object_store` crate, so that distribution and
+//! wharf can serve the same bucket, one after the other. Which service it is stays in
+//! [`client`]: everything else here is written once for both.
 //!
 //! Everything a request needs is in the bucket (upload sessions included), so any number of
 //! replicas can share it; `wharf serve` puts the index in front of it in
@@ -9,7 +11,9 @@
 //! `If-Match` on PutObject. Blobs are content-addressed, so concurrent writes of one key write
 //! the same bytes; what remains is said where it happens (`metadata::tag_swap`, `uploads`).
 
+pub mod azure;
 mod blobs;
+pub mod client;
 mod copy;
 mod keys;
 mod metadata;
@@ -19,22 +23,20 @@ pub mod settings;
 mod uploads;
 
 use super::{StoreError, StoreErrorKind, StoreResult};
-use crate::config::S3Storage;
+use crate::config::ObjectStorage;
 use bytes::Bytes;
+use client::Client;
 use futures::{StreamExt, TryStreamExt};
 use keys::Keys;
-use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
-use object_store::{ObjectMeta, ObjectStore, PutOptions, PutPayload};
+use object_store::{ObjectMeta, PutOptions, PutPayload};
 use settings::Tuning;
 use std::sync::Arc;
 
-/// distribution's name for its S3 driver (the `driver` label of the storage metrics).
-pub const DRIVER_NAME: &str = "s3aws";
-
 #[derive(Clone)]
 pub struct ObjectBackend {
-    s3: Arc<AmazonS3>,
+    /// The bucket's client: S3's or Azure's (named for the first, as the code using it was).
+    s3: Arc<dyn Client>,
     keys: Arc<Keys>,
     tuning: Arc<Tuning>,
 }
@@ -53,10 +55,10 @@ fn store_error(e: object_store::Error) -> StoreError {
 }
 
 impl ObjectBackend {
-    pub fn new(settings: &S3Storage, redirect_disabled: bool) -> anyhow::Result<ObjectBackend> {
-        let (s3, tuning) = settings::build(settings, redirect_disabled)?;
+    pub fn new(settings: ObjectStorage<'_>, redirect_disabled: bool) -> anyhow::Result<ObjectBackend> {
+        let (s3, tuning) = client::connect(settings, redirect_disabled)?;
         Ok(ObjectBackend {
-            s3: Arc::new(s3),
+            s3,
             keys: Arc::new(Keys::new(&tuning.rootdirectory)),
             tuning: Arc::new(tuning),
         })

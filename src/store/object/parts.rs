@@ -3,11 +3,11 @@
 //! the store instead of at their sum. At most [`PARTS_IN_FLIGHT`] parts are out at once, so a
 //! request holds at most that many parts plus the one being filled.
 
+use super::client::Client;
 use super::store_error;
 use crate::store::{StoreError, StoreErrorKind, StoreResult};
 use bytes::Bytes;
-use object_store::aws::AmazonS3;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::PartId;
 use object_store::path::Path as Key;
 use object_store::PutPayload;
 use std::collections::VecDeque;
@@ -25,7 +25,7 @@ type Sending = JoinHandle<object_store::Result<PartId>>;
 
 /// The parts of one request, numbered on from `first_index`, finished in order.
 pub struct PartPipeline {
-    s3: Arc<AmazonS3>,
+    s3: Arc<dyn Client>,
     key: Key,
     upload: String,
     next_index: usize,
@@ -33,7 +33,7 @@ pub struct PartPipeline {
 }
 
 impl PartPipeline {
-    pub fn new(s3: Arc<AmazonS3>, key: Key, upload: String, first_index: usize) -> PartPipeline {
+    pub fn new(s3: Arc<dyn Client>, key: Key, upload: String, first_index: usize) -> PartPipeline {
         PartPipeline {
             s3,
             key,

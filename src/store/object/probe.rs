@@ -3,12 +3,13 @@
 //! which of the usual causes it is (endpoint, credentials, bucket, permission), from what the
 //! store answered, with a client whose requests end within seconds.
 
+use super::client::Client;
 use super::keys::Keys;
-use crate::config::S3Storage;
-use object_store::aws::AmazonS3;
+use crate::config::ObjectStorage;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload};
+use object_store::PutPayload;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a check found wrong, each with its own message.
@@ -34,15 +35,21 @@ pub struct ProbeError {
     pub failure: Failure,
     pub step: &'static str,
     detail: String,
+    /// The driver's key (`s3`, `azure`): the message names its settings.
+    driver: &'static str,
 }
 
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let azure = self.driver == "azure";
         let what = match self.failure {
+            Failure::Unreachable if azure => "the endpoint cannot be reached (storage.azure.serviceurl, or accountname and realm)",
             Failure::Unreachable => "the endpoint cannot be reached (storage.s3.regionendpoint, storage.s3.secure)",
+            Failure::Credentials if azure => "the store refuses the credentials (storage.azure.accountname and accountkey)",
             Failure::Credentials => {
                 "the store refuses the credentials (storage.s3.accesskey and secretkey, or the environment's AWS_* credentials)"
             }
+            Failure::NoBucket if azure => "the container does not exist (storage.azure.container)",
             Failure::NoBucket => "the bucket does not exist (storage.s3.bucket)",
             Failure::NoWrite => "the credentials may not write to the bucket",
             Failure::NoRead => "the credentials may not read from the bucket",
@@ -70,7 +77,8 @@ fn chain(e: &object_store::Error) -> String {
 }
 
 /// Which failure `e`, met at `step`, is. Listing errors reach us as text (object_store keeps
-/// their status inside a generic error), so the S3 error codes and statuses are read from it.
+/// their status inside a generic error), so the S3 and Azure error codes and statuses are read
+/// from it.
 fn classify(step: &'static str, e: &object_store::Error) -> ProbeError {
     let detail = chain(e);
     let has = |s: &str| detail.contains(s);
@@ -83,10 +91,12 @@ fn classify(step: &'static str, e: &object_store::Error) -> ProbeError {
         "AccessDenied",
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
     ]
     .iter()
     .any(|s| has(s));
-    let failure = if has("NoSuchBucket") || (step == "list" && has("404 Not Found")) {
+    let failure = if has("NoSuchBucket") || has("ContainerNotFound") || (step == "list" && has("404 Not Found")) {
         Failure::NoBucket
     } else if refused {
         match step {
@@ -108,25 +118,40 @@ fn classify(step: &'static str, e: &object_store::Error) -> ProbeError {
     } else {
         Failure::Other
     };
-    ProbeError { failure, step, detail }
+    ProbeError {
+        failure,
+        step,
+        detail,
+        driver: "",
+    }
 }
 
-/// A client for checks of the bucket `settings` name.
+/// A client for checks of the bucket (or container) `settings` name.
 pub struct BucketProbe {
-    s3: AmazonS3,
+    s3: Arc<dyn Client>,
     keys: Keys,
     root: String,
+    driver: &'static str,
 }
 
 impl BucketProbe {
     /// Each request (with its one retry) ends within `limit`.
-    pub fn new(settings: &S3Storage, limit: Duration) -> anyhow::Result<BucketProbe> {
-        let (s3, tuning) = super::settings::build_probe(settings, limit)?;
+    pub fn new(settings: ObjectStorage<'_>, limit: Duration) -> anyhow::Result<BucketProbe> {
+        let (s3, tuning) = super::client::connect_probe(settings, limit)?;
         Ok(BucketProbe {
             s3,
             keys: Keys::new(&tuning.rootdirectory),
             root: tuning.rootdirectory.trim_matches('/').to_string(),
+            driver: settings.key(),
         })
+    }
+
+    /// `classify`, naming this probe's driver's settings.
+    fn failed(&self, step: &'static str, e: &object_store::Error) -> ProbeError {
+        ProbeError {
+            driver: self.driver,
+            ..classify(step, e)
+        }
     }
 
     /// One listing of the repositories, the request `serve` makes at start.
@@ -135,7 +160,7 @@ impl BucketProbe {
             .list_with_delimiter(Some(&self.keys.repositories()))
             .await
             .map(drop)
-            .map_err(|e| classify("list", &e))
+            .map_err(|e| self.failed("list", &e))
     }
 
     /// Lists, then writes, reads back and deletes an object of its own beside registry:2's
@@ -153,7 +178,7 @@ impl BucketProbe {
         self.s3
             .put(&key, PutPayload::from(content.clone().into_bytes()))
             .await
-            .map_err(|e| classify("write", &e))?;
+            .map_err(|e| self.failed("write", &e))?;
         let read = async {
             let got = self.s3.get(&key).await?;
             got.bytes().await
@@ -164,11 +189,12 @@ impl BucketProbe {
                 failure: Failure::Other,
                 step: "read",
                 detail: format!("{key} read back other bytes than were written"),
+                driver: self.driver,
             }),
-            Err(e) => Err(classify("read", &e)),
+            Err(e) => Err(self.failed("read", &e)),
         };
         // Deleted even when the read failed: the probe leaves nothing behind.
-        let deleted = self.s3.delete(&key).await.map_err(|e| classify("delete", &e));
+        let deleted = self.s3.delete(&key).await.map_err(|e| self.failed("delete", &e));
         checked?;
         deleted?;
         Ok(key.to_string())

@@ -50,7 +50,7 @@ pub struct Tuning {
     /// class with a minimum storage duration would bill the short-lived upload for it).
     pub attributes: Attributes,
     /// How a commit copies the assembled upload to the blob's key (`multipartcopy*`).
-    pub copy: CopySettings,
+    pub copy: Option<CopySettings>,
     /// Answer blob GETs with presigned URLs (`storage.redirect.disable` unset).
     pub redirect: bool,
 }
@@ -220,7 +220,7 @@ fn builder(s: &S3Storage, redirect_disabled: bool, request_timeout: Option<Durat
             rootdirectory: s.rootdirectory.clone(),
             chunk_size,
             attributes,
-            copy,
+            copy: Some(copy),
             redirect: !redirect_disabled,
         },
     ))
@@ -288,16 +288,15 @@ mod tests {
             ..Default::default()
         };
         let (_, t) = build(&base, false).unwrap();
-        assert_eq!(
-            (t.copy.chunk_size, t.copy.max_concurrency, t.copy.threshold),
-            (32 << 20, 100, 32 << 20)
-        );
-        assert_eq!(t.copy.bucket_endpoint, "http://127.0.0.1:3900/b", "path style with an endpoint");
-        assert!(t.copy.object_headers.is_empty(), "no class unless one is set");
+        let copy = |t: Tuning| t.copy.expect("S3 copies by its own requests");
+        let t = copy(t);
+        assert_eq!((t.chunk_size, t.max_concurrency, t.threshold), (32 << 20, 100, 32 << 20));
+        assert_eq!(t.bucket_endpoint, "http://127.0.0.1:3900/b", "path style with an endpoint");
+        assert!(t.object_headers.is_empty(), "no class unless one is set");
         let set = |f: fn(&mut S3Storage)| {
             let mut s = base.clone();
             f(&mut s);
-            build(&s, false).map(|(_, t)| t)
+            build(&s, false).map(|(_, t)| copy(t))
         };
         assert!(
             set(|s| s.multipartcopychunksize = Some(Value::from(1u64 << 20))).is_err(),
@@ -308,19 +307,13 @@ mod tests {
             set(|s| s.multipartcopythresholdsize = Some(Value::from(6u64 << 30))).is_err(),
             "above CopyObject's 5 GiB"
         );
-        assert_eq!(
-            set(|s| s.multipartcopythresholdsize = Some(Value::from("0")))
-                .unwrap()
-                .copy
-                .threshold,
-            0
-        );
+        assert_eq!(set(|s| s.multipartcopythresholdsize = Some(Value::from("0"))).unwrap().threshold, 0);
         let t = set(|s| s.storageclass = "reduced_redundancy".into()).unwrap();
         assert_eq!(
-            t.copy.object_headers,
+            t.object_headers,
             vec![("x-amz-storage-class".to_string(), "REDUCED_REDUNDANCY".to_string())]
         );
-        assert!(set(|s| s.storageclass = "none".into()).unwrap().copy.object_headers.is_empty());
+        assert!(set(|s| s.storageclass = "none".into()).unwrap().object_headers.is_empty());
         assert!(
             set(|s| s.storageclass = "GLACIER".into()).is_err(),
             "not an instant-retrieval class"

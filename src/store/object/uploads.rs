@@ -29,7 +29,7 @@ use crate::store::{ByteStream, StoreError, StoreErrorKind, StoreResult, UploadIn
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::PartId;
 use object_store::path::Path as Key;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
