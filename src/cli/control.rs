@@ -165,6 +165,8 @@ pub fn holder(v2: &Path) -> anyhow::Result<Holder> {
 pub enum Via {
     Server,
     Local,
+    /// On shared object storage, beside whatever replicas serve it.
+    Bucket,
 }
 
 /// Opens the store under `cfg`'s root as `wharf serve` does, for a command holding the lock.
@@ -185,7 +187,21 @@ pub fn registry_options(cfg: &Config) -> anyhow::Result<crate::registry::Options
         retention: Some(Arc::new(retention)),
         gc_delay: Some(cfg.storage.maintenance.gc.delay),
         shared_storage: cfg.storage.s3.is_some(),
+        gc_timing: gc_timing(cfg)?,
     })
+}
+
+/// The shared-storage collection's timing, checked.
+fn gc_timing(cfg: &Config) -> anyhow::Result<crate::registry::gc::shared::Timing> {
+    let gc = &cfg.storage.maintenance.gc;
+    let timing = crate::registry::gc::shared::Timing {
+        window: gc.window,
+        poll: gc.poll,
+        margin: gc.margin,
+        max_run_age: gc.maxrunage,
+    };
+    timing.check().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(timing)
 }
 
 /// Runs one action on `cfg`'s storage root: through the running server (`method target`,

@@ -5,7 +5,8 @@
 
 use super::control::{self, Via};
 use crate::config;
-use crate::registry::{GcOptions, GcReport};
+use crate::registry::{GcOptions, GcReport, Registry};
+use anyhow::Context;
 use axum::http::Method;
 use std::path::PathBuf;
 
@@ -32,12 +33,35 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
         delete_untagged: args.delete_untagged,
         delay: cfg.storage.maintenance.gc.delay,
     };
+    if cfg.storage.s3.is_some() {
+        let report = on_object_storage(&cfg, opts)?;
+        print_report(&report, Via::Bucket);
+        return Ok(());
+    }
     let target = format!("/v2/_wharf/gc?dryrun={}&deleteuntagged={}", opts.dry_run, opts.delete_untagged);
     let (report, via) = control::act(&cfg, Method::POST, &target, async |registry| {
         Ok(registry.collect_garbage(opts).await?)
     })?;
     print_report(&report, via);
     Ok(())
+}
+
+/// A collection on the configured bucket from here: replicas serving it need not stop, they
+/// rescue what they use from it (`registry::gc::shared`); one running elsewhere is refused.
+fn on_object_storage(cfg: &config::Config, opts: GcOptions) -> anyhow::Result<GcReport> {
+    let Some(s3) = &cfg.storage.s3 else { anyhow::bail!("storage.s3 is not configured") };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = crate::store::object_storage(s3, cfg.storage.redirect_disabled())
+            .await
+            .with_context(|| format!("cannot use bucket {} (storage.s3)", s3.bucket))?;
+        let registry = Registry::new(store, control::registry_options(cfg)?);
+        Ok(registry.collect_garbage(opts).await?)
+    })
 }
 
 fn print_report(r: &GcReport, via: Via) {
@@ -69,6 +93,7 @@ fn print_report(r: &GcReport, via: Via) {
     let by = match via {
         Via::Server => "by the running server",
         Via::Local => "with the storage root locked (no server running)",
+        Via::Bucket => "on the shared bucket, beside the replicas serving it",
     };
     let verb = if r.dryrun { "would free" } else { "freed" };
     println!(

@@ -10,6 +10,7 @@
 //! the same bytes; what remains is said where it happens (`metadata::tag_swap`, `uploads`).
 
 mod blobs;
+mod coordination;
 mod keys;
 mod metadata;
 mod parts;
