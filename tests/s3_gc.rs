@@ -30,8 +30,14 @@ const TIMING: [(&str, &str); 5] = [
     ("REGISTRY_STORAGE_MAINTENANCE_GC_MAXRUNAGE", "10m"),
 ];
 
-/// Pushes per pusher at most, and how long pushers go on at most.
-const PUSHES_MAX: usize = 60;
+/// Seeded images whose manifests are deleted (their blobs then unreferenced), of which the
+/// last `UNREUSED` are reused by nobody.
+const ORPHANS: usize = 60;
+const UNREUSED: usize = 6;
+/// Pushes per pusher at most, one every `PACE`, and how long pushers go on at most: spread over
+/// the whole collection (its lease, first mark, window, second mark and sweep).
+const PUSHES_MAX: usize = 80;
+const PACE: Duration = Duration::from_millis(120);
 const PUSHING_MAX: Duration = Duration::from_secs(90);
 /// Tries of one push (a blob deleted under it is uploaded again; a 503 waits).
 const ATTEMPTS: usize = 20;
@@ -244,10 +250,12 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
     let rt = runtime();
     let s3 = bucket(&g);
 
-    // Seven images through B; the manifests of 0..5 deleted. 0 and 1 are reused below.
-    let seeded = rt.block_on(seed(&rb, 7, 0..5));
-    let reused: Vec<Image> = seeded[0..2].iter().map(|(i, _)| i.clone()).collect();
-    let unreused: Vec<String> = seeded[2..5]
+    // Images through B, the manifests of all but the last deleted: their blobs are what the
+    // collection finds unreferenced. Pushes reuse them one orphan after the other, so that
+    // some first touch their orphan in each phase of the run.
+    let seeded = rt.block_on(seed(&rb, ORPHANS + 1, 0..ORPHANS));
+    let reused: Vec<Image> = seeded[..ORPHANS - UNREUSED].iter().map(|(i, _)| i.clone()).collect();
+    let unreused: Vec<String> = seeded[ORPHANS - UNREUSED..ORPHANS]
         .iter()
         .flat_map(|(i, m)| i.blobs.iter().map(|b| b.digest.clone()).chain([m.clone()]))
         .collect();
@@ -255,15 +263,17 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (report, refused, pushes) = rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
+        let next_orphan = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let begun = Instant::now();
         let pushers: Vec<_> = [(ra.clone(), "a"), (rb.clone(), "b")]
             .into_iter()
             .map(|(reg, name)| {
-                let (stop, tally, reused) = (stop.clone(), tally.clone(), reused.clone());
+                let (stop, tally, reused, next_orphan) = (stop.clone(), tally.clone(), reused.clone(), next_orphan.clone());
                 tokio::spawn(async move {
                     let mut n = 0;
                     while n < PUSHES_MAX && !stop.load(Ordering::SeqCst) && begun.elapsed() < PUSHING_MAX {
-                        let source = &reused[n % reused.len()];
+                        tokio::time::sleep(PACE).await;
+                        let source = &reused[next_orphan.load(Ordering::SeqCst) % reused.len()];
                         let fresh = Blob::new(random_bytes(2000), OCI_LAYER);
                         match n % 3 {
                             // The seeded repository again, its unreferenced config and layer reused
@@ -272,6 +282,7 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
                                 let mut image = source.clone();
                                 image.tag = format!("{name}-{n}");
                                 image.blobs.push(fresh);
+                                next_orphan.fetch_add(1, Ordering::SeqCst);
                                 push(&reg, &image, None, &tally).await;
                             }
                             // Another repository, the unreferenced blobs mounted from the seeded one.
@@ -280,6 +291,7 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
                                 image.repo = format!("copy/{name}{n}");
                                 image.tag = "v1".into();
                                 image.blobs.push(fresh);
+                                next_orphan.fetch_add(1, Ordering::SeqCst);
                                 push(&reg, &image, Some(&source.repo), &tally).await;
                             }
                             _ => push(&reg, &fresh_image(&format!("fresh/{name}{n}"), "v1"), None, &tally).await,
@@ -334,7 +346,7 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
         report["duration_seconds"]
     );
     let reusing = tally.acked.iter().filter(|i| !i.repo.starts_with("fresh/")).count();
-    assert!(reusing >= 4, "only {reusing} pushes reusing unreferenced blobs were acknowledged");
+    assert!(reusing >= 20, "only {reusing} pushes reusing unreferenced blobs were acknowledged");
 
     rt.block_on(async {
         assert_pulls(&ra, "A", &tally.acked).await;
