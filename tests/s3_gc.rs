@@ -82,10 +82,7 @@ fn fresh_image(repo: &str, tag: &str) -> Image {
     Image {
         repo: repo.into(),
         tag: tag.into(),
-        blobs: vec![
-            Blob::new(config_blob(), OCI_CONFIG),
-            Blob::new(random_bytes(3000), OCI_LAYER),
-        ],
+        blobs: vec![Blob::new(config_blob(), OCI_CONFIG), Blob::new(random_bytes(3000), OCI_LAYER)],
     }
 }
 
@@ -104,7 +101,9 @@ struct Tally {
 /// One blob as docker sends it: HEAD in the target repository; if absent a mount from `from`;
 /// if that fails an upload. True once the repository has it.
 async fn send_blob(reg: &Registry, repo: &str, blob: &Blob, from: Option<&str>, tally: &Mutex<Tally>) -> bool {
-    let head = reg.try_call(Method::HEAD, reg.url(&format!("/v2/{repo}/blobs/{}", blob.digest)), &[], vec![]).await;
+    let head = reg
+        .try_call(Method::HEAD, reg.url(&format!("/v2/{repo}/blobs/{}", blob.digest)), &[], vec![])
+        .await;
     if head.as_ref().is_ok_and(|h| h.status == 200) {
         return true;
     }
@@ -112,7 +111,9 @@ async fn send_blob(reg: &Registry, repo: &str, blob: &Blob, from: Option<&str>, 
         Some(from) => reg.url_with(&format!("/v2/{repo}/blobs/uploads/"), &[("mount", &blob.digest), ("from", from)]),
         None => reg.url(&format!("/v2/{repo}/blobs/uploads/")),
     };
-    let Ok(started) = reg.try_call(Method::POST, start, &[("Content-Length", "0")], vec![]).await else { return false };
+    let Ok(started) = reg.try_call(Method::POST, start, &[("Content-Length", "0")], vec![]).await else {
+        return false;
+    };
     match started.status {
         201 => return true,
         202 => {}
@@ -124,7 +125,12 @@ async fn send_blob(reg: &Registry, repo: &str, blob: &Blob, from: Option<&str>, 
     }
     let url = reg.url_with(started.location(), &[("digest", &blob.digest)]);
     let put = reg
-        .try_call(Method::PUT, url, &[("Content-Type", "application/octet-stream")], blob.bytes.clone())
+        .try_call(
+            Method::PUT,
+            url,
+            &[("Content-Type", "application/octet-stream")],
+            blob.bytes.clone(),
+        )
         .await;
     match put.map(|p| p.status) {
         Ok(201) => {
@@ -152,7 +158,12 @@ async fn push(reg: &Registry, image: &Image, from: Option<&str>, tally: &Mutex<T
             continue;
         }
         let url = reg.url(&format!("/v2/{}/manifests/{}", image.repo, image.tag));
-        let Ok(resp) = reg.try_call(Method::PUT, url, &[("Content-Type", OCI_MANIFEST)], manifest.clone()).await else { continue };
+        let Ok(resp) = reg
+            .try_call(Method::PUT, url, &[("Content-Type", OCI_MANIFEST)], manifest.clone())
+            .await
+        else {
+            continue;
+        };
         match resp.status {
             201 => {
                 tally.lock().unwrap().acked.push(image.clone());
@@ -178,8 +189,23 @@ async fn assert_pulls(reg: &Registry, name: &str, images: &[Image]) {
         assert_eq!(got.body, image.manifest(), "{}:{} through {name}", image.repo, image.tag);
         for blob in &image.blobs {
             let got = reg.get(&format!("/v2/{}/blobs/{}", image.repo, blob.digest)).await;
-            assert_eq!(got.status, 200, "{} of {}:{} through {name}: {}", blob.digest, image.repo, image.tag, got.show());
-            assert_eq!(sha256(&got.body), blob.digest, "{} of {}:{} through {name}", blob.digest, image.repo, image.tag);
+            assert_eq!(
+                got.status,
+                200,
+                "{} of {}:{} through {name}: {}",
+                blob.digest,
+                image.repo,
+                image.tag,
+                got.show()
+            );
+            assert_eq!(
+                sha256(&got.body),
+                blob.digest,
+                "{} of {}:{} through {name}",
+                blob.digest,
+                image.repo,
+                image.tag
+            );
         }
     }
 }
@@ -322,7 +348,12 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
     });
     assert_eq!(report.status, 200, "the collection through A: {}", report.show());
     let report: Value = report.json();
-    assert_eq!(refused.status, 409, "a second collection through B while A collects: {}", refused.show());
+    assert_eq!(
+        refused.status,
+        409,
+        "a second collection through B while A collects: {}",
+        refused.show()
+    );
     assert!(
         String::from_utf8_lossy(&refused.body).contains("already running"),
         "{}",
@@ -353,12 +384,19 @@ fn a_collection_through_one_replica_spares_what_both_replicas_push_meanwhile() {
         assert_pulls(&rb, "B", &tally.acked).await;
         let stored = stored_blobs(&s3, root).await;
         for d in &unreused {
-            assert!(deleted.contains(d), "{d}, unreferenced and reused by nobody, was not collected: {report}");
+            assert!(
+                deleted.contains(d),
+                "{d}, unreferenced and reused by nobody, was not collected: {report}"
+            );
             assert!(!stored.contains(d), "{d} was reported deleted but is still in the bucket");
         }
         for image in &tally.acked {
             for blob in &image.blobs {
-                assert!(stored.contains(&blob.digest), "{} of an acknowledged push is not in the bucket", blob.digest);
+                assert!(
+                    stored.contains(&blob.digest),
+                    "{} of an acknowledged push is not in the bucket",
+                    blob.digest
+                );
             }
         }
         // The run withdrew everything it published, and released its lease.
@@ -422,7 +460,11 @@ fn garbage_collect_on_an_s3_config_leaves_a_bucket_distribution_reads() {
     });
     let out = collector.join().unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "wharf garbage-collect: {printed}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wharf garbage-collect: {printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(printed.contains("on the shared bucket"), "{printed}");
     rt.block_on(async {
         let stored = stored_blobs(&s3, root).await;
@@ -437,7 +479,11 @@ fn garbage_collect_on_an_s3_config_leaves_a_bucket_distribution_reads() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
     let storage = g.distribution_storage(0, &format!("/{root}"));
-    std::fs::write(&config, format!("version: 0.1\n{storage}http:\n  addr: 127.0.0.1:0\n  secret: s3-gc-test\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("version: 0.1\n{storage}http:\n  addr: 127.0.0.1:0\n  secret: s3-gc-test\n"),
+    )
+    .unwrap();
     let mut cmd = std::process::Command::new(common::distribution::DISTRIBUTION_BIN);
     cmd.arg("garbage-collect").arg(&config).env_remove("AWS_CA_BUNDLE");
     for (k, _) in std::env::vars() {
@@ -448,7 +494,10 @@ fn garbage_collect_on_an_s3_config_leaves_a_bucket_distribution_reads() {
     let theirs = cmd.output().expect("docker-registry garbage-collect");
     let text = String::from_utf8_lossy(&theirs.stdout).to_string() + &String::from_utf8_lossy(&theirs.stderr);
     assert!(theirs.status.success(), "distribution's garbage-collect: {text}");
-    assert!(text.contains("0 blobs and 0 manifests eligible for deletion"), "distribution's collector after wharf's:\n{text}");
+    assert!(
+        text.contains("0 blobs and 0 manifests eligible for deletion"),
+        "distribution's collector after wharf's:\n{text}"
+    );
     // A second run of wharf's finds nothing either.
     let again = garbage_collect(g.wharf_env(0, &format!("/{root}")));
     assert!(again.status.success());

@@ -49,7 +49,9 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
 /// A collection on the configured bucket from here: replicas serving it need not stop, they
 /// rescue what they use from it (`registry::gc::shared`); one running elsewhere is refused.
 fn on_object_storage(cfg: &config::Config, opts: GcOptions) -> anyhow::Result<GcReport> {
-    let Some(s3) = &cfg.storage.s3 else { anyhow::bail!("storage.s3 is not configured") };
+    let Some(s3) = &cfg.storage.s3 else {
+        anyhow::bail!("storage.s3 is not configured")
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

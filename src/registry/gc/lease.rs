@@ -37,9 +37,7 @@ struct Record {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn busy(other: &Record) -> RegistryError {
@@ -54,7 +52,9 @@ fn busy(other: &Record) -> RegistryError {
 }
 
 async fn read(store: &dyn CoordinationStore) -> Result<Option<Record>> {
-    let Some(bytes) = store.coord_get(LEASE).await? else { return Ok(None) };
+    let Some(bytes) = store.coord_get(LEASE).await? else {
+        return Ok(None);
+    };
     // An unreadable lease (a torn or foreign object) is nobody's.
     Ok(serde_json::from_slice(&bytes).ok())
 }
@@ -110,7 +110,9 @@ impl Lease {
     /// Fails if the lease is no longer ours (taken over, or not renewed in time).
     pub(super) async fn check(&self) -> Result<()> {
         let current = read(&*self.store).await?;
-        let ours = current.as_ref().is_some_and(|r| r.holder == self.mine.holder && r.run == self.mine.run);
+        let ours = current
+            .as_ref()
+            .is_some_and(|r| r.holder == self.mine.holder && r.run == self.mine.run);
         if !ours || self.lost.load(Ordering::SeqCst) {
             self.lost.store(true, Ordering::SeqCst);
             return Err(RegistryError::new(

@@ -237,7 +237,11 @@ impl Registry {
     /// Touches `digests` before an operation relies on them. `strict` for operations that
     /// write links or acknowledge content; without it (a blob HEAD or GET) a collection on
     /// shared storage is objected to where it can be, and nothing waits or fails.
-    pub(crate) async fn gc_enter<'d>(&self, digests: impl IntoIterator<Item = &'d crate::oci::Digest>, strict: bool) -> Result<Entered<'_>> {
+    pub(crate) async fn gc_enter<'d>(
+        &self,
+        digests: impl IntoIterator<Item = &'d crate::oci::Digest>,
+        strict: bool,
+    ) -> Result<Entered<'_>> {
         let digests: Vec<crate::oci::Digest> = digests.into_iter().cloned().collect();
         let window_end = match self.gc.watch.get() {
             Some(watch) => watch.admit(&digests, strict).await?,

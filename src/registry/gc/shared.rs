@@ -60,6 +60,7 @@
 //!   `deleteuntagged`) or a layer link younger than the cut, and keeps `d`.
 //!   For a HEAD alone nothing is acknowledged that a deletion could break: the manifest PUT that
 //!   follows checks again.
+//!
 //! The margin covers the time between a check and the write it allows, and the drift of two
 //! clocks over one window. A run older than `maxrunage` is abandoned by its collector (checked
 //! before each batch, with the margin) before any replica ignores it (replicas count from when
@@ -178,9 +179,11 @@ impl Registry {
 
     /// One collection on shared storage, under the lease (see the module's argument).
     pub(super) async fn gc_run_shared(&self, opts: GcOptions, cut: SystemTime) -> Result<GcReport> {
-        let store = self.store.coordination.clone().ok_or_else(|| {
-            RegistryError::new(ErrorCode::Unsupported, "this shared storage has no place for a collection lease")
-        })?;
+        let store = self
+            .store
+            .coordination
+            .clone()
+            .ok_or_else(|| RegistryError::new(ErrorCode::Unsupported, "this shared storage has no place for a collection lease"))?;
         let run = new_run();
         let lease = Lease::acquire(store.clone(), holder(), &run).await?;
         self.gc_clean_stale_runs(&*store).await;
@@ -215,7 +218,12 @@ impl Registry {
         let publishing = Instant::now();
         store.coord_put(&format!("{RUNS}/{run}"), listed.into()).await?;
         let published = Instant::now();
-        tracing::info!(run, blobs = blobs.len(), manifests = manifests.len(), "garbage collection candidates published; deleting after the window");
+        tracing::info!(
+            run,
+            blobs = blobs.len(),
+            manifests = manifests.len(),
+            "garbage collection candidates published; deleting after the window"
+        );
         tokio::time::sleep_until(published + timing.window).await;
         lease.check().await?;
         let rescued = self.gc_rescued(&**store, run).await?;
@@ -250,10 +258,7 @@ impl Registry {
         loop {
             let page = self.store.blobs.blobs_page(after.as_ref(), super::sweep::BLOB_PAGE).await?;
             let Some(last) = page.last().cloned() else { break };
-            out.extend(
-                page.into_iter()
-                    .filter(|d| !marked.live.contains(d) && !marked.recent.contains(d)),
-            );
+            out.extend(page.into_iter().filter(|d| !marked.live.contains(d) && !marked.recent.contains(d)));
             after = Some(last);
         }
         Ok(out)

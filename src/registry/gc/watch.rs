@@ -104,10 +104,17 @@ impl Watch {
         let mut fresh = HashMap::new();
         for run in listed.iter().filter(|r| !known.contains(*r)) {
             // Absent now: withdrawn between the listing and this read, so it deletes no more.
-            let Some(bytes) = self.store.coord_get(&format!("{RUNS}/{run}")).await? else { continue };
+            let Some(bytes) = self.store.coord_get(&format!("{RUNS}/{run}")).await? else {
+                continue;
+            };
             let candidates: HashSet<Digest> = String::from_utf8_lossy(&bytes).lines().filter_map(|l| l.parse().ok()).collect();
             let deadline = previous.map(|q| q + self.timing.window - self.timing.margin);
-            tracing::info!(run, candidates = candidates.len(), first_poll = previous.is_none(), "garbage collection run published");
+            tracing::info!(
+                run,
+                candidates = candidates.len(),
+                first_poll = previous.is_none(),
+                "garbage collection run published"
+            );
             fresh.insert(
                 run.clone(),
                 Run {
