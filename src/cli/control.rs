@@ -207,6 +207,15 @@ fn gc_timing(cfg: &Config) -> anyhow::Result<crate::registry::gc::shared::Timing
 /// Runs one action on `cfg`'s storage root: through the running server (`method target`,
 /// answering JSON of type `T`) when there is one, else `local` on the store opened here with the
 /// root lock held. The one entry point for commands such as `wharf garbage-collect`.
+/// The runtime a command that acts on the store runs on (two workers, as small machines have).
+pub fn command_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 pub fn act<T, F, Fut>(cfg: &Config, method: Method, target: &str, local: F) -> anyhow::Result<(T, Via)>
 where
     T: DeserializeOwned,
@@ -214,11 +223,7 @@ where
     Fut: Future<Output = anyhow::Result<T>>,
 {
     let v2 = crate::store::paths::Layout::new(&cfg.root_directory()).v2().to_path_buf();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = command_runtime()?;
     runtime.block_on(async {
         match holder(&v2)? {
             Holder::Server(client) => Ok((client.json(method, target).await?, Via::Server)),

@@ -52,11 +52,7 @@ fn on_object_storage(cfg: &config::Config, opts: GcOptions) -> anyhow::Result<Gc
     let Some(s3) = &cfg.storage.s3 else {
         anyhow::bail!("storage.s3 is not configured")
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = control::command_runtime()?;
     runtime.block_on(async {
         let store = crate::store::object_storage(s3, cfg.storage.redirect_disabled())
             .await
