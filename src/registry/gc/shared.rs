@@ -316,3 +316,34 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_leave_replicas_time_and_a_too_short_window_is_refused() {
+        assert_eq!(Timing::DEFAULT.check(), Ok(()));
+        let s = Duration::from_secs;
+        let short = Timing {
+            window: s(60),
+            poll: s(5),
+            margin: s(30),
+            max_run_age: s(3600),
+        };
+        assert!(
+            short.check().unwrap_err().contains("window"),
+            "60 s is not more than 5 s + 2 × 30 s"
+        );
+        let old = Timing {
+            max_run_age: s(150),
+            ..Timing::DEFAULT
+        };
+        assert!(old.check().unwrap_err().contains("maxrunage"));
+        let no_margin = Timing {
+            margin: Duration::ZERO,
+            ..Timing::DEFAULT
+        };
+        assert!(no_margin.check().is_err());
+    }
+}
