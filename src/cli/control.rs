@@ -165,6 +165,8 @@ pub fn holder(v2: &Path) -> anyhow::Result<Holder> {
 pub enum Via {
     Server,
     Local,
+    /// On shared object storage, beside whatever replicas serve it.
+    Bucket,
 }
 
 /// Opens the store under `cfg`'s root as `wharf serve` does, for a command holding the lock.
@@ -185,12 +187,35 @@ pub fn registry_options(cfg: &Config) -> anyhow::Result<crate::registry::Options
         retention: Some(Arc::new(retention)),
         gc_delay: Some(cfg.storage.maintenance.gc.delay),
         shared_storage: cfg.storage.object().is_some(),
+        gc_timing: gc_timing(cfg)?,
     })
+}
+
+/// The shared-storage collection's timing, checked.
+fn gc_timing(cfg: &Config) -> anyhow::Result<crate::registry::gc::shared::Timing> {
+    let gc = &cfg.storage.maintenance.gc;
+    let timing = crate::registry::gc::shared::Timing {
+        window: gc.window,
+        poll: gc.poll,
+        margin: gc.margin,
+        max_run_age: gc.maxrunage,
+    };
+    timing.check().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(timing)
 }
 
 /// Runs one action on `cfg`'s storage root: through the running server (`method target`,
 /// answering JSON of type `T`) when there is one, else `local` on the store opened here with the
 /// root lock held. The one entry point for commands such as `wharf garbage-collect`.
+/// The runtime a command that acts on the store runs on (two workers, as small machines have).
+pub fn command_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 pub fn act<T, F, Fut>(cfg: &Config, method: Method, target: &str, local: F) -> anyhow::Result<(T, Via)>
 where
     T: DeserializeOwned,
@@ -198,11 +223,7 @@ where
     Fut: Future<Output = anyhow::Result<T>>,
 {
     let v2 = crate::store::paths::Layout::new(&cfg.root_directory()).v2().to_path_buf();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = command_runtime()?;
     runtime.block_on(async {
         match holder(&v2)? {
             Holder::Server(client) => Ok((client.json(method, target).await?, Via::Server)),

@@ -5,7 +5,8 @@
 
 use super::control::{self, Via};
 use crate::config;
-use crate::registry::{GcOptions, GcReport};
+use crate::registry::{GcOptions, GcReport, Registry};
+use anyhow::Context;
 use axum::http::Method;
 use std::path::PathBuf;
 
@@ -32,12 +33,33 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
         delete_untagged: args.delete_untagged,
         delay: cfg.storage.maintenance.gc.delay,
     };
+    if cfg.storage.object().is_some() {
+        let report = on_object_storage(&cfg, opts)?;
+        print_report(&report, Via::Bucket);
+        return Ok(());
+    }
     let target = format!("/v2/_wharf/gc?dryrun={}&deleteuntagged={}", opts.dry_run, opts.delete_untagged);
     let (report, via) = control::act(&cfg, Method::POST, &target, async |registry| {
         Ok(registry.collect_garbage(opts).await?)
     })?;
     print_report(&report, via);
     Ok(())
+}
+
+/// A collection on the configured bucket from here: replicas serving it need not stop, they
+/// rescue what they use from it (`registry::gc::shared`); one running elsewhere is refused.
+fn on_object_storage(cfg: &config::Config, opts: GcOptions) -> anyhow::Result<GcReport> {
+    let Some(settings) = cfg.storage.object() else {
+        anyhow::bail!("no object storage is configured (storage.s3 or storage.azure)")
+    };
+    let runtime = control::command_runtime()?;
+    runtime.block_on(async {
+        let store = crate::store::object_storage(settings, cfg.storage.redirect_disabled())
+            .await
+            .with_context(|| format!("cannot use {} (storage.{})", settings.shown(), settings.key()))?;
+        let registry = Registry::new(store, control::registry_options(cfg)?);
+        Ok(registry.collect_garbage(opts).await?)
+    })
 }
 
 fn print_report(r: &GcReport, via: Via) {
@@ -69,6 +91,7 @@ fn print_report(r: &GcReport, via: Via) {
     let by = match via {
         Via::Server => "by the running server",
         Via::Local => "with the storage root locked (no server running)",
+        Via::Bucket => "on the shared bucket, beside the replicas serving it",
     };
     let verb = if r.dryrun { "would free" } else { "freed" };
     println!(

@@ -326,6 +326,8 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
     let options = super::control::registry_options(&cfg)?;
     let storage = open_storage(&cfg).await?;
     let reg = Arc::new(Registry::new(storage.store.clone(), options));
+    // On shared storage every replica watches for collections, whichever runs them.
+    reg.gc_watch_start();
     let auto = auto_security(&mut cfg, &security, &local)?;
     let tls = tls_config(&cfg)?;
     if auto.is_none() && tls.is_some() {
@@ -338,11 +340,7 @@ async fn serve(mut cfg: Config, security: Security, source: Source) -> anyhow::R
         registry::purge::spawn(reg.clone(), purging.age, purging.interval, purging.dryrun);
     }
     let gc = &cfg.storage.maintenance.gc;
-    if gc.enabled && cfg.storage.object().is_some() {
-        tracing::warn!(
-            "storage.maintenance.gc is enabled but the storage is shared (object storage): garbage collection is not run there yet"
-        );
-    } else if gc.enabled {
+    if gc.enabled {
         let opts = registry::GcOptions {
             dry_run: gc.dryrun,
             delete_untagged: gc.deleteuntagged,

@@ -478,6 +478,21 @@ pub struct GarbageCollection {
     pub deleteuntagged: bool,
     /// Scheduled collections only report.
     pub dryrun: bool,
+    /// Shared storage (replicas): how long a collection's candidates are published before it
+    /// deletes any (default 2m; `registry::gc::shared`).
+    #[serde(with = "duration_str")]
+    pub window: Duration,
+    /// Shared storage: how often every replica lists the running collections (default 5s).
+    #[serde(with = "duration_str")]
+    pub poll: Duration,
+    /// Shared storage: what the window's end is kept clear of, for a store write's time and
+    /// the drift of clocks (default 30s).
+    #[serde(with = "duration_str")]
+    pub margin: Duration,
+    /// Shared storage: a collection still running after this is abandoned by its collector and
+    /// ignored by the replicas (default 6h).
+    #[serde(with = "duration_str")]
+    pub maxrunage: Duration,
 }
 
 impl Default for GarbageCollection {
@@ -488,6 +503,10 @@ impl Default for GarbageCollection {
             interval: Duration::from_secs(24 * 3600),
             deleteuntagged: false,
             dryrun: false,
+            window: crate::registry::gc::shared::Timing::DEFAULT.window,
+            poll: crate::registry::gc::shared::Timing::DEFAULT.poll,
+            margin: crate::registry::gc::shared::Timing::DEFAULT.margin,
+            maxrunage: crate::registry::gc::shared::Timing::DEFAULT.max_run_age,
         }
     }
 }

@@ -259,6 +259,10 @@ const MAINTENANCE: &[Field] = &[
             f("interval", Kind::Duration),
             f("deleteuntagged", Kind::Bool),
             f("dryrun", Kind::Bool),
+            f("window", Kind::Duration),
+            f("poll", Kind::Duration),
+            f("margin", Kind::Duration),
+            f("maxrunage", Kind::Duration),
         ]),
     ),
 ];

@@ -36,6 +36,11 @@ pub async fn run(state: &AppState, ctx: &RequestContext, req: Request) -> HttpRe
     drop(req);
     tracing::info!(dry_run = opts.dry_run, delete_untagged = opts.delete_untagged, actor = ctx.actor.as_deref().unwrap_or(""),
         request_id = %ctx.request_id, "garbage collection requested through {via}");
-    let report = state.registry.collect_garbage(opts).await?;
+    // Its own task: a client that hangs up does not stop a run half-way (on shared storage a
+    // run must withdraw what it published).
+    let registry = state.registry.clone();
+    let report = tokio::spawn(async move { registry.collect_garbage(opts).await })
+        .await
+        .map_err(|e| crate::oci::RegistryError::new(crate::oci::ErrorCode::Internal, format!("garbage collection stopped: {e}")))??;
     Ok(json(serde_json::to_string(&report).unwrap_or_default()))
 }

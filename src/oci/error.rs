@@ -31,6 +31,9 @@ pub enum ErrorCode {
     Internal,
     /// Storage is out of space or read-only (UNAVAILABLE on the wire, status 503): retry later.
     Unavailable,
+    /// Another instance of an exclusive operation holds it (a garbage collection running on
+    /// another replica): UNAVAILABLE on the wire, status 409, retry once it has finished.
+    Conflict,
 }
 
 impl ErrorCode {
@@ -52,7 +55,7 @@ impl ErrorCode {
             ErrorCode::Unsupported | ErrorCode::TooManyTags => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::Internal => "UNKNOWN",
-            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unavailable | ErrorCode::Conflict => "UNAVAILABLE",
         }
     }
 
@@ -69,6 +72,7 @@ impl ErrorCode {
             ErrorCode::TooManyTags => 414,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Conflict => 409,
             _ => 400,
         }
     }

@@ -42,7 +42,7 @@ impl Registry {
     /// Size of a blob in the repository (HEAD). A blob asked about while a collection runs is
     /// spared by it: the client may be about to push a manifest naming it (`gc::fence`).
     pub async fn blob_stat(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        let _pass = self.gc.fence.enter([digest]).await;
+        let _pass = self.gc_enter([digest], false).await?;
         if !self.blob_linked(repo, digest).await? {
             return Err(blob_unknown(digest));
         }

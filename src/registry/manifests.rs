@@ -182,7 +182,7 @@ impl Registry {
         let touched = std::iter::once(&digest)
             .chain(manifest.blobs.iter().map(|b| &b.digest))
             .chain(manifest.children.iter().map(|c| &c.digest));
-        let _pass = self.gc.fence.enter(touched).await;
+        let entered = self.gc_enter(touched, true).await?;
         self.check_references(repo, &manifest).await?;
         for tag in tags {
             // Refused before anything is stored; the swap below closes the race.
@@ -195,10 +195,13 @@ impl Registry {
         // Content first, then the links that make it reachable: a crash in between leaves at
         // most an unreferenced blob, never a link to missing content.
         self.store.blobs.blob_put(&digest, bytes.clone()).await?;
+        entered.check_window()?;
         self.store
             .metadata
             .link_write(&Link::Revision(repo.clone(), digest.clone()), &digest)
             .await?;
+        // The revision is what a collection's second mark reads (`gc::shared`, rule c).
+        entered.check_window()?;
         if let Some(subject) = &manifest.subject {
             let link = Link::Referrer {
                 repo: repo.clone(),

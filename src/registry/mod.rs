@@ -38,10 +38,11 @@ pub struct Options {
     pub retention: Option<std::sync::Arc<retention::Rules>>,
     /// `storage.maintenance.gc.delay` for collections asked for without one (None: 1 hour).
     pub gc_delay: Option<std::time::Duration>,
-    /// Other processes (replicas on object storage) write the same store. Garbage collection
-    /// is then refused: its fence only sees this process's requests, so a sweep could delete
-    /// what another replica is pushing, until collectors share a lease in the store.
+    /// Other processes (replicas on object storage) write the same store: garbage collection
+    /// then publishes its candidates and waits for the replicas' rescues (`gc::shared`).
     pub shared_storage: bool,
+    /// `storage.maintenance.gc.{window,poll,margin,maxrunage}` (shared storage only).
+    pub gc_timing: gc::shared::Timing,
 }
 
 pub struct Registry {

@@ -341,13 +341,16 @@ impl Registry {
         }
         // The blob may exist already, unreferenced and old: touched, the collection keeps it
         // or deletes it before the commit, which then stores it again (`gc::fence`).
-        let _pass = self.gc.fence.enter([digest]).await;
+        let entered = self.gc_enter([digest], true).await?;
         self.store.uploads.upload_commit(repo, id, digest).await?;
+        entered.check_window()?;
         self.store
             .metadata
             .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
             .await
             .map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
+        entered.check_window()?;
+        drop(entered);
         self.uploads.forget(repo, id);
         self.uploads.closed();
         self.events.emit(ctx, Action::Push, || Target::blob(repo, digest, size));
@@ -407,17 +410,20 @@ impl Registry {
     /// then starts an ordinary upload session, as the spec asks).
     pub async fn blob_mount(&self, ctx: &RequestContext, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
         self.check_writable()?;
-        let _pass = self.gc.fence.enter([digest]).await;
+        let entered = self.gc_enter([digest], true).await?;
         if !self.blob_linked(from, digest).await? {
             return Ok(false);
         }
         let Some(info) = self.store.blobs.blob_stat(digest).await? else {
             return Ok(false);
         };
+        entered.check_window()?;
         self.store
             .metadata
             .link_write(&Link::Layer(repo.clone(), digest.clone()), digest)
             .await?;
+        entered.check_window()?;
+        drop(entered);
         self.events.emit(ctx, Action::Mount, || {
             let (kind, mut target) = Target::blob(repo, digest, info.size);
             target.from_repository = from.to_string();
@@ -511,13 +517,11 @@ impl Registry {
             )
             .with_detail(serde_json::json!({ "expected": digest.to_string(), "actual": actual.to_string(), "size": declared })));
         }
-        let stored = {
-            let _pass = self.gc.fence.enter([digest]).await;
-            self.store.blobs.blob_put(digest, bytes.clone()).await
-        };
-        if let Err(e) = stored {
+        let entered = self.gc_enter([digest], true).await?;
+        let stored = self.store.blobs.blob_put(digest, bytes.clone()).await;
+        if let Err(e) = stored.map_err(RegistryError::from).and_then(|_| entered.check_window()) {
             self.keep_in_session(repo, id, state, bytes).await;
-            return Err(e.into());
+            return Err(e);
         }
         // The blob is stored: its link and the session's removal do not depend on each other.
         let layer = Link::Layer(repo.clone(), digest.clone());
@@ -526,6 +530,8 @@ impl Registry {
             self.store.uploads.upload_delete(repo, id)
         );
         linked.map_err(|e| RegistryError::storage_when(e, "the blob was stored but not linked to the repository; push it again"))?;
+        entered.check_window()?;
+        drop(entered);
         if let Err(e) = removed {
             tracing::warn!(repository = %repo, upload = %id, error = %e, "the blob is committed but its session was not removed; the upload purge removes it");
         }

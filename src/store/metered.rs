@@ -206,6 +206,7 @@ pub fn metered(storage: Storage, driver: &'static str) -> Storage {
             inner: storage.metadata,
             series,
         }),
+        coordination: storage.coordination,
     }
 }
 

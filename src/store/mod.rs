@@ -3,6 +3,7 @@
 //! implement all three; nothing above this module knows which backend it talks to.
 
 mod append;
+pub mod coordination;
 pub mod durable;
 pub mod error;
 pub mod fs;
@@ -229,6 +230,8 @@ pub struct Storage {
     pub blobs: Arc<dyn BlobStore>,
     pub uploads: Arc<dyn UploadStore>,
     pub metadata: Arc<dyn MetadataStore>,
+    /// Where replicas coordinate (shared backends only; see [`coordination`]).
+    pub coordination: Option<Arc<dyn coordination::CoordinationStore>>,
 }
 
 impl Storage {
@@ -239,6 +242,7 @@ impl Storage {
             blobs: backend.clone(),
             uploads: backend.clone(),
             metadata: backend,
+            coordination: None,
         }
     }
 }
@@ -249,10 +253,12 @@ impl Storage {
 pub async fn object_storage(settings: crate::config::ObjectStorage<'_>, redirect_disabled: bool) -> anyhow::Result<Storage> {
     let backend = object::ObjectBackend::new(settings, redirect_disabled)?;
     backend.check_reachable().await?;
+    let coordination: Arc<dyn coordination::CoordinationStore> = Arc::new(backend.clone());
     let storage = metered::metered(Storage::of(backend), object::client::driver_name(settings));
     let metadata = index::IndexedStore::load(storage.metadata.clone(), index::Coherence::Shared).await?;
     Ok(Storage {
         metadata: Arc::new(metadata),
+        coordination: Some(coordination),
         ..storage
     })
 }

@@ -30,6 +30,10 @@ pub(super) struct Marked {
     /// The tags of each repository with a manifest to delete (their history is cleaned).
     pub tags: HashMap<RepoName, Vec<Tag>>,
     pub repositories: usize,
+    /// Shared storage: only these blobs may go (the run's published candidates).
+    pub only: Option<HashSet<Digest>>,
+    /// Shared storage: what each batch of the sweep checks first.
+    pub going: Option<super::shared::Going>,
 }
 
 /// One repository's part of the mark.

@@ -3,12 +3,14 @@
 //! on a schedule (`schedule`), on demand (`POST /v2/_wharf/gc`) or from `wharf garbage-collect`.
 
 pub(crate) mod fence;
+mod lease;
 mod mark;
 pub mod schedule;
+pub mod shared;
 mod sweep;
+pub(crate) mod watch;
 
 use super::{Registry, Result};
-use crate::oci::{ErrorCode, RegistryError};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -94,6 +96,8 @@ pub struct GcTotals {
 #[derive(Default)]
 pub(crate) struct Gc {
     pub(crate) fence: fence::Fence,
+    /// Shared storage: this replica's view of the collections running anywhere (`shared`).
+    pub(crate) watch: std::sync::OnceLock<std::sync::Arc<watch::Watch>>,
     /// One collection at a time.
     running: tokio::sync::Mutex<()>,
     status: Mutex<(GcStatus, GcTotals)>,
@@ -109,12 +113,6 @@ impl Registry {
     /// Runs one collection now (after the one running, if any) and reports what it deleted.
     pub async fn collect_garbage(&self, opts: GcOptions) -> Result<GcReport> {
         self.check_writable()?;
-        if self.options.shared_storage {
-            return Err(RegistryError::new(
-                ErrorCode::Unsupported,
-                "garbage collection on shared object storage is not supported yet: its replicas have no collection lease",
-            ));
-        }
         let _one = self.gc.running.lock().await;
         let started = SystemTime::now();
         self.gc_status_update(|s, _| {
@@ -125,7 +123,11 @@ impl Registry {
         // Recording first: from here on, whatever a request uses is spared (see `fence`).
         self.gc.fence.begin().await;
         let cut = started.checked_sub(opts.delay).unwrap_or(SystemTime::UNIX_EPOCH);
-        let result = self.gc_run(opts, cut).await;
+        // On shared storage a dry run deletes nothing, so it needs neither lease nor window.
+        let result = match self.options.shared_storage && !opts.dry_run {
+            true => self.gc_run_shared(opts, cut).await,
+            false => self.gc_run(opts, cut).await,
+        };
         self.gc.fence.end().await;
         let elapsed = clock.elapsed().as_secs_f64();
         self.gc_status_update(|s, totals| {
@@ -167,15 +169,19 @@ impl Registry {
         Ok(report)
     }
 
-    async fn gc_run(&self, opts: GcOptions, cut: SystemTime) -> Result<GcReport> {
-        // Retention first, as zot runs it: the tags and untagged manifests its policies drop are
-        // then unreferenced for this mark. In a dry run nothing is dropped, so the blobs they
-        // alone hold are listed by the retention report but not counted as freed.
+    /// Retention first, as zot runs it: the tags and untagged manifests its policies drop are
+    /// then unreferenced for the mark. In a dry run nothing is dropped, so the blobs they alone
+    /// hold are listed by the retention report but not counted as freed.
+    async fn gc_retention(&self, dry_run: bool) -> Result<Option<super::retention::RetentionReport>> {
         let has_policies = self.options.retention.as_ref().is_some_and(|r| r.has_policies());
-        let retention = match has_policies {
-            true => Some(self.apply_retention(opts.dry_run).await?),
+        Ok(match has_policies {
+            true => Some(self.apply_retention(dry_run).await?),
             false => None,
-        };
+        })
+    }
+
+    async fn gc_run(&self, opts: GcOptions, cut: SystemTime) -> Result<GcReport> {
+        let retention = self.gc_retention(opts.dry_run).await?;
         let marked = self.gc_mark(opts.delete_untagged, cut).await?;
         let mut report = GcReport {
             dryrun: opts.dry_run,
@@ -209,5 +215,39 @@ impl Registry {
         let mut s = self.gc.status.lock().unwrap_or_else(|e| e.into_inner());
         let (status, totals) = &mut *s;
         f(status, totals);
+    }
+}
+
+/// What an operation holds from its touch until its links are written (see `fence`, and
+/// `shared` on shared storage).
+pub(crate) struct Entered<'a> {
+    _pass: fence::Pass<'a>,
+    window_end: Option<tokio::time::Instant>,
+}
+
+impl Entered<'_> {
+    /// Before and after the operation's first link write: links are acknowledged only when
+    /// written inside the window its check was made in (`shared`, rule c).
+    pub(crate) fn check_window(&self) -> Result<()> {
+        watch::check_window(self.window_end)
+    }
+}
+
+impl Registry {
+    /// Touches `digests` before an operation relies on them. `strict` for operations that
+    /// write links or acknowledge content; without it (a blob HEAD or GET) a collection on
+    /// shared storage is objected to where it can be, and nothing waits or fails.
+    pub(crate) async fn gc_enter<'d>(
+        &self,
+        digests: impl IntoIterator<Item = &'d crate::oci::Digest>,
+        strict: bool,
+    ) -> Result<Entered<'_>> {
+        let digests: Vec<crate::oci::Digest> = digests.into_iter().cloned().collect();
+        let window_end = match self.gc.watch.get() {
+            Some(watch) => watch.admit(&digests, strict).await?,
+            None => None,
+        };
+        let pass = self.gc.fence.enter(&digests).await;
+        Ok(Entered { _pass: pass, window_end })
     }
 }

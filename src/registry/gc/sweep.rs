@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 /// Blob digests read from the store at a time.
-const BLOB_PAGE: usize = 4096;
+pub(super) const BLOB_PAGE: usize = 4096;
 
 /// Digests deleted under one hold of the fence. Requests that touch content (every blob GET
 /// and push) wait while a batch is deleted, so it stays small.
@@ -40,6 +40,17 @@ enum BlobOutcome {
 /// The tags whose history names each manifest to delete.
 type Histories = HashMap<(RepoName, Digest), Vec<Tag>>;
 
+impl Marked {
+    /// Whether the sweep may delete this blob: unmarked, and a candidate if the run has a list.
+    fn may_go(&self, d: &Digest) -> bool {
+        !self.live.contains(d) && self.only.as_ref().is_none_or(|only| only.contains(d))
+    }
+
+    fn check_going(&self) -> Result<()> {
+        self.going.as_ref().map_or(Ok(()), |g| g.check())
+    }
+}
+
 impl Registry {
     pub(super) async fn gc_sweep_manifests(&self, marked: &Marked, cut: SystemTime, dry_run: bool, report: &mut GcReport) -> Result<()> {
         let removal = |(repo, digest): &(RepoName, Digest)| ManifestRemoval {
@@ -52,6 +63,7 @@ impl Registry {
         }
         let histories = self.gc_tag_histories(marked).await?;
         for batch in marked.manifests.chunks(BATCH) {
+            marked.check_going()?;
             let held = self.gc.fence.hold().await;
             let free: Vec<(RepoName, Digest)> = batch.iter().filter(|(_, d)| !held.touched(d)).cloned().collect();
             report.spared += batch.len() - free.len();
@@ -143,7 +155,7 @@ impl Registry {
             let page = self.store.blobs.blobs_page(after.as_ref(), BLOB_PAGE).await?;
             let Some(last) = page.last().cloned() else { break };
             let mut unmarked = Vec::new();
-            for digest in page.into_iter().filter(|d| !marked.live.contains(d)) {
+            for digest in page.into_iter().filter(|d| marked.may_go(d)) {
                 match marked.recent.contains(&digest) {
                     true => report.spared += 1,
                     false => unmarked.push(digest),
@@ -153,6 +165,7 @@ impl Registry {
                 let outcomes = match dry_run {
                     true => self.gc_blob_ages(batch.to_vec(), cut).await?,
                     false => {
+                        marked.check_going()?;
                         let held = self.gc.fence.hold().await;
                         let free: Vec<Digest> = batch.iter().filter(|d| !held.touched(d)).cloned().collect();
                         report.spared += batch.len() - free.len();

@@ -14,6 +14,7 @@
 pub mod azure;
 mod blobs;
 pub mod client;
+mod coordination;
 mod copy;
 mod keys;
 mod metadata;
