@@ -1,6 +1,7 @@
 //! wharf replicas on a three-node Garage cluster (each node in its own network namespace,
 //! replication factor 3), driven by real clients: docker pushes through one replica and pulls
 //! through the other, skopeo copies a multi-arch index in through one and out through the other,
+//! an upload session begun on one is finished on the other,
 //! a Garage node is stopped in the middle of a docker push, and nginx balances the two replicas
 //! with the configuration the README shows (deploy/replicas/nginx.conf), while one of them is
 //! killed with SIGKILL in the middle of a push. The replicas serve the configuration the README
@@ -13,7 +14,7 @@ use common::dockerd::{pushed_digest, Dockerd};
 use common::garage::{Garage, BUCKET, REGION};
 use common::images::{
     docker_context_sized, http_get, http_request, referenced_digests, registry_blob, registry_catalog, registry_manifest, registry_tags,
-    run, signal_pid, stop_child, wait_until, Skopeo, ACCEPT_ALL_MANIFESTS,
+    run, signal_pid, stop_child, wait_until, HttpResp, Skopeo, ACCEPT_ALL_MANIFESTS,
 };
 use common::netns::TestSwitch;
 use common::{sha256_digest, Wharf};
@@ -216,6 +217,7 @@ fn docker_pushes_through_one_replica_and_pulls_through_the_other_also_with_a_nod
         format!("docker://{}/team/multi:v1", b.addr),
     );
     sk.copy_index_through(&into, &out_of);
+    upload_begun_on_one_finished_on_the_other(&a.url, &b.url);
     let tmp = tempfile::tempdir().unwrap();
 
     // Garage node 2 (neither replica's endpoint) stops while docker pushes through B: with
@@ -251,7 +253,54 @@ fn docker_pushes_through_one_replica_and_pulls_through_the_other_also_with_a_nod
     let by_digest = http_get(&by_digest_url, &[("Accept", ACCEPT_ALL_MANIFESTS)]);
     assert_eq!(by_digest.status, 404, "B by digest after v1 was deleted through A");
     assert_eq!(registry_tags(&b.url, "team/app"), ["v2"]);
-    assert_eq!(registry_catalog(&b.url), ["team/app", "team/multi"]);
+    assert_eq!(registry_catalog(&b.url), ["team/app", "team/multi", "team/session"]);
+}
+
+/// A chunked upload as the spec describes it: begun and sent its first two chunks (more than
+/// a part) through `a`, its third through `b`, and closed through `b`; the blob then streams whole
+/// from `a` and redirects from `b`, its bytes equal to its digest either way.
+fn upload_begun_on_one_finished_on_the_other(a: &str, b: &str) {
+    let blob = common::api::random_bytes(13 * MIB + 5);
+    let digest = sha256_digest(&blob);
+    let path_of = |r: &HttpResp| {
+        let location = r
+            .header("Location")
+            .unwrap_or_else(|| panic!("no Location: {}", r.status))
+            .to_string();
+        match location.find("/v2/") {
+            Some(i) => location[i..].to_string(),
+            None => panic!("Location {location}"),
+        }
+    };
+    let started = http_request("POST", &format!("{a}/v2/team/session/blobs/uploads/"), &[], Vec::new());
+    assert_eq!(started.status, 202, "{}", String::from_utf8_lossy(&started.body));
+    let mut path = path_of(&started);
+    let cuts = [0, 6 * MIB, 11 * MIB, blob.len() - 100];
+    for (i, w) in cuts.windows(2).enumerate() {
+        let via = if i < 2 { a } else { b };
+        let range = format!("{}-{}", w[0], w[1] - 1);
+        let sent = http_request(
+            "PATCH",
+            &format!("{via}{path}"),
+            &[("Content-Type", "application/octet-stream"), ("Content-Range", &range)],
+            blob[w[0]..w[1]].to_vec(),
+        );
+        assert_eq!(sent.status, 202, "chunk {i} via {via}: {}", String::from_utf8_lossy(&sent.body));
+        assert_eq!(sent.header("Range"), Some(format!("0-{}", w[1] - 1).as_str()), "chunk {i}");
+        path = path_of(&sent);
+    }
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let closed = http_request(
+        "PUT",
+        &format!("{b}{path}{sep}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        blob[cuts[3]..].to_vec(),
+    );
+    assert_eq!(closed.status, 201, "closing through B: {}", String::from_utf8_lossy(&closed.body));
+    let via_a = http_get(&format!("{a}/v2/team/session/blobs/{digest}"), &[]);
+    assert_eq!((via_a.status, sha256_digest(&via_a.body)), (200, digest.clone()), "streamed by A");
+    let via_b = curl_follow(&format!("{b}/v2/team/session/blobs/{digest}"));
+    assert_eq!(sha256_digest(&via_b), digest, "redirected by B");
 }
 
 /// nginx as its own process, with deploy/replicas/nginx.conf included as shipped but for the
