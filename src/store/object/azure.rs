@@ -98,11 +98,7 @@ pub fn build(a: &AzureStorage, redirect_disabled: bool, probe_limit: Option<Dura
     let url = service_url(a);
     let plain_http = url.starts_with("http://");
     let retry = match probe_limit {
-        Some(limit) => RetryConfig {
-            backoff: Default::default(),
-            max_retries: 1,
-            retry_timeout: limit,
-        },
+        Some(limit) => super::client::probe_retry(limit),
         None => retry(a)?,
     };
     let azure = MicrosoftAzureBuilder::new()

@@ -10,7 +10,7 @@ use object_store::aws::AmazonS3;
 use object_store::azure::MicrosoftAzure;
 use object_store::multipart::MultipartStore;
 use object_store::signer::Signer;
-use object_store::{ClientOptions, ObjectStore};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,33 +38,30 @@ pub fn driver_name(settings: ObjectStorage<'_>) -> &'static str {
     }
 }
 
-/// The client for `settings` and the backend's knobs, as `serve` runs it.
-pub fn connect(settings: ObjectStorage<'_>, redirect_disabled: bool) -> anyhow::Result<(Arc<dyn Client>, Tuning)> {
+/// The client for `settings` and the backend's knobs: as `serve` runs it, or with `probe` a
+/// client for short checks (`wharf config check`, `/debug/health`) whose every request, its one
+/// retry included, ends within that limit, so an unreachable endpoint is reported in seconds,
+/// not after the backoff a registry request rides out.
+pub fn connect(settings: ObjectStorage<'_>, redirect_disabled: bool, probe: Option<Duration>) -> anyhow::Result<(Arc<dyn Client>, Tuning)> {
     Ok(match settings {
         ObjectStorage::S3(s) => {
-            let (s3, tuning) = super::settings::build(s, redirect_disabled)?;
+            let (s3, tuning) = super::settings::build(s, redirect_disabled, probe)?;
             (Arc::new(s3), tuning)
         }
         ObjectStorage::Azure(a) => {
-            let (azure, tuning) = super::azure::build(a, redirect_disabled, None)?;
+            let (azure, tuning) = super::azure::build(a, redirect_disabled, probe)?;
             (Arc::new(azure), tuning)
         }
     })
 }
 
-/// A client for short checks (`wharf config check`, `/debug/health`): each request, its one
-/// retry included, ends within `limit`.
-pub fn connect_probe(settings: ObjectStorage<'_>, limit: Duration) -> anyhow::Result<(Arc<dyn Client>, Tuning)> {
-    Ok(match settings {
-        ObjectStorage::S3(s) => {
-            let (s3, tuning) = super::settings::build_probe(s, limit)?;
-            (Arc::new(s3), tuning)
-        }
-        ObjectStorage::Azure(a) => {
-            let (azure, tuning) = super::azure::build(a, true, Some(limit))?;
-            (Arc::new(azure), tuning)
-        }
-    })
+/// The retries of a probe: one, within `limit`.
+pub fn probe_retry(limit: Duration) -> RetryConfig {
+    RetryConfig {
+        backoff: Default::default(),
+        max_retries: 1,
+        retry_timeout: limit,
+    }
 }
 
 /// The HTTP client's options: connects fail fast so that retries reach a node that is up; no

@@ -57,7 +57,7 @@ fn store_error(e: object_store::Error) -> StoreError {
 
 impl ObjectBackend {
     pub fn new(settings: ObjectStorage<'_>, redirect_disabled: bool) -> anyhow::Result<ObjectBackend> {
-        let (s3, tuning) = client::connect(settings, redirect_disabled)?;
+        let (s3, tuning) = client::connect(settings, redirect_disabled, None)?;
         Ok(ObjectBackend {
             s3,
             keys: Arc::new(Keys::new(&tuning.rootdirectory)),

@@ -137,7 +137,7 @@ pub struct BucketProbe {
 impl BucketProbe {
     /// Each request (with its one retry) ends within `limit`.
     pub fn new(settings: ObjectStorage<'_>, limit: Duration) -> anyhow::Result<BucketProbe> {
-        let (s3, tuning) = super::client::connect_probe(settings, limit)?;
+        let (s3, tuning) = super::client::connect(settings, true, Some(limit))?;
         Ok(BucketProbe {
             s3,
             keys: Keys::new(&tuning.rootdirectory),

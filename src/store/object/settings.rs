@@ -5,7 +5,7 @@ use super::copy::CopySettings;
 use crate::config::S3Storage;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpConnector, ReqwestConnector};
-use object_store::{Attribute, Attributes, ClientOptions, RetryConfig};
+use object_store::{Attribute, Attributes, ClientOptions};
 use serde_yaml_ng::Value;
 use std::time::Duration;
 
@@ -110,24 +110,13 @@ fn endpoint(s: &S3Storage, secure: bool) -> Option<String> {
 
 /// The S3 client and tuning for `s`. Credentials not in the file come from the environment
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`...), as registry:2's
-/// default credential chain does.
-pub fn build(s: &S3Storage, redirect_disabled: bool) -> anyhow::Result<(AmazonS3, Tuning)> {
-    let (b, tuning) = builder(s, redirect_disabled, None)?;
+/// default credential chain does. With `probe`, a client for short checks (see [`connect`](super::client::connect)).
+pub fn build(s: &S3Storage, redirect_disabled: bool, probe: Option<Duration>) -> anyhow::Result<(AmazonS3, Tuning)> {
+    let (mut b, tuning) = builder(s, redirect_disabled, probe)?;
+    if let Some(limit) = probe {
+        b = b.with_retry(super::client::probe_retry(limit));
+    }
     Ok((b.build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?, tuning))
-}
-
-/// A client for short checks of the bucket (`wharf config check`, `/debug/health`): each
-/// request ends within `limit`, retries included, so an unreachable endpoint is reported in
-/// seconds, not after the backoff a registry request rides out.
-pub fn build_probe(s: &S3Storage, limit: Duration) -> anyhow::Result<(AmazonS3, Tuning)> {
-    let (b, tuning) = builder(s, true, Some(limit))?;
-    let retry = RetryConfig {
-        backoff: Default::default(),
-        max_retries: 1,
-        retry_timeout: limit,
-    };
-    let store = b.with_retry(retry).build().map_err(|e| anyhow::anyhow!("storage.s3: {e}"))?;
-    Ok((store, tuning))
 }
 
 /// The client's builder for `s`, requests limited to `request_timeout` when given.
@@ -277,7 +266,7 @@ mod tests {
             chunksize: Some(Value::from(1024u64)),
             ..Default::default()
         };
-        assert!(build(&small, false).unwrap_err().to_string().contains("at least"));
+        assert!(build(&small, false, None).unwrap_err().to_string().contains("at least"));
     }
 
     #[test]
@@ -287,7 +276,7 @@ mod tests {
             regionendpoint: "http://127.0.0.1:3900".into(),
             ..Default::default()
         };
-        let (_, t) = build(&base, false).unwrap();
+        let (_, t) = build(&base, false, None).unwrap();
         let copy = |t: Tuning| t.copy.expect("S3 copies by its own requests");
         let t = copy(t);
         assert_eq!((t.chunk_size, t.max_concurrency, t.threshold), (32 << 20, 100, 32 << 20));
@@ -296,7 +285,7 @@ mod tests {
         let set = |f: fn(&mut S3Storage)| {
             let mut s = base.clone();
             f(&mut s);
-            build(&s, false).map(|(_, t)| copy(t))
+            build(&s, false, None).map(|(_, t)| copy(t))
         };
         assert!(
             set(|s| s.multipartcopychunksize = Some(Value::from(1u64 << 20))).is_err(),
